@@ -1,0 +1,196 @@
+#include "graph.h"
+#include <stdlib.h>
+#include <string.h>
+
+void ps_graph_init(ps_graph *g, ps_arena *arena, int training)
+{
+    memset(g, 0, sizeof *g);
+    g->arena = arena;
+    g->training = training;
+    g->bn_momentum = 0.1f;
+}
+
+void ps_graph_clear(ps_graph *g)
+{
+    g->n_nodes = 0;
+    ps_arena_reset(g->arena);
+}
+
+void ps_graph_release(ps_graph *g)
+{
+    free(g->nodes);
+    g->nodes = NULL;
+    g->n_nodes = g->cap_nodes = 0;
+}
+
+/* Records a node in training mode; returns NULL in inference so callers skip the extras. */
+static ps_node *record(ps_graph *g, ps_op_kind op, ps_tensor *out, int n_in, ps_tensor *const *in)
+{
+    if (!g->training)
+        return NULL;
+    if (g->n_nodes == g->cap_nodes) {
+        g->cap_nodes = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        g->nodes = realloc(g->nodes, (size_t)g->cap_nodes * sizeof *g->nodes);
+        if (!g->nodes)
+            abort();
+    }
+    ps_node *nd = &g->nodes[g->n_nodes++];
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->out = out;
+    nd->n_in = n_in;
+    for (int i = 0; i < n_in; i++)
+        nd->in[i] = in[i];
+    return nd;
+}
+
+static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
+{
+    return ps_arena_tensor(g->arena, x->n, x->c, x->h, x->w);
+}
+
+ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
+                       int pad, int dilation, int groups)
+{
+    ps_conv2d_params p = {stride, pad, pad, dilation, groups};
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
+                                   ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
+                                   ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
+    ps_conv2d_ref(x, w, b, &p, y);
+    ps_node *nd = record(g, PS_OP_CONV2D, y, 3, (ps_tensor *[]){x, w, b});
+    if (nd)
+        nd->conv = p;
+    return y;
+}
+
+ps_tensor *ps_g_conv1d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int pad)
+{
+    ps_conv2d_params p = {1, 0, pad, 1, 1};
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n, 1,
+                                   ps_conv2d_out_size(x->w, w->w, pad, 1, 1));
+    ps_conv1d_ref(x, w, b, 1, pad, 1, 1, y);
+    ps_node *nd = record(g, PS_OP_CONV1D, y, 3, (ps_tensor *[]){x, w, b});
+    if (nd)
+        nd->conv = p;
+    return y;
+}
+
+ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n, 1, 1);
+    ps_linear_ref(x, w, b, y);
+    record(g, PS_OP_LINEAR, y, 3, (ps_tensor *[]){x, w, b});
+    return y;
+}
+
+ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor *beta,
+                          ps_tensor *mean, ps_tensor *var, float eps)
+{
+    ps_tensor *y = new_like(g, x);
+    if (!g->training) {
+        ps_batchnorm_ref(x, gamma, beta, mean, var, eps, y);
+        return y;
+    }
+    float *save_mean = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
+    float *save_invstd = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
+    ps_batchnorm_train_ref(x, gamma, beta, mean, var, g->bn_momentum, eps, y, save_mean,
+                           save_invstd);
+    ps_node *nd = record(g, PS_OP_BATCHNORM_TRAIN, y, 3, (ps_tensor *[]){x, gamma, beta});
+    nd->eps = eps;
+    nd->save_mean = save_mean;
+    nd->save_invstd = save_invstd;
+    return y;
+}
+
+ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma,
+                          ps_tensor *beta, float eps)
+{
+    ps_tensor *y = new_like(g, x);
+    ps_groupnorm_ref(x, groups, gamma, beta, eps, y);
+    ps_node *nd = record(g, PS_OP_GROUPNORM, y, 3, (ps_tensor *[]){x, gamma, beta});
+    if (nd) {
+        nd->iarg = groups;
+        nd->eps = eps;
+    }
+    return y;
+}
+
+/* Ops of one input whose output has the input's shape or a fixed derived shape. */
+#define UNARY(name, OP, n_, c_, h_, w_)                                        \
+    ps_tensor *ps_g_##name(ps_graph *g, ps_tensor *x)                          \
+    {                                                                          \
+        ps_tensor *y = ps_arena_tensor(g->arena, n_, c_, h_, w_);              \
+        ps_##name##_ref(x, y);                                                 \
+        record(g, OP, y, 1, &x);                                               \
+        return y;                                                              \
+    }
+UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
+UNARY(gelu, PS_OP_GELU, x->n, x->c, x->h, x->w)
+UNARY(sigmoid, PS_OP_SIGMOID, x->n, x->c, x->h, x->w)
+UNARY(maxpool2x2, PS_OP_MAXPOOL2X2, x->n, x->c, x->h / 2, x->w / 2)
+UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
+UNARY(channel_mean_max, PS_OP_CHANNEL_MEAN_MAX, x->n, 2, x->h, x->w)
+UNARY(upsample2x, PS_OP_UPSAMPLE2X, x->n, x->c, 2 * x->h, 2 * x->w)
+#undef UNARY
+
+ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
+    ps_reflect_pad_ref(x, pad, y);
+    ps_node *nd = record(g, PS_OP_REFLECT_PAD, y, 1, &x);
+    if (nd)
+        nd->iarg = pad;
+    return y;
+}
+
+static int bdim(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+ps_tensor *ps_g_add(ps_graph *g, ps_tensor *a, ps_tensor *b)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
+                                   bdim(a->h, b->h), bdim(a->w, b->w));
+    ps_add_ref(a, b, y);
+    record(g, PS_OP_ADD, y, 2, (ps_tensor *[]){a, b});
+    return y;
+}
+
+ps_tensor *ps_g_mul(ps_graph *g, ps_tensor *a, ps_tensor *b)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
+                                   bdim(a->h, b->h), bdim(a->w, b->w));
+    ps_mul_ref(a, b, y);
+    record(g, PS_OP_MUL, y, 2, (ps_tensor *[]){a, b});
+    return y;
+}
+
+ps_tensor *ps_g_concat(ps_graph *g, ps_tensor *const *xs, int n)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += xs[i]->c;
+    ps_tensor *y = ps_arena_tensor(g->arena, xs[0]->n, c, xs[0]->h, xs[0]->w);
+    ps_concat_channels_ref((const ps_tensor *const *)xs, n, y);
+    record(g, PS_OP_CONCAT, y, n, xs);
+    return y;
+}
+
+ps_tensor *ps_g_slice(ps_graph *g, ps_tensor *x, int c0, int count)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, count, x->h, x->w);
+    ps_slice_channels_ref(x, c0, y);
+    ps_node *nd = record(g, PS_OP_SLICE, y, 1, &x);
+    if (nd)
+        nd->iarg = c0;
+    return y;
+}
+
+ps_tensor *ps_g_reshape(ps_graph *g, ps_tensor *x, int n, int c, int h, int w)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, n, c, h, w);
+    memcpy(y->data, x->data, ps_numel(x) * sizeof(float));
+    record(g, PS_OP_RESHAPE, y, 1, &x);
+    return y;
+}

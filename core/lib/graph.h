@@ -1,0 +1,62 @@
+/* The model's forward pass is written once against these functions. Each allocates its
+ * output from the graph's arena and runs the reference op; when the graph is in training
+ * mode it also records a node, so core/train/backward.c can run the pass in reverse.
+ * Inference never records anything and never touches training code. */
+#pragma once
+#include "ops.h"
+
+#define PS_NODE_MAX_IN 6
+
+typedef enum ps_op_kind {
+    PS_OP_CONV2D, PS_OP_CONV1D, PS_OP_LINEAR, PS_OP_BATCHNORM_TRAIN, PS_OP_GROUPNORM,
+    PS_OP_RELU, PS_OP_GELU, PS_OP_SIGMOID, PS_OP_MAXPOOL2X2, PS_OP_GLOBAL_AVGPOOL,
+    PS_OP_CHANNEL_MEAN_MAX, PS_OP_REFLECT_PAD, PS_OP_UPSAMPLE2X, PS_OP_ADD, PS_OP_MUL,
+    PS_OP_CONCAT, PS_OP_SLICE, PS_OP_RESHAPE,
+} ps_op_kind;
+
+typedef struct ps_node {
+    ps_op_kind op;
+    int n_in;
+    ps_tensor *in[PS_NODE_MAX_IN];
+    ps_tensor *out;
+    ps_conv2d_params conv; /* conv2d, conv1d (pad_w = pad) */
+    int iarg;              /* groups (groupnorm), pad (reflect), c0 (slice) */
+    float eps;
+    float *save_mean, *save_invstd; /* batch-norm training */
+} ps_node;
+
+typedef struct ps_graph {
+    ps_arena *arena;
+    int training;      /* batch-norm uses batch statistics, and nodes are recorded */
+    float bn_momentum; /* running-statistics momentum in training (PyTorch default 0.1) */
+    ps_node *nodes;
+    int n_nodes, cap_nodes;
+} ps_graph;
+
+void ps_graph_init(ps_graph *g, ps_arena *arena, int training);
+void ps_graph_clear(ps_graph *g); /* forget nodes and reset the arena */
+void ps_graph_release(ps_graph *g);
+
+ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
+                       int pad, int dilation, int groups);
+ps_tensor *ps_g_conv1d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int pad);
+ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
+/* Inference: running statistics. Training: batch statistics, running ones updated. */
+ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor *beta,
+                          ps_tensor *mean, ps_tensor *var, float eps);
+ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma,
+                          ps_tensor *beta, float eps);
+ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_global_avgpool(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad);
+ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_add(ps_graph *g, ps_tensor *a, ps_tensor *b);
+ps_tensor *ps_g_mul(ps_graph *g, ps_tensor *a, ps_tensor *b);
+ps_tensor *ps_g_concat(ps_graph *g, ps_tensor *const *xs, int n);
+ps_tensor *ps_g_slice(ps_graph *g, ps_tensor *x, int c0, int count);
+/* Same values, new shape (same element count). A copy, so gradients stay separate. */
+ps_tensor *ps_g_reshape(ps_graph *g, ps_tensor *x, int n, int c, int h, int w);

@@ -1,0 +1,29 @@
+/* 8-bit images: JPEG (libjpeg-turbo) and PNG (libpng) decode/encode, and bilinear resizing. */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+
+typedef struct ps_image {
+    int w, h, c;   /* c = 1 (grey) or 3 (RGB), interleaved rows, stride = w*c */
+    uint8_t *data; /* owned */
+} ps_image;
+
+GQuark ps_image_error_quark(void);
+#define PS_IMAGE_ERROR ps_image_error_quark()
+
+ps_image *ps_image_new(int w, int h, int c); /* zeroed */
+void ps_image_free(ps_image *im);
+/* Decodes JPEG or PNG (chosen by the file's magic bytes, not its name) to RGB (c=3); grey,
+ * palette, 16-bit and alpha inputs are converted. Errors name the file and what is wrong. */
+ps_image *ps_image_load_rgb(const char *path, GError **err);
+/* Loads a ground-truth mask: grey value (luma of RGB) >= 128 -> 255, else 0; c = 1. */
+ps_image *ps_image_load_mask(const char *path, GError **err);
+/* PNG, c = 1 or 3, written atomically (temporary file + rename). */
+gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err);
+
+/* Bilinear resize with half-pixel centres (align_corners=False, like cv2.INTER_LINEAR /
+ * torch interpolate(mode="bilinear")), any channel count; src stride in bytes. */
+void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int c,
+                           uint8_t *dst, int dw, int dh, int dstride);
+/* Same for a float plane (one channel). */
+void ps_resize_bilinear_f32(const float *src, int sw, int sh, float *dst, int dw, int dh);

@@ -1,0 +1,454 @@
+/* Plain scalar reference kernels (contract in ops.h). Innermost loops run over contiguous
+ * memory with loop-invariant values hoisted, so the compiler can vectorise them. Reductions
+ * that feed statistics accumulate in double. */
+#include "ops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers ---- */
+
+/* Sum in double with independent partial sums (vectorisable without -ffast-math). */
+static double sum_d(const float *x, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += x[i + k];
+    for (; i < n; i++)
+        s[0] += x[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Sum of squared deviations from `mean` (second pass of a two-pass variance). */
+static double sum_sqdev_d(const float *x, size_t n, double mean)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            double d = x[i + k] - mean;
+            s[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = x[i] - mean;
+        s[0] += d * d;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Dot product with 8 independent partial sums. */
+static float dot_f(const float *a, const float *b, size_t n)
+{
+    float s[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += a[i + k] * b[i + k];
+    float t = 0;
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    for (int k = 0; k < 8; k++)
+        t += s[k];
+    return t;
+}
+
+/* y = x * scale + shift over n values. */
+static void affine(float *restrict y, const float *restrict x, size_t n, float scale, float shift)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * scale + shift;
+}
+
+/* ---- convolution ---- */
+
+int ps_conv2d_out_size(int in, int k, int pad, int stride, int dilation)
+{
+    int span = in + 2 * pad - dilation * (k - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+typedef struct conv_geom {
+    int h, w, ho, wo, stride;
+} conv_geom;
+
+/* Output positions o in [*lo, *hi) whose input index o * stride + off lies in [0, n_in). */
+static void tap_range(int n_out, int n_in, int stride, int off, int *lo, int *hi)
+{
+    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
+    *hi = h < n_out ? h : n_out;
+    *lo = l < *hi ? l : *hi;
+}
+
+/* One kernel tap over a whole plane: y[o] += wv * x[o * stride + off] (zero outside x).
+ * Computing a conv as a sum of shifted planes keeps every inner loop contiguous in y. */
+static void conv_tap(float *restrict y, const float *restrict x, float wv, const conv_geom *g,
+                     int off_h, int off_w)
+{
+    const int s = g->stride;
+    if (s == 1 && off_h == 0 && off_w == 0 && g->h == g->ho && g->w == g->wo) {
+        /* Pointwise convs and centre taps of 'same' convs: one flat loop. */
+        const size_t n = (size_t)g->h * g->w;
+        for (size_t i = 0; i < n; i++)
+            y[i] += wv * x[i];
+        return;
+    }
+    int oh0, oh1, ow0, ow1;
+    tap_range(g->ho, g->h, s, off_h, &oh0, &oh1);
+    tap_range(g->wo, g->w, s, off_w, &ow0, &ow1);
+    for (int oh = oh0; oh < oh1; oh++) {
+        float *yr = y + (size_t)oh * g->wo;
+        const float *xr = x + (size_t)(oh * s + off_h) * g->w;
+        if (s == 1)
+            for (int ow = ow0; ow < ow1; ow++)
+                yr[ow] += wv * xr[ow + off_w];
+        else
+            for (int ow = ow0; ow < ow1; ow++)
+                yr[ow] += wv * xr[ow * s + off_w];
+    }
+}
+
+void ps_conv2d_ref(const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
+                   const ps_conv2d_params *p, ps_tensor *y)
+{
+    const conv_geom g = {x->h, x->w, y->h, y->w, p->stride};
+    const int cin_g = x->c / p->groups, cout_g = y->c / p->groups;
+    const int kh = w->h, kw = w->w, d = p->dilation;
+    const size_t xplane = (size_t)x->h * x->w, yplane = (size_t)y->h * y->w;
+    for (int n = 0; n < y->n; n++)
+        for (int oc = 0; oc < y->c; oc++) {
+            float *yp = y->data + ((size_t)n * y->c + oc) * yplane;
+            const float bias = b ? b->data[oc] : 0.f;
+            for (size_t i = 0; i < yplane; i++)
+                yp[i] = bias;
+            const int ic0 = oc / cout_g * cin_g;
+            for (int icg = 0; icg < cin_g; icg++) {
+                const float *xp = x->data + ((size_t)n * x->c + ic0 + icg) * xplane;
+                const float *wk = w->data + ((size_t)oc * cin_g + icg) * kh * kw;
+                for (int ky = 0; ky < kh; ky++)
+                    for (int kx = 0; kx < kw; kx++)
+                        conv_tap(yp, xp, wk[ky * kw + kx], &g, ky * d - p->pad_h,
+                                 kx * d - p->pad_w);
+            }
+        }
+}
+
+void ps_conv1d_ref(const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
+                   int stride, int pad, int dilation, int groups, ps_tensor *y)
+{
+    /* A 1-D conv is a 2-D conv with a 1-row input and kernel. */
+    const ps_conv2d_params p = {stride, 0, pad, dilation, groups};
+    ps_conv2d_ref(x, w, b, &p, y);
+}
+
+void ps_linear_ref(const ps_tensor *x, const ps_tensor *w, const ps_tensor *b, ps_tensor *y)
+{
+    const size_t k = (size_t)x->c * x->h * x->w;
+    const int out = w->n;
+    for (int n = 0; n < x->n; n++) {
+        const float *xr = x->data + n * k;
+        for (int o = 0; o < out; o++)
+            y->data[(size_t)n * out + o] =
+                (b ? b->data[o] : 0.f) + dot_f(xr, w->data + (size_t)o * k, k);
+    }
+}
+
+/* ---- normalisation ---- */
+
+void ps_batchnorm_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
+                      const ps_tensor *mean, const ps_tensor *var, float eps, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w;
+    for (int c = 0; c < x->c; c++) {
+        const float scale = gamma->data[c] / sqrtf(var->data[c] + eps);
+        const float shift = beta->data[c] - mean->data[c] * scale;
+        for (int n = 0; n < x->n; n++) {
+            const size_t off = ((size_t)n * x->c + c) * plane;
+            affine(y->data + off, x->data + off, plane, scale, shift);
+        }
+    }
+}
+
+void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
+                            ps_tensor *running_mean, ps_tensor *running_var, float momentum,
+                            float eps, ps_tensor *y, float *save_mean, float *save_invstd)
+{
+    const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
+    for (int c = 0; c < x->c; c++) {
+        double sum = 0, ssd = 0;
+        for (int n = 0; n < x->n; n++)
+            sum += sum_d(x->data + ((size_t)n * x->c + c) * plane, plane);
+        const double mean = sum / m;
+        for (int n = 0; n < x->n; n++)
+            ssd += sum_sqdev_d(x->data + ((size_t)n * x->c + c) * plane, plane, mean);
+        const double var = ssd / m;
+        const float invstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[c] = (float)mean;
+        save_invstd[c] = invstd;
+        const float scale = gamma->data[c] * invstd;
+        const float shift = beta->data[c] - (float)mean * scale;
+        for (int n = 0; n < x->n; n++) {
+            const size_t off = ((size_t)n * x->c + c) * plane;
+            affine(y->data + off, x->data + off, plane, scale, shift);
+        }
+        if (running_mean)
+            running_mean->data[c] = (1 - momentum) * running_mean->data[c] + momentum * (float)mean;
+        if (running_var) {
+            /* Unbiased variance; a single value per channel has none, keep the biased one. */
+            const double unbiased = m > 1 ? ssd / (m - 1) : var;
+            running_var->data[c] =
+                (1 - momentum) * running_var->data[c] + momentum * (float)unbiased;
+        }
+    }
+}
+
+void ps_groupnorm_ref(const ps_tensor *x, int groups, const ps_tensor *gamma,
+                      const ps_tensor *beta, float eps, ps_tensor *y)
+{
+    const int cpg = x->c / groups;
+    const size_t plane = (size_t)x->h * x->w, m = plane * cpg;
+    for (int n = 0; n < x->n; n++)
+        for (int g = 0; g < groups; g++) {
+            /* A group's channels are consecutive, so its values form one block. */
+            const size_t base = ((size_t)n * x->c + (size_t)g * cpg) * plane;
+            const double mean = sum_d(x->data + base, m) / m;
+            const double var = sum_sqdev_d(x->data + base, m, mean) / m;
+            const float invstd = (float)(1.0 / sqrt(var + eps));
+            for (int cg = 0; cg < cpg; cg++) {
+                const int c = g * cpg + cg;
+                const float scale = (gamma ? gamma->data[c] : 1.f) * invstd;
+                const float shift = (beta ? beta->data[c] : 0.f) - (float)mean * scale;
+                const size_t off = base + cg * plane;
+                affine(y->data + off, x->data + off, plane, scale, shift);
+            }
+        }
+}
+
+/* ---- element-wise activations ---- */
+
+void ps_relu_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t n = ps_numel(x);
+    for (size_t i = 0; i < n; i++)
+        y->data[i] = x->data[i] > 0.f ? x->data[i] : 0.f;
+}
+
+void ps_gelu_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t n = ps_numel(x);
+    for (size_t i = 0; i < n; i++) {
+        const float v = x->data[i];
+        y->data[i] = 0.5f * v * (1.f + erff(v * (float)M_SQRT1_2));
+    }
+}
+
+void ps_sigmoid_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t n = ps_numel(x);
+    for (size_t i = 0; i < n; i++)
+        y->data[i] = 1.f / (1.f + expf(-x->data[i]));
+}
+
+/* ---- pooling and resampling ---- */
+
+void ps_maxpool2x2_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const int w = x->w, ho = y->h, wo = y->w;
+    const size_t planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x->data + pl * x->h * w;
+        float *yp = y->data + pl * ho * wo;
+        for (int oh = 0; oh < ho; oh++) {
+            const float *r0 = xp + (size_t)2 * oh * w, *r1 = r0 + w;
+            float *yr = yp + (size_t)oh * wo;
+            for (int ow = 0; ow < wo; ow++) {
+                /* Same visiting order and strict '>' as the backward (first max wins). */
+                float m = r0[2 * ow];
+                m = r0[2 * ow + 1] > m ? r0[2 * ow + 1] : m;
+                m = r1[2 * ow] > m ? r1[2 * ow] : m;
+                m = r1[2 * ow + 1] > m ? r1[2 * ow + 1] : m;
+                yr[ow] = m;
+            }
+        }
+    }
+}
+
+void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w, planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++)
+        y->data[pl] = (float)(sum_d(x->data + pl * plane, plane) / plane);
+}
+
+void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w;
+    const float inv_c = 1.f / x->c;
+    for (int n = 0; n < x->n; n++) {
+        const float *xn = x->data + (size_t)n * x->c * plane;
+        float *mean = y->data + (size_t)n * 2 * plane, *max = mean + plane;
+        memcpy(mean, xn, plane * sizeof(float));
+        memcpy(max, xn, plane * sizeof(float));
+        /* Channel-outer order: both accumulators are streamed plane by plane. */
+        for (int c = 1; c < x->c; c++) {
+            const float *xc = xn + c * plane;
+            for (size_t i = 0; i < plane; i++) {
+                mean[i] += xc[i];
+                max[i] = xc[i] > max[i] ? xc[i] : max[i];
+            }
+        }
+        for (size_t i = 0; i < plane; i++)
+            mean[i] *= inv_c;
+    }
+}
+
+/* Index into [0, n) mirrored at the edges without repeating them (ReflectionPad2d). */
+static int reflect_index(int i, int n)
+{
+    return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+}
+
+void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y)
+{
+    const int h = x->h, w = x->w, ho = y->h, wo = y->w;
+    const size_t planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++)
+        for (int oh = 0; oh < ho; oh++) {
+            const float *xr = x->data + (pl * h + reflect_index(oh - pad, h)) * w;
+            float *yr = y->data + (pl * ho + oh) * wo;
+            for (int j = 0; j < pad; j++) {
+                yr[j] = xr[pad - j];
+                yr[pad + w + j] = xr[w - 2 - j];
+            }
+            memcpy(yr + pad, xr, (size_t)w * sizeof(float));
+        }
+}
+
+/* Source indices and weights of one output coordinate of align_corners=True linear
+ * interpolation, computed in float like PyTorch. */
+typedef struct lin_tap {
+    int i0, i1;
+    float l0, l1;
+} lin_tap;
+
+static lin_tap lin_tap_at(int o, int in, int out)
+{
+    const float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.f;
+    const float src = scale * o;
+    lin_tap t;
+    t.i0 = (int)src;
+    t.i1 = t.i0 < in - 1 ? t.i0 + 1 : t.i0;
+    t.l1 = src - t.i0;
+    t.l0 = 1.f - t.l1;
+    return t;
+}
+
+void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const int h = x->h, w = x->w, ho = y->h, wo = y->w;
+    /* Column taps, then per plane: every input row interpolated along w once (rows), then each
+     * output row a contiguous blend of two of those. Same arithmetic as PyTorch's
+     * l0h * (l0w * x00 + l1w * x01) + l1h * (l0w * x10 + l1w * x11). */
+    lin_tap *cols = malloc((size_t)wo * sizeof *cols);
+    float *rows = malloc((size_t)h * wo * sizeof *rows);
+    if (!cols || !rows)
+        abort();
+    for (int ow = 0; ow < wo; ow++)
+        cols[ow] = lin_tap_at(ow, w, wo);
+    const size_t planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        for (int i = 0; i < h; i++) {
+            const float *xr = x->data + (pl * h + i) * w;
+            float *t = rows + (size_t)i * wo;
+            for (int ow = 0; ow < wo; ow++)
+                t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
+        }
+        for (int oh = 0; oh < ho; oh++) {
+            const lin_tap r = lin_tap_at(oh, h, ho);
+            const float *t0 = rows + (size_t)r.i0 * wo, *t1 = rows + (size_t)r.i1 * wo;
+            float *yr = y->data + (pl * ho + oh) * wo;
+            for (int ow = 0; ow < wo; ow++)
+                yr[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
+        }
+    }
+    free(rows);
+    free(cols);
+}
+
+/* ---- broadcasting element-wise ops ---- */
+
+/* Offset of row (n, c, h) of a tensor broadcast to the output's shape. */
+static size_t bcast_row(const ps_tensor *t, int n, int c, int h)
+{
+    return (((size_t)(t->n == 1 ? 0 : n) * t->c + (t->c == 1 ? 0 : c)) * t->h +
+            (t->h == 1 ? 0 : h)) * t->w;
+}
+
+/* Row kernels for y = a OP b where a or b may be a single value repeated along the row. */
+#define BCAST_ROW_FN(name, OP)                                                       \
+    static void name(float *restrict y, const float *a, int a_full, const float *b,  \
+                     int b_full, int w)                                              \
+    {                                                                                \
+        if (a_full && b_full) {                                                      \
+            for (int i = 0; i < w; i++)                                              \
+                y[i] = a[i] OP b[i];                                                 \
+        } else if (a_full) {                                                         \
+            const float bv = b[0];                                                   \
+            for (int i = 0; i < w; i++)                                              \
+                y[i] = a[i] OP bv;                                                   \
+        } else { /* only one operand can be repeated along a row of length > 1 */    \
+            const float av = a[0];                                                   \
+            for (int i = 0; i < w; i++)                                              \
+                y[i] = av OP b[i];                                                   \
+        }                                                                            \
+    }
+BCAST_ROW_FN(add_row, +)
+BCAST_ROW_FN(mul_row, *)
+
+typedef void (*bcast_row_fn)(float *restrict, const float *, int, const float *, int, int);
+
+/* Applies a row kernel to every output row (one indirect call per row, not per value). */
+static void bcast_apply(const ps_tensor *a, const ps_tensor *b, ps_tensor *y, bcast_row_fn fn)
+{
+    const int a_full = a->w == y->w, b_full = b->w == y->w;
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int h = 0; h < y->h; h++)
+                fn(y->data + (((size_t)n * y->c + c) * y->h + h) * y->w,
+                   a->data + bcast_row(a, n, c, h), a_full, b->data + bcast_row(b, n, c, h),
+                   b_full, y->w);
+}
+
+void ps_add_ref(const ps_tensor *a, const ps_tensor *b, ps_tensor *y)
+{
+    bcast_apply(a, b, y, add_row);
+}
+
+void ps_mul_ref(const ps_tensor *a, const ps_tensor *b, ps_tensor *y)
+{
+    bcast_apply(a, b, y, mul_row);
+}
+
+/* ---- channel concat / slice ---- */
+
+void ps_concat_channels_ref(const ps_tensor *const *xs, int n_x, ps_tensor *y)
+{
+    const size_t plane = (size_t)y->h * y->w;
+    for (int n = 0; n < y->n; n++) {
+        float *dst = y->data + (size_t)n * y->c * plane;
+        for (int i = 0; i < n_x; i++) {
+            const size_t len = (size_t)xs[i]->c * plane;
+            memcpy(dst, xs[i]->data + n * len, len * sizeof(float));
+            dst += len;
+        }
+    }
+}
+
+void ps_slice_channels_ref(const ps_tensor *x, int c0, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w, len = (size_t)y->c * plane;
+    for (int n = 0; n < y->n; n++)
+        memcpy(y->data + n * len, x->data + ((size_t)n * x->c + c0) * plane, len * sizeof(float));
+}

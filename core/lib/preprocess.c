@@ -1,0 +1,70 @@
+#include "preprocess.h"
+#include <math.h>
+#include <stdlib.h>
+#include "image.h"
+
+void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
+                       const float std[3], ps_tensor *out, int n, uint8_t *scratch)
+{
+    int S = out->h * out->w;
+    ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
+    for (int c = 0; c < 3; c++) {
+        float *dst = out->data + ((size_t)n * 3 + c) * S;
+        float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
+        for (int i = 0; i < S; i++)
+            dst[i] = scratch[3 * i + c] * scale - shift;
+    }
+}
+
+struct ps_segmenter {
+    ps_model *model;
+    ps_arena *arena;
+    ps_graph graph;
+    ps_tensor *input;
+    uint8_t *scratch;
+    float *prob;
+};
+
+ps_segmenter *ps_segmenter_new(ps_model *m)
+{
+    ps_segmenter *s = calloc(1, sizeof *s);
+    int size = m->info.input_size;
+    s->model = m;
+    s->arena = ps_arena_new();
+    ps_graph_init(&s->graph, s->arena, 0);
+    s->input = ps_tensor_new(1, 3, size, size);
+    s->scratch = malloc((size_t)size * size * 3);
+    s->prob = malloc((size_t)size * size * sizeof(float));
+    if (!s->scratch || !s->prob)
+        abort();
+    return s;
+}
+
+void ps_segmenter_free(ps_segmenter *s)
+{
+    if (!s)
+        return;
+    ps_graph_release(&s->graph);
+    ps_arena_free(s->arena);
+    ps_tensor_free(s->input);
+    free(s->scratch);
+    free(s->prob);
+    free(s);
+}
+
+int ps_segmenter_size(const ps_segmenter *s)
+{
+    return s->model->info.input_size;
+}
+
+const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
+{
+    const ps_model_info *info = &s->model->info;
+    ps_preprocess_rgb(rgb, w, h, stride, info->mean, info->std, s->input, 0, s->scratch);
+    ps_graph_clear(&s->graph);
+    ps_tensor *logits = ps_model_forward(s->model, &s->graph, s->input, NULL);
+    size_t n = ps_numel(logits);
+    for (size_t i = 0; i < n; i++)
+        s->prob[i] = 1.0f / (1.0f + expf(-logits->data[i]));
+    return s->prob;
+}

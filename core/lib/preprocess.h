@@ -1,0 +1,18 @@
+/* Image -> model input, and model output -> probabilities. */
+#pragma once
+#include <stdint.h>
+#include "model.h"
+
+/* Bilinear-resizes an interleaved RGB image (stride in bytes) to the tensor's H x W, scales to
+ * [0,1] and normalises with mean/std, writing sample `n` of the (N,3,H,W) tensor. `scratch`
+ * holds at least H*W*3 bytes. Not the reference code's per-image min-max normalisation. */
+void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
+                       const float std[3], ps_tensor *out, int n, uint8_t *scratch);
+
+/* Runs a model on single frames, reusing its buffers between calls. */
+typedef struct ps_segmenter ps_segmenter;
+ps_segmenter *ps_segmenter_new(ps_model *m);
+void ps_segmenter_free(ps_segmenter *s);
+int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
+/* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
+const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);

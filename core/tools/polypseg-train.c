@@ -1,0 +1,294 @@
+/* polypseg-train: trains a segmentation model on an images/ + masks/ dataset.
+ * Checkpoints every epoch (atomically), resumes exactly, stops cleanly on Ctrl-C. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backward.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "loss.h"
+#include "optim.h"
+#include "progress.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct opts {
+    char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name;
+    int epochs, batch, size, threads, warmup, limit;
+    double lr, wd, min_lr;
+    gint64 seed;
+    gboolean resume;
+} opts;
+
+static gboolean parse(opts *o, int *argc, char ***argv)
+{
+    *o = (opts){.arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
+                .threads = 1, .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
+    GOptionEntry entries[] = {
+        {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default) or microaunet-w8", "NAME"},
+        {"data", 0, 0, G_OPTION_ARG_FILENAME, &o->data, "Training folder with images/ and masks/ (required)", "DIR"},
+        {"split", 0, 0, G_OPTION_ARG_FILENAME, &o->split, "Only the file names listed in FILE", "FILE"},
+        {"val", 0, 0, G_OPTION_ARG_FILENAME, &o->val, "Held-out folder evaluated after training (metrics go into the weights' metadata)", "DIR"},
+        {"val-split", 0, 0, G_OPTION_ARG_FILENAME, &o->val_split, "Split file for --val", "FILE"},
+        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "Final weights (safetensors; required)", "FILE"},
+        {"checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &o->checkpoint, "Checkpoint file (default: OUT.ckpt)", "FILE"},
+        {"resume", 0, 0, G_OPTION_ARG_NONE, &o->resume, "Continue from the checkpoint", NULL},
+        {"log", 0, 0, G_OPTION_ARG_FILENAME, &o->log, "Append one JSON line per epoch to FILE", "FILE"},
+        {"dataset-name", 0, 0, G_OPTION_ARG_STRING, &o->dataset_name, "Dataset name recorded in the weights (default: the --data path)", "NAME"},
+        {"epochs", 'e', 0, G_OPTION_ARG_INT, &o->epochs, "Epochs (default 100)", "N"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "Batch size (default 8)", "N"},
+        {"size", 0, 0, G_OPTION_ARG_INT, &o->size, "Input side, multiple of 32 (default 256)", "PX"},
+        {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, "Peak learning rate (default 1e-3)", "LR"},
+        {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->min_lr, "Final learning rate of the cosine schedule (default 1e-5)", "LR"},
+        {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
+        {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
+        {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default 1; compute runs beside them)", "N"},
+        {"limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "Use only the first N images (quick checks)", "N"},
+        {NULL}};
+    GOptionContext *ctx = g_option_context_new("- train a polyp segmentation model");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_set_description(ctx,
+        "Example:\n  polypseg-train --data ../shared/datasets/kvasir-seg/train "
+        "--val ../shared/datasets/kvasir-seg/val --epochs 100 -o weights/microaunet-kvasir.safetensors\n");
+    GError *err = NULL;
+    gboolean ok = g_option_context_parse(ctx, argc, argv, &err);
+    if (!ok)
+        fprintf(stderr, "polypseg-train: %s\n", err->message);
+    else if (!o->data || !o->out) {
+        fprintf(stderr, "polypseg-train: --data and --out are required (see --help)\n");
+        ok = FALSE;
+    } else if (o->epochs < 1 || o->batch < 1 || o->size < 32 || o->size % 32 || o->threads < 1 ||
+               o->lr <= 0 || o->warmup < 0) {
+        fprintf(stderr, "polypseg-train: bad value: epochs and batch >= 1, size a multiple of 32, lr > 0\n");
+        ok = FALSE;
+    }
+    g_clear_error(&err);
+    g_option_context_free(ctx);
+    if (ok && !o->checkpoint)
+        o->checkpoint = g_strconcat(o->out, ".ckpt", NULL);
+    return ok;
+}
+
+/* The configuration a resumed run must share with the run that wrote the checkpoint. */
+static GHashTable *run_config(const opts *o, const char *command, double train_seconds)
+{
+    GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    g_hash_table_insert(t, g_strdup("dataset"), g_strdup(o->dataset_name ? o->dataset_name : o->data));
+    g_hash_table_insert(t, g_strdup("split"), g_strdup(o->split ? o->split : "all"));
+    g_hash_table_insert(t, g_strdup("epochs"), g_strdup_printf("%d", o->epochs));
+    g_hash_table_insert(t, g_strdup("batch"), g_strdup_printf("%d", o->batch));
+    g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
+    g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
+    g_hash_table_insert(t, g_strdup("loss"), g_strdup("bce_with_logits + dice"));
+    g_hash_table_insert(t, g_strdup("optimizer"), g_strdup_printf("adamw wd=%g, cosine, warm-up %d epochs",
+                                                                  o->wd, o->warmup));
+    g_hash_table_insert(t, g_strdup("command"), g_strdup(command));
+    g_hash_table_insert(t, g_strdup("train_seconds"), g_strdup_printf("%.0f", train_seconds));
+    return t;
+}
+
+static void eval_progress(int done, int total, void *user)
+{
+    ps_progress_update(user, done, "evaluating");
+}
+
+int main(int argc, char **argv)
+{
+    char *command = g_strjoinv(" ", argv);
+    opts o;
+    if (!parse(&o, &argc, &argv))
+        return 2;
+    GError *err = NULL;
+    ps_dataset *ds = ps_dataset_open(o.data, o.split, &err);
+    if (!ds) {
+        fprintf(stderr, "polypseg-train: %s\n", err->message);
+        return 1;
+    }
+    if (o.limit > 0 && o.limit < ds->n)
+        ds->n = o.limit; /* the listing keeps ownership of every path */
+    if (ds->n < o.batch) {
+        fprintf(stderr, "polypseg-train: %d images is fewer than one batch of %d\n", ds->n, o.batch);
+        return 1;
+    }
+
+    ps_adamw opt;
+    ps_train_pos pos = {0, 0};
+    ps_model *m;
+    double prior_seconds = 0;
+    if (o.resume && g_file_test(o.checkpoint, G_FILE_TEST_EXISTS)) {
+        GHashTable *meta = NULL;
+        m = ps_checkpoint_load(o.checkpoint, &opt, (float)o.lr, (float)o.wd, &pos, &meta, &err);
+        if (!m) {
+            fprintf(stderr, "polypseg-train: cannot resume: %s\n", err->message);
+            return 1;
+        }
+        const char *keys[] = {"seed", "batch", "epochs", "lr"};
+        GHashTable *now = run_config(&o, command, 0);
+        for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+            if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
+                fprintf(stderr, "polypseg-train: %s was written with %s=%s, this run has %s; "
+                                "resume with the same settings\n", o.checkpoint, keys[i],
+                        (char *)g_hash_table_lookup(meta, keys[i]), (char *)g_hash_table_lookup(now, keys[i]));
+                return 1;
+            }
+        }
+        if (strcmp(m->info.arch, o.arch) != 0) {
+            fprintf(stderr, "polypseg-train: %s holds %s, not %s\n", o.checkpoint, m->info.arch, o.arch);
+            return 1;
+        }
+        const char *secs = g_hash_table_lookup(meta, "train_seconds");
+        prior_seconds = secs ? g_ascii_strtod(secs, NULL) : 0;
+        g_hash_table_unref(now);
+        g_hash_table_unref(meta);
+        printf("resuming from %s at epoch %d, batch %d\n", o.checkpoint, pos.epoch + 1, pos.batch);
+    } else {
+        m = ps_model_new(o.arch, NULL, 0, (uint64_t)o.seed, &err);
+        if (!m) {
+            fprintf(stderr, "polypseg-train: %s\n", err->message);
+            return 2;
+        }
+        ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
+    }
+    m->info.input_size = o.size;
+
+    ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
+                           .shuffle = 1, .threads = o.threads};
+    memcpy(lc.mean, m->info.mean, sizeof lc.mean);
+    memcpy(lc.std, m->info.std, sizeof lc.std);
+    printf("%s: %zu parameters; decoding %d images from %s ...\n", m->info.arch,
+           ps_model_count_trainable(m), ds->n, o.data);
+    fflush(stdout);
+    ps_loader *loader = ps_loader_new(ds, &lc, &err);
+    if (!loader) {
+        fprintf(stderr, "polypseg-train: %s\n", err->message);
+        return 1;
+    }
+    int per_epoch = ps_loader_batches_per_epoch(loader);
+    long total_steps = (long)per_epoch * o.epochs, warmup = (long)per_epoch * o.warmup;
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    ps_tensor *images = ps_tensor_new(o.batch, 3, o.size, o.size);
+    ps_tensor *masks = ps_tensor_new(o.batch, 1, o.size, o.size);
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    FILE *log = o.log ? fopen(o.log, "a") : NULL;
+    if (o.log && !log)
+        fprintf(stderr, "polypseg-train: cannot open log %s; continuing without it\n", o.log);
+
+    gint64 t_start = g_get_monotonic_time();
+    ps_progress bar;
+    ps_progress_init(&bar, "train", total_steps, opt.step);
+    int exit_code = 0;
+    for (int epoch = pos.epoch; epoch < o.epochs; epoch++) {
+        ps_loader_start_epoch(loader, epoch);
+        double loss_sum = 0;
+        int seen = 0, b = 0;
+        gint64 t_epoch = g_get_monotonic_time();
+        for (; ps_loader_next(loader, images, masks); b++) {
+            if (epoch == pos.epoch && b < pos.batch)
+                continue; /* done before the interruption */
+            float lr = ps_cosine_lr(opt.step, total_steps, warmup, (float)o.lr, (float)o.min_lr);
+            ps_model_zero_grad(m);
+            ps_graph_clear(&g);
+            ps_tensor *logits = ps_model_forward(m, &g, images, NULL);
+            logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
+            double loss = ps_loss_bce_logits(logits, masks, 1.0f) + ps_loss_dice(logits, masks, 1.0f);
+            ps_backward(&g, logits);
+            ps_adamw_step(&opt, m, lr);
+            loss_sum += loss;
+            seen++;
+            double ips = seen * o.batch / ((g_get_monotonic_time() - t_epoch) / 1e6);
+            char extra[96];
+            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.2e %.1f img/s", epoch + 1, o.epochs,
+                     loss_sum / seen, lr, ips);
+            ps_progress_update(&bar, opt.step, extra);
+            if (stop_requested)
+                break;
+        }
+        double secs = (g_get_monotonic_time() - t_epoch) / 1e6;
+        double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
+        ps_train_pos at = stop_requested ? (ps_train_pos){epoch, b + 1} : (ps_train_pos){epoch + 1, 0};
+        if (stop_requested && b + 1 >= per_epoch)
+            at = (ps_train_pos){epoch + 1, 0};
+        GHashTable *cfg = run_config(&o, command, train_seconds);
+        gboolean saved = ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
+        g_hash_table_unref(cfg);
+        ps_progress_finish(&bar);
+        if (!saved) {
+            fprintf(stderr, "polypseg-train: checkpoint not written: %s\n", err->message);
+            exit_code = 1;
+            break;
+        }
+        printf("epoch %d/%d loss %.4f %.1f img/s %.1fs\n", epoch + 1, o.epochs,
+               seen ? loss_sum / seen : 0.0, seen * o.batch / secs, secs);
+        fflush(stdout);
+        if (log) {
+            fprintf(log, "{\"epoch\":%d,\"loss\":%.6f,\"img_per_s\":%.2f,\"seconds\":%.2f}\n", epoch + 1,
+                    seen ? loss_sum / seen : 0.0, seen * o.batch / secs, train_seconds);
+            fflush(log);
+        }
+        if (stop_requested) {
+            printf("stopped: checkpoint %s holds epoch %d batch %d; continue with --resume\n",
+                   o.checkpoint, at.epoch + 1, at.batch);
+            exit_code = 130;
+            break;
+        }
+    }
+    if (exit_code == 0) {
+        double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
+        GHashTable *meta = run_config(&o, command, train_seconds);
+        if (o.val) {
+            ps_dataset *vds = ps_dataset_open(o.val, o.val_split, &err);
+            ps_metric_values v;
+            ps_progress eb;
+            ps_progress_init(&eb, "eval", vds ? vds->n : 0, 0);
+            if (!vds || !ps_evaluate(m, vds, 0.5f, &v, eval_progress, &eb, &err)) {
+                fprintf(stderr, "polypseg-train: evaluation failed: %s\n", err->message);
+                exit_code = 1;
+            } else {
+                ps_progress_finish(&eb);
+                char *metrics = g_strdup_printf(
+                    "{\"data\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,\"mean_iou\":%.4f,\"mae\":%.4f,"
+                    "\"pooled_dice\":%.4f}", o.val, v.images, v.mean_dice, v.mean_iou, v.mae, v.pooled_dice);
+                printf("held-out %s: %s\n", o.val, metrics);
+                g_hash_table_insert(meta, g_strdup("metrics"), metrics);
+            }
+            ps_dataset_free(vds);
+        }
+        if (exit_code == 0 && !ps_model_save(m, o.out, meta, &err)) {
+            fprintf(stderr, "polypseg-train: %s\n", err->message);
+            exit_code = 1;
+        } else if (exit_code == 0) {
+            char dur[32];
+            ps_format_duration(train_seconds, dur, sizeof dur);
+            printf("wrote %s (%d epochs, %s training)\n", o.out, o.epochs, dur);
+        }
+        g_hash_table_unref(meta);
+    }
+    if (log)
+        fclose(log);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(images);
+    ps_tensor_free(masks);
+    ps_loader_free(loader);
+    ps_adamw_free(&opt);
+    ps_model_free(m);
+    ps_dataset_free(ds);
+    g_free(command);
+    return exit_code;
+}

@@ -1,0 +1,79 @@
+#include "backward.h"
+#include <stdlib.h>
+#include "backward_ops.h"
+
+static void node_backward(const ps_node *nd)
+{
+    ps_tensor *const *in = nd->in;
+    const ps_tensor *y = nd->out;
+    switch (nd->op) {
+    case PS_OP_CONV2D:
+        ps_conv2d_backward(in[0], in[1], in[2], &nd->conv, y);
+        break;
+    case PS_OP_CONV1D:
+        ps_conv1d_backward(in[0], in[1], in[2], nd->conv.stride, nd->conv.pad_w, nd->conv.dilation,
+                           nd->conv.groups, y);
+        break;
+    case PS_OP_LINEAR:
+        ps_linear_backward(in[0], in[1], in[2], y);
+        break;
+    case PS_OP_BATCHNORM_TRAIN:
+        ps_batchnorm_train_backward(in[0], in[1], in[2], nd->save_mean, nd->save_invstd, y);
+        break;
+    case PS_OP_GROUPNORM:
+        ps_groupnorm_backward(in[0], nd->iarg, in[1], in[2], nd->eps, y);
+        break;
+    case PS_OP_RELU:
+        ps_relu_backward(in[0], y);
+        break;
+    case PS_OP_GELU:
+        ps_gelu_backward(in[0], y);
+        break;
+    case PS_OP_SIGMOID:
+        ps_sigmoid_backward(in[0], y);
+        break;
+    case PS_OP_MAXPOOL2X2:
+        ps_maxpool2x2_backward(in[0], y);
+        break;
+    case PS_OP_GLOBAL_AVGPOOL:
+        ps_global_avgpool_backward(in[0], y);
+        break;
+    case PS_OP_CHANNEL_MEAN_MAX:
+        ps_channel_mean_max_backward(in[0], y);
+        break;
+    case PS_OP_REFLECT_PAD:
+        ps_reflect_pad_backward(in[0], nd->iarg, y);
+        break;
+    case PS_OP_UPSAMPLE2X:
+        ps_upsample2x_backward(in[0], y);
+        break;
+    case PS_OP_ADD:
+        ps_add_backward(in[0], in[1], y);
+        break;
+    case PS_OP_MUL:
+        ps_mul_backward(in[0], in[1], y);
+        break;
+    case PS_OP_CONCAT:
+        ps_concat_channels_backward(in, nd->n_in, y);
+        break;
+    case PS_OP_SLICE:
+        ps_slice_channels_backward(in[0], nd->iarg, y);
+        break;
+    case PS_OP_RESHAPE:
+        if (in[0]->grad)
+            for (size_t i = 0, n = ps_numel(y); i < n; i++)
+                in[0]->grad[i] += y->grad[i];
+        break;
+    }
+}
+
+void ps_backward(ps_graph *g, ps_tensor *out)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        ps_tensor *t = g->nodes[i].out;
+        if (t != out && !t->grad)
+            t->grad = ps_arena_calloc(g->arena, ps_numel(t) * sizeof(float));
+    }
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        node_backward(&g->nodes[i]);
+}

@@ -1,0 +1,17 @@
+/* Training checkpoints: the model's tensors plus the optimiser's moments ("optim.m.<name>",
+ * "optim.v.<name>") and the training position, in one safetensors file written atomically. */
+#pragma once
+#include "optim.h"
+
+typedef struct ps_train_pos {
+    int epoch;  /* epochs fully completed */
+    int batch;  /* batches done in epoch `epoch` when stopped mid-epoch (0 otherwise) */
+} ps_train_pos;
+
+/* `meta` (may be NULL) adds keys, e.g. the run's configuration. */
+gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw *opt,
+                            ps_train_pos pos, GHashTable *meta, GError **err);
+/* Builds the model from the checkpoint and restores the optimiser (initialised here) and
+ * position. *meta_out (may be NULL) receives a copy of the metadata. */
+ps_model *ps_checkpoint_load(const char *path, ps_adamw *opt, float lr, float weight_decay,
+                             ps_train_pos *pos, GHashTable **meta_out, GError **err);

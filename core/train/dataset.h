@@ -1,0 +1,45 @@
+/* Training/evaluation data: listing image/mask pairs, and a seeded augmenting batch loader
+ * that decodes and augments on worker threads ahead of the compute. */
+#pragma once
+#include <glib.h>
+#include <stdint.h>
+#include "../lib/image.h"
+#include "../lib/tensor.h"
+
+typedef struct ps_dataset {
+    int n;
+    char **image_paths; /* owned */
+    char **mask_paths;  /* owned */
+} ps_dataset;
+
+/* `dir` holds images/ and masks/ with matching file names (Kvasir-SEG split folders, CVC-ClinicDB,
+ * or any folder pair). With `split_file` (one file name per line), only those names, in that order;
+ * without it, every file in images/ sorted by name. Errors name what is missing. */
+ps_dataset *ps_dataset_open(const char *dir, const char *split_file, GError **err);
+void ps_dataset_free(ps_dataset *ds);
+
+/* Root of the shared datasets: $POLYPSEG_DATA, else ../shared/datasets relative to `repo_root`
+ * (NULL = current directory). Returns NULL if the folder does not exist. g_free() the result. */
+char *ps_data_root(const char *repo_root);
+
+typedef struct ps_loader_config {
+    int size;            /* output side (square), e.g. 256 */
+    int batch;
+    uint64_t seed;
+    int augment;         /* flips, 90-degree rotations, random scale/crop, colour jitter */
+    int shuffle;
+    int threads;         /* worker threads for decoding/augmenting */
+    float mean[3], std[3];
+} ps_loader_config;
+
+typedef struct ps_loader ps_loader;
+/* Decodes every pair once up front (images cached at a moderate resolution), so epochs only
+ * augment. Errors (an unreadable file) name the file. */
+ps_loader *ps_loader_new(const ps_dataset *ds, const ps_loader_config *cfg, GError **err);
+void ps_loader_free(ps_loader *l);
+int ps_loader_batches_per_epoch(const ps_loader *l); /* floor(n / batch) when shuffling (drop last) */
+/* Starts an epoch: order and augmentation depend only on (seed, epoch, sample), so a resumed
+ * run sees exactly the same batches as an uninterrupted one. */
+void ps_loader_start_epoch(ps_loader *l, int epoch);
+/* Fills images (B,3,S,S, normalised) and masks (B,1,S,S, 0/1). Returns FALSE at epoch end. */
+gboolean ps_loader_next(ps_loader *l, ps_tensor *images, ps_tensor *masks);

@@ -1,0 +1,33 @@
+#include "evaluate.h"
+#include <stdlib.h>
+#include "../lib/preprocess.h"
+
+gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
+                     ps_eval_progress progress, void *user, GError **err)
+{
+    ps_segmenter *seg = ps_segmenter_new(m);
+    int size = ps_segmenter_size(seg);
+    ps_metrics acc;
+    ps_metrics_init(&acc);
+    gboolean ok = TRUE;
+    for (int i = 0; i < ds->n && ok; i++) {
+        ps_image *im = ps_image_load_rgb(ds->image_paths[i], err);
+        ps_image *gt = im ? ps_image_load_mask(ds->mask_paths[i], err) : NULL;
+        ok = gt != NULL;
+        if (ok) {
+            const float *prob = ps_segmenter_run(seg, im->data, im->w, im->h, im->w * 3);
+            float *full = malloc((size_t)gt->w * gt->h * sizeof(float));
+            ps_resize_bilinear_f32(prob, size, size, full, gt->w, gt->h);
+            ps_metrics_add(&acc, full, gt->data, gt->w * gt->h, threshold);
+            free(full);
+        }
+        ps_image_free(im);
+        ps_image_free(gt);
+        if (progress)
+            progress(i + 1, ds->n, user);
+    }
+    ps_segmenter_free(seg);
+    if (ok)
+        *out = ps_metrics_values(&acc);
+    return ok;
+}

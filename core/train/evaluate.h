@@ -1,0 +1,12 @@
+/* Evaluating a model on a dataset the way polypseg-eval reports it: each prediction resized
+ * to its ground-truth mask's size, thresholded, metrics per image and pooled. */
+#pragma once
+#include "../lib/metrics.h"
+#include "../lib/model.h"
+#include "dataset.h"
+
+/* Called after each image (may be NULL), e.g. for a progress bar. */
+typedef void (*ps_eval_progress)(int done, int total, void *user);
+
+gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
+                     ps_eval_progress progress, void *user, GError **err);

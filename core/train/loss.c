@@ -1,0 +1,41 @@
+#include "loss.h"
+#include <math.h>
+
+double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
+{
+    size_t n = ps_numel(logits);
+    double sum = 0, scale = weight / (double)n;
+    for (size_t i = 0; i < n; i++) {
+        double z = logits->data[i], t = target->data[i];
+        /* Stable form: max(z,0) - z t + log(1 + exp(-|z|)). */
+        sum += fmax(z, 0.0) - z * t + log1p(exp(-fabs(z)));
+        logits->grad[i] += (float)((1.0 / (1.0 + exp(-z)) - t) * scale);
+    }
+    return sum / (double)n;
+}
+
+double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
+{
+    size_t per = (size_t)logits->c * logits->h * logits->w;
+    double total = 0;
+    for (int b = 0; b < logits->n; b++) {
+        const float *z = logits->data + b * per, *t = target->data + b * per;
+        float *gz = logits->grad + b * per;
+        double inter = 0, sp = 0, st = 0;
+        for (size_t i = 0; i < per; i++) {
+            double p = 1.0 / (1.0 + exp(-(double)z[i]));
+            inter += p * t[i];
+            sp += p;
+            st += t[i];
+        }
+        double num = 2 * inter + 1, den = sp + st + 1;
+        total += 1 - num / den;
+        double k = weight / (double)logits->n / (den * den);
+        for (size_t i = 0; i < per; i++) {
+            double p = 1.0 / (1.0 + exp(-(double)z[i]));
+            /* d(1 - num/den)/dp = -(2 t den - num) / den^2 */
+            gz[i] += (float)(-(2 * t[i] * den - num) * k * p * (1 - p));
+        }
+    }
+    return total / logits->n;
+}

@@ -1,0 +1,136 @@
+/* MicroAUNet: parameter counts, forward parity with the PyTorch fixtures, weight-file checks. */
+#include <glib/gstdio.h>
+#include <string.h>
+#include "model.h"
+#include "test_util.h"
+
+static void test_param_counts(void)
+{
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 1, NULL);
+    g_assert_cmpuint(ps_model_count_trainable(m), ==, 24881);
+    ps_model_free(m);
+    m = ps_model_new("microaunet-w8", NULL, 0, 1, NULL);
+    g_assert_cmpuint(ps_model_count_trainable(m), ==, 84281);
+    ps_model_free(m);
+}
+
+static void test_unknown_arch(void)
+{
+    GError *err = NULL;
+    g_assert_null(ps_model_new("resnet", NULL, 0, 1, &err));
+    g_assert_nonnull(strstr(err->message, "resnet"));
+    g_error_free(err);
+}
+
+/* Loads the fixture's weights through the normal loader and compares the logits. */
+static void check_forward(gconstpointer data)
+{
+    const char *name = data;
+    char *rel = g_strdup_printf("models/%s.safetensors", name);
+    ps_st_file *f = tu_load_fixture(rel);
+    ps_model *m = tu_model_from_fixture(f);
+    ps_tensor *x = tu_tensor_from(f, "input");
+    ps_tensor *want = tu_tensor_from(f, "output");
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 0);
+    ps_tensor *feats[5];
+    ps_tensor *y = ps_model_forward(m, &g, x, feats);
+    /* Encoder features first: they say where a mismatch starts. */
+    for (int k = 0; k < 5; k++) {
+        char fname[16];
+        g_snprintf(fname, sizeof fname, "feat.t%d", k + 1);
+        if (!ps_st_find(f, fname))
+            continue;
+        ps_tensor *ft = tu_tensor_from(f, fname);
+        g_assert_true(ps_tensor_same_shape(feats[k], ft));
+        tu_assert_close(fname, feats[k]->data, ft->data, ps_numel(ft), 1e-4);
+        ps_tensor_free(ft);
+    }
+    g_assert_true(ps_tensor_same_shape(y, want));
+    tu_assert_close(name, y->data, want->data, ps_numel(y), 1e-4);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(x);
+    ps_tensor_free(want);
+    ps_model_free(m);
+    ps_st_free(f);
+    g_free(rel);
+}
+
+/* Writes a model, then variants of it with one thing wrong; each must be refused by name. */
+static void test_weights_validation(void)
+{
+    char *dir = g_dir_make_tmp("polypseg-model-XXXXXX", NULL);
+    char *good = g_build_filename(dir, "good.safetensors", NULL);
+    char *bad = g_build_filename(dir, "bad.safetensors", NULL);
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    GError *err = NULL;
+    g_assert_true(ps_model_save(m, good, NULL, &err));
+
+    ps_model *back = ps_model_load(good, &err);
+    g_assert_no_error(err);
+    for (int i = 0; i < m->n_params; i++)
+        g_assert_cmpmem(back->params[i].t->data, ps_numel(back->params[i].t) * 4, m->params[i].t->data,
+                        ps_numel(m->params[i].t) * 4);
+    g_assert_cmpstr(back->info.arch, ==, "microaunet");
+    ps_model_free(back);
+
+    ps_st_file *f = ps_st_read(good, &err);
+    g_assert_no_error(err);
+    struct { const char *what, *expect; } cases[] = {
+        {"missing", "is missing"}, {"extra", "unexpected tensor"}, {"shape", "has shape"},
+        {"arch", "unknown architecture"}, {"noarch", "architecture"}};
+    for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+        int n = f->n_tensors;
+        ps_st_tensor *ts = g_new0(ps_st_tensor, n + 1);
+        memcpy(ts, f->tensors, n * sizeof *ts);
+        GHashTable *meta = g_hash_table_new(g_str_hash, g_str_equal);
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, f->metadata);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            g_hash_table_insert(meta, k, v);
+        const char *what = cases[c].what;
+        float extra = 1.0f;
+        if (!strcmp(what, "missing"))
+            memmove(&ts[5], &ts[6], (--n - 5) * sizeof *ts);
+        else if (!strcmp(what, "extra"))
+            ts[n++] = (ps_st_tensor){.name = "bogus.weight", .ndim = 1, .shape = {1}, .numel = 1, .data = &extra};
+        else if (!strcmp(what, "shape"))
+            ts[0].shape[1] = ts[0].shape[0], ts[0].shape[0] = 1; /* same count, wrong shape */
+        else if (!strcmp(what, "arch"))
+            g_hash_table_insert(meta, "architecture", "resnet");
+        else
+            g_hash_table_remove(meta, "architecture");
+        g_assert_true(ps_st_write(bad, ts, n, meta, NULL));
+        g_assert_null(ps_model_load(bad, &err));
+        g_assert_nonnull(err);
+        g_test_message("%s -> %s", what, err->message);
+        g_assert_nonnull(strstr(err->message, "bad.safetensors"));
+        g_assert_nonnull(strstr(err->message, cases[c].expect));
+        g_clear_error(&err);
+        g_free(ts);
+        g_hash_table_unref(meta);
+    }
+    ps_st_free(f);
+    ps_model_free(m);
+    g_unlink(good);
+    g_unlink(bad);
+    g_rmdir(dir);
+    g_free(good);
+    g_free(bad);
+    g_free(dir);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/model/param-counts", test_param_counts);
+    g_test_add_func("/model/unknown-arch", test_unknown_arch);
+    g_test_add_data_func("/model/forward/microaunet-128", "microaunet_128", check_forward);
+    g_test_add_data_func("/model/forward/microaunet-256", "microaunet_256", check_forward);
+    g_test_add_data_func("/model/forward/microaunet-w8-128", "microaunet-w8_128", check_forward);
+    g_test_add_func("/model/weights-validation", test_weights_validation);
+    return g_test_run();
+}

@@ -1,0 +1,299 @@
+/* Training: whole-model gradients against PyTorch, loss, AdamW, schedule, and the trainer
+ * binary's checkpoint / resume / interruption behaviour. */
+#include <glib/gstdio.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "backward.h"
+#include "checkpoint.h"
+#include "image.h"
+#include "loss.h"
+#include "optim.h"
+#include "test_util.h"
+
+/* One training-mode forward + BCE/Dice loss + backward on the PyTorch fixture. */
+static void test_model_gradients(void)
+{
+    ps_st_file *f = tu_load_fixture("models/microaunet_train_128.safetensors");
+    ps_model *m = tu_model_from_fixture(f);
+    ps_tensor *x = tu_tensor_from(f, "input"), *t = tu_tensor_from(f, "target");
+    ps_tensor *want = tu_tensor_from(f, "output");
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    ps_model_zero_grad(m);
+    ps_tensor *y = ps_model_forward(m, &g, x, NULL);
+    tu_assert_close("train-mode output", y->data, want->data, ps_numel(y), 1e-4);
+    y->grad = ps_arena_calloc(arena, ps_numel(y) * sizeof(float));
+    double loss = ps_loss_bce_logits(y, t, 1.0f) + ps_loss_dice(y, t, 1.0f);
+    float want_loss = ps_st_find(f, "loss")->data[0];
+    g_test_message("loss %.6f, torch %.6f", loss, want_loss);
+    g_assert_cmpfloat_with_epsilon(loss, want_loss, 1e-4);
+    ps_backward(&g, y);
+    int checked = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        ps_param *p = &m->params[i];
+        char *name = g_strconcat(p->trainable ? "grad." : "after.", p->name, NULL);
+        const ps_st_tensor *ref = ps_st_find(f, name);
+        if (!ref)
+            g_error("fixture lacks %s", name);
+        tu_assert_close(name, p->trainable ? p->t->grad : p->t->data, ref->data, ref->numel, 1e-4);
+        checked++;
+        g_free(name);
+    }
+    g_assert_cmpint(checked, ==, m->n_params);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(x);
+    ps_tensor_free(t);
+    ps_tensor_free(want);
+    ps_model_free(m);
+    ps_st_free(f);
+}
+
+/* Loss gradients against central differences. */
+static void test_loss_gradients(void)
+{
+    GRand *r = g_rand_new_with_seed(5);
+    ps_tensor *z = ps_tensor_new(2, 1, 4, 5), *t = ps_tensor_new(2, 1, 4, 5);
+    tu_fill_uniform(z->data, ps_numel(z), r, -3, 3);
+    for (size_t i = 0; i < ps_numel(t); i++)
+        t->data[i] = g_rand_boolean(r);
+    for (int which = 0; which < 2; which++) {
+        double (*loss)(ps_tensor *, const ps_tensor *, float) = which ? ps_loss_dice : ps_loss_bce_logits;
+        ps_tensor_ensure_grad(z);
+        memset(z->grad, 0, ps_numel(z) * sizeof(float));
+        loss(z, t, 1.0f);
+        float *analytic = g_memdup2(z->grad, ps_numel(z) * sizeof(float));
+        for (size_t i = 0; i < ps_numel(z); i++) {
+            float keep = z->data[i], h = 1e-2f;
+            z->data[i] = keep + h;
+            double up = loss(z, t, 1.0f);
+            z->data[i] = keep - h;
+            double down = loss(z, t, 1.0f);
+            z->data[i] = keep;
+            double numeric = (up - down) / (2 * h);
+            if (fabs(numeric - analytic[i]) > 1e-3 + 1e-2 * fabs(numeric))
+                g_test_fail_printf("%s grad[%zu]: analytic %g numeric %g", which ? "dice" : "bce", i,
+                                   analytic[i], numeric);
+        }
+        g_free(analytic);
+    }
+    /* Perfect confident prediction: both losses near zero. */
+    for (size_t i = 0; i < ps_numel(z); i++)
+        z->data[i] = t->data[i] ? 20.0f : -20.0f;
+    g_assert_cmpfloat(ps_loss_bce_logits(z, t, 1.0f), <, 1e-6);
+    g_assert_cmpfloat(ps_loss_dice(z, t, 1.0f), <, 1e-3);
+    ps_tensor_free(z);
+    ps_tensor_free(t);
+    g_rand_free(r);
+}
+
+/* AdamW's first steps computed by hand for one weight. */
+static void test_adamw(void)
+{
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 1, NULL);
+    ps_adamw o;
+    ps_adamw_init(&o, m, 1e-2f, 0.1f);
+    ps_model_zero_grad(m);
+    ps_param *p = ps_model_find(m, "final.bias");
+    p->t->data[0] = 1.0f;
+    double w = 1.0, mm = 0, vv = 0;
+    for (int s = 1; s <= 3; s++) {
+        double gval = 0.5 * s;
+        ps_model_zero_grad(m);
+        p->t->grad[0] = (float)gval;
+        ps_adamw_step(&o, m, 1e-2f);
+        w -= 1e-2 * 0.1 * w;
+        mm = 0.9 * mm + 0.1 * gval;
+        vv = 0.999 * vv + 0.001 * gval * gval;
+        w -= 1e-2 * (mm / (1 - pow(0.9, s))) / (sqrt(vv / (1 - pow(0.999, s))) + 1e-8);
+        g_assert_cmpfloat_with_epsilon(p->t->data[0], w, 1e-6);
+    }
+    ps_adamw_free(&o);
+    ps_model_free(m);
+}
+
+static void test_cosine_schedule(void)
+{
+    g_assert_cmpfloat_with_epsilon(ps_cosine_lr(0, 100, 10, 1e-3f, 0), 1e-4, 1e-9);
+    g_assert_cmpfloat_with_epsilon(ps_cosine_lr(9, 100, 10, 1e-3f, 0), 1e-3, 1e-9);
+    g_assert_cmpfloat_with_epsilon(ps_cosine_lr(10, 100, 10, 1e-3f, 0), 1e-3, 1e-9);
+    g_assert_cmpfloat_with_epsilon(ps_cosine_lr(55, 100, 10, 1e-3f, 0), 5e-4, 1e-9);
+    g_assert_cmpfloat_with_epsilon(ps_cosine_lr(100, 100, 10, 1e-3f, 1e-5f), 1e-5, 1e-9);
+}
+
+/* ---- the trainer binary on a tiny synthetic dataset ---- */
+
+static char *tmpdir;
+
+static void make_dataset(void)
+{
+    static gboolean made;
+    if (made)
+        return;
+    made = TRUE;
+    char *img_dir = g_build_filename(tmpdir, "data", "images", NULL);
+    char *mask_dir = g_build_filename(tmpdir, "data", "masks", NULL);
+    g_mkdir_with_parents(img_dir, 0755);
+    g_mkdir_with_parents(mask_dir, 0755);
+    GRand *r = g_rand_new_with_seed(11);
+    for (int i = 0; i < 6; i++) {
+        ps_image *im = ps_image_new(80, 64, 3), *mk = ps_image_new(80, 64, 1);
+        int cx = g_rand_int_range(r, 20, 60), cy = g_rand_int_range(r, 20, 44), rad = g_rand_int_range(r, 8, 16);
+        for (int y = 0; y < 64; y++)
+            for (int x = 0; x < 80; x++) {
+                gboolean in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad;
+                mk->data[y * 80 + x] = in ? 255 : 0;
+                for (int c = 0; c < 3; c++)
+                    im->data[(y * 80 + x) * 3 + c] = (uint8_t)((in ? 180 : 90) + g_rand_int_range(r, 0, 40) - c * 20);
+            }
+        char name[16];
+        g_snprintf(name, sizeof name, "%d.png", i);
+        char *pi = g_build_filename(img_dir, name, NULL), *pm = g_build_filename(mask_dir, name, NULL);
+        g_assert_true(ps_image_save_png(pi, im, NULL));
+        g_assert_true(ps_image_save_png(pm, mk, NULL));
+        g_free(pi);
+        g_free(pm);
+        ps_image_free(im);
+        ps_image_free(mk);
+    }
+    g_rand_free(r);
+    g_free(img_dir);
+    g_free(mask_dir);
+}
+
+/* Runs polypseg-train with common arguments plus `extra`; returns the wait status. With
+ * kill_after_ms > 0 the process gets `sig` after that long. */
+static int run_train(const char *out, const char *extra, int sig, int kill_after_ms)
+{
+    make_dataset();
+    char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", "polypseg-train", NULL);
+    char *data = g_build_filename(tmpdir, "data", NULL);
+    char *cmd = g_strdup_printf("%s --data %s --out %s --size 128 --batch 2 --epochs 3 --seed 4 %s", exe,
+                                data, out, extra);
+    gchar **argv = NULL;
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    GPid pid;
+    GError *err = NULL;
+    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                NULL, NULL, &pid, &err));
+    g_assert_no_error(err);
+    if (kill_after_ms > 0) {
+        g_usleep(kill_after_ms * 1000);
+        kill(pid, sig);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    g_spawn_close_pid(pid);
+    g_strfreev(argv);
+    g_free(cmd);
+    g_free(data);
+    g_free(exe);
+    return status;
+}
+
+static ps_st_file *read_ok(const char *path)
+{
+    GError *err = NULL;
+    ps_st_file *f = ps_st_read(path, &err);
+    g_assert_no_error(err);
+    return f;
+}
+
+static void assert_same_weights(const char *a, const char *b)
+{
+    ps_st_file *fa = read_ok(a), *fb = read_ok(b);
+    g_assert_cmpint(fa->n_tensors, ==, fb->n_tensors);
+    for (int i = 0; i < fa->n_tensors; i++) {
+        const ps_st_tensor *tb = ps_st_find(fb, fa->tensors[i].name);
+        g_assert_nonnull(tb);
+        g_assert_cmpmem(fa->tensors[i].data, fa->tensors[i].numel * 4, tb->data, tb->numel * 4);
+    }
+    ps_st_free(fa);
+    ps_st_free(fb);
+}
+
+static void test_resume_is_exact(void)
+{
+    char *full = g_build_filename(tmpdir, "full.safetensors", NULL);
+    char *part = g_build_filename(tmpdir, "part.safetensors", NULL);
+    g_assert_cmpint(run_train(full, "", 0, 0), ==, 0);
+    /* Same run stopped after 1 of 3 epochs (by asking for 1 epoch would change the schedule,
+     * so interrupt with SIGINT instead), then resumed until done. */
+    int st = run_train(part, "", SIGINT, 1500);
+    g_test_message("interrupted run: exit status %d", WEXITSTATUS(st));
+    char *ckpt = g_strconcat(part, ".ckpt", NULL);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        g_test_message("the run finished before the signal; resume still must be a no-op");
+    } else {
+        g_assert_true(WIFEXITED(st));
+        g_assert_cmpint(WEXITSTATUS(st), ==, 130);
+        ps_st_free(read_ok(ckpt)); /* a complete, valid checkpoint */
+    }
+    g_assert_cmpint(run_train(part, "--resume", 0, 0), ==, 0);
+    assert_same_weights(full, part);
+    ps_st_file *f = read_ok(full);
+    g_assert_nonnull(ps_st_meta(f, "command"));
+    g_assert_cmpstr(ps_st_meta(f, "epochs"), ==, "3");
+    g_assert_cmpstr(ps_st_meta(f, "architecture"), ==, "microaunet");
+    ps_st_free(f);
+    g_free(ckpt);
+    g_free(full);
+    g_free(part);
+}
+
+/* SIGKILL at random moments: whatever is on disk is always a complete, loadable checkpoint. */
+static void test_kill9_leaves_valid_checkpoint(void)
+{
+    char *out = g_build_filename(tmpdir, "k9.safetensors", NULL);
+    char *ckpt = g_strconcat(out, ".ckpt", NULL);
+    for (int i = 0; i < 4; i++) {
+        run_train(out, "--resume", SIGKILL, 700 + 450 * i);
+        if (g_file_test(ckpt, G_FILE_TEST_EXISTS)) {
+            ps_adamw o;
+            ps_train_pos pos;
+            GError *err = NULL;
+            ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
+            g_assert_no_error(err);
+            g_test_message("after kill %d: checkpoint at epoch %d batch %d", i, pos.epoch, pos.batch);
+            ps_adamw_free(&o);
+            ps_model_free(m);
+        }
+    }
+    /* No temporary files left next to it either way... except from the killed writes, which
+     * are named *.tmp-* and never mistaken for the checkpoint. The run completes on resume. */
+    g_assert_cmpint(run_train(out, "--resume", 0, 0), ==, 0);
+    ps_st_free(read_ok(out));
+    g_free(ckpt);
+    g_free(out);
+}
+
+static void test_bad_arguments(void)
+{
+    char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
+    int st = run_train(out, "--batch 0", 0, 0);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    g_free(out);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    tmpdir = g_dir_make_tmp("polypseg-train-XXXXXX", NULL);
+    g_test_add_func("/train/model-gradients", test_model_gradients);
+    g_test_add_func("/train/loss-gradients", test_loss_gradients);
+    g_test_add_func("/train/adamw", test_adamw);
+    g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
+    g_test_add_func("/train/resume-is-exact", test_resume_is_exact);
+    g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
+    g_test_add_func("/train/bad-arguments", test_bad_arguments);
+    int rc = g_test_run();
+    char *rm = g_strdup_printf("rm -rf '%s'", tmpdir);
+    if (system(rm) != 0)
+        g_printerr("could not remove %s\n", tmpdir);
+    g_free(rm);
+    return rc;
+}

@@ -1,0 +1,104 @@
+#include "test_util.h"
+#include <math.h>
+#include <string.h>
+#include "../core/train/dataset.h"
+
+char *tu_fixture_path(const char *rel)
+{
+    const char *dir = g_getenv("POLYPSEG_FIXTURES");
+    return g_build_filename(dir ? dir : "tests/fixtures", rel, NULL);
+}
+
+ps_st_file *tu_load_fixture(const char *rel)
+{
+    char *path = tu_fixture_path(rel);
+    GError *err = NULL;
+    ps_st_file *f = ps_st_read(path, &err);
+    if (!f)
+        g_error("fixture %s: %s (regenerate with scripts/make_fixtures.sh)", path,
+                err ? err->message : "?");
+    g_free(path);
+    return f;
+}
+
+ps_tensor *tu_tensor_from_as(const ps_st_file *f, const char *name, int n, int c, int h, int w)
+{
+    const ps_st_tensor *t = ps_st_find(f, name);
+    if (!t)
+        g_error("fixture has no tensor '%s'", name);
+    ps_tensor *out = ps_tensor_new(n, c, h, w);
+    if (ps_numel(out) != t->numel)
+        g_error("fixture tensor '%s' has %zu values, expected %zu", name, t->numel, ps_numel(out));
+    memcpy(out->data, t->data, t->numel * sizeof(float));
+    return out;
+}
+
+ps_tensor *tu_tensor_from(const ps_st_file *f, const char *name)
+{
+    const ps_st_tensor *t = ps_st_find(f, name);
+    if (!t)
+        g_error("fixture has no tensor '%s'", name);
+    if (t->ndim > 4)
+        g_error("fixture tensor '%s' has %d dims", name, t->ndim);
+    int d[4] = {1, 1, 1, 1};
+    for (int i = 0; i < t->ndim; i++)
+        d[4 - t->ndim + i] = (int)t->shape[i];
+    return tu_tensor_from_as(f, name, d[0], d[1], d[2], d[3]);
+}
+
+double tu_rel_err(const float *a, const float *b, size_t n)
+{
+    double maxdiff = 0, scale = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= maxdiff)) /* also catches NaN */
+            maxdiff = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > scale)
+            scale = fabs(b[i]);
+    }
+    return maxdiff / scale;
+}
+
+void tu_assert_close(const char *label, const float *got, const float *want, size_t n, double tol)
+{
+    double e = tu_rel_err(got, want, n);
+    g_test_message("%s: relative max error %.3g (tolerance %.1g)", label, e, tol);
+    if (!(e <= tol))
+        g_test_fail_printf("%s: relative max error %.3g exceeds %.1g", label, e, tol);
+}
+
+void tu_fill_uniform(float *x, size_t n, GRand *r, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)g_rand_double_range(r, lo, hi);
+}
+
+char *tu_data_root_or_skip(void)
+{
+    const char *repo = g_getenv("POLYPSEG_REPO");
+    char *root = ps_data_root(repo);
+    if (root)
+        return root;
+    if (g_strcmp0(g_getenv("CI"), "true") == 0) {
+        g_test_fail_printf("datasets not found ($POLYPSEG_DATA or %s/../shared/datasets); CI must have them",
+                           repo ? repo : ".");
+        return NULL;
+    }
+    g_test_skip("datasets not found: set POLYPSEG_DATA or put them in ../shared/datasets");
+    return NULL;
+}
+
+ps_model *tu_model_from_fixture(const ps_st_file *f)
+{
+    const char *arch = ps_st_meta(f, "arch");
+    GError *err = NULL;
+    ps_model *m = ps_model_new(arch ? arch : "microaunet", NULL, 0, 0, &err);
+    g_assert_no_error(err);
+    for (int i = 0; i < m->n_params; i++) {
+        const ps_st_tensor *t = ps_st_find(f, m->params[i].name);
+        if (!t || t->numel != ps_numel(m->params[i].t))
+            g_error("fixture lacks parameter %s or its size differs", m->params[i].name);
+        memcpy(m->params[i].t->data, t->data, t->numel * sizeof(float));
+    }
+    return m;
+}
