@@ -13,6 +13,9 @@
 #include "optim.h"
 #include "test_util.h"
 
+/* Long enough (3 steps an epoch) that signals land mid-run. */
+#define TRAIN_EPOCHS 40
+
 /* One training-mode forward + BCE/Dice loss + backward on the PyTorch fixture. */
 static void test_model_gradients(void)
 {
@@ -165,24 +168,32 @@ static void make_dataset(void)
     g_free(mask_dir);
 }
 
-/* Runs polypseg-train with common arguments plus `extra`; returns the wait status. With
- * kill_after_ms > 0 the process gets `sig` after that long. */
-static int run_train(const char *out, const char *extra, int sig, int kill_after_ms)
+/* Runs polypseg-train with common arguments plus `extra`; returns the wait status. With sig
+ * != 0 the process gets `sig` `delay_ms` after its checkpoint first appears (so the signal
+ * always lands mid-run, whatever the machine's speed). */
+static int run_train(const char *out, const char *extra, int sig, int delay_ms)
 {
     make_dataset();
     char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", "polypseg-train", NULL);
     char *data = g_build_filename(tmpdir, "data", NULL);
-    char *cmd = g_strdup_printf("%s --data %s --out %s --size 128 --batch 2 --epochs 3 --seed 4 %s", exe,
-                                data, out, extra);
+    char *ckpt = g_strconcat(out, ".ckpt", NULL);
+    char *cmd = g_strdup_printf("%s --data %s --out %s --size 128 --batch 2 --epochs %d --seed 4 %s", exe,
+                                data, out, TRAIN_EPOCHS, extra);
     gchar **argv = NULL;
     g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    GStatBuf before = {0}, now;
+    if (g_stat(ckpt, &before) != 0)
+        before.st_ino = 0;
     GPid pid;
     GError *err = NULL;
     g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
                                 NULL, NULL, &pid, &err));
     g_assert_no_error(err);
-    if (kill_after_ms > 0) {
-        g_usleep(kill_after_ms * 1000);
+    if (sig) {
+        /* Wait for a new checkpoint (each write is a new file renamed into place). */
+        for (int i = 0; i < 3000 && (g_stat(ckpt, &now) != 0 || now.st_ino == before.st_ino); i++)
+            g_usleep(10000);
+        g_usleep(delay_ms * 1000);
         kill(pid, sig);
     }
     int status;
@@ -190,6 +201,7 @@ static int run_train(const char *out, const char *extra, int sig, int kill_after
     g_spawn_close_pid(pid);
     g_strfreev(argv);
     g_free(cmd);
+    g_free(ckpt);
     g_free(data);
     g_free(exe);
     return status;
@@ -220,51 +232,58 @@ static void test_resume_is_exact(void)
 {
     char *full = g_build_filename(tmpdir, "full.safetensors", NULL);
     char *part = g_build_filename(tmpdir, "part.safetensors", NULL);
-    g_assert_cmpint(run_train(full, "", 0, 0), ==, 0);
-    /* Same run stopped after 1 of 3 epochs (by asking for 1 epoch would change the schedule,
-     * so interrupt with SIGINT instead), then resumed until done. */
-    int st = run_train(part, "", SIGINT, 1500);
-    g_test_message("interrupted run: exit status %d", WEXITSTATUS(st));
     char *ckpt = g_strconcat(part, ".ckpt", NULL);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-        g_test_message("the run finished before the signal; resume still must be a no-op");
-    } else {
-        g_assert_true(WIFEXITED(st));
-        g_assert_cmpint(WEXITSTATUS(st), ==, 130);
-        ps_st_free(read_ok(ckpt)); /* a complete, valid checkpoint */
-    }
+    g_assert_cmpint(run_train(full, "", 0, 0), ==, 0);
+    g_unlink(ckpt);
+    /* The same run stopped by Ctrl-C part-way, then resumed until done. */
+    int st = run_train(part, "", SIGINT, 150);
+    g_assert_true(WIFEXITED(st));
+    g_assert_cmpint(WEXITSTATUS(st), ==, 130);
+    g_assert_false(g_file_test(part, G_FILE_TEST_EXISTS)); /* no final weights yet */
+    ps_adamw o;
+    ps_train_pos pos;
+    GError *err = NULL;
+    ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
+    g_assert_no_error(err);
+    g_test_message("Ctrl-C left a checkpoint at epoch %d batch %d", pos.epoch, pos.batch);
+    g_assert_cmpint(pos.epoch, <, TRAIN_EPOCHS);
+    ps_adamw_free(&o);
+    ps_model_free(m);
     g_assert_cmpint(run_train(part, "--resume", 0, 0), ==, 0);
     assert_same_weights(full, part);
     ps_st_file *f = read_ok(full);
     g_assert_nonnull(ps_st_meta(f, "command"));
-    g_assert_cmpstr(ps_st_meta(f, "epochs"), ==, "3");
     g_assert_cmpstr(ps_st_meta(f, "architecture"), ==, "microaunet");
+    char *epochs = g_strdup_printf("%d", TRAIN_EPOCHS);
+    g_assert_cmpstr(ps_st_meta(f, "epochs"), ==, epochs);
+    g_free(epochs);
     ps_st_free(f);
     g_free(ckpt);
     g_free(full);
     g_free(part);
 }
 
-/* SIGKILL at random moments: whatever is on disk is always a complete, loadable checkpoint. */
+/* SIGKILL at several moments: the checkpoint on disk is always complete and loadable, and
+ * --resume finishes the run. */
 static void test_kill9_leaves_valid_checkpoint(void)
 {
     char *out = g_build_filename(tmpdir, "k9.safetensors", NULL);
     char *ckpt = g_strconcat(out, ".ckpt", NULL);
+    int last_epoch = -1;
     for (int i = 0; i < 4; i++) {
-        run_train(out, "--resume", SIGKILL, 700 + 450 * i);
-        if (g_file_test(ckpt, G_FILE_TEST_EXISTS)) {
-            ps_adamw o;
-            ps_train_pos pos;
-            GError *err = NULL;
-            ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
-            g_assert_no_error(err);
-            g_test_message("after kill %d: checkpoint at epoch %d batch %d", i, pos.epoch, pos.batch);
-            ps_adamw_free(&o);
-            ps_model_free(m);
-        }
+        int st = run_train(out, "--resume", SIGKILL, 37 * i);
+        g_assert_true(WIFSIGNALED(st));
+        ps_adamw o;
+        ps_train_pos pos;
+        GError *err = NULL;
+        ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
+        g_assert_no_error(err);
+        g_test_message("after kill %d: checkpoint at epoch %d batch %d", i, pos.epoch, pos.batch);
+        g_assert_cmpint(pos.epoch, >=, last_epoch);
+        last_epoch = pos.epoch;
+        ps_adamw_free(&o);
+        ps_model_free(m);
     }
-    /* No temporary files left next to it either way... except from the killed writes, which
-     * are named *.tmp-* and never mistaken for the checkpoint. The run completes on resume. */
     g_assert_cmpint(run_train(out, "--resume", 0, 0), ==, 0);
     ps_st_free(read_ok(out));
     g_free(ckpt);
