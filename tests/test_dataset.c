@@ -87,22 +87,6 @@ static void make_generated_dataset(void)
     }
 }
 
-static void remove_tree(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-        GDir *d = g_dir_open(path, 0, NULL);
-        const char *name;
-        while (d && (name = g_dir_read_name(d))) {
-            char *child = g_build_filename(path, name, NULL);
-            remove_tree(child);
-            g_free(child);
-        }
-        if (d)
-            g_dir_close(d);
-    }
-    g_remove(path);
-}
-
 static ps_dataset *open_ok(const char *dir, const char *split)
 {
     GError *err = NULL;
@@ -571,7 +555,7 @@ int main(int argc, char **argv)
     g_test_add_func("/data/real-loader", test_real_loader);
     int rc = g_test_run();
 
-    remove_tree(tmp_root);
+    tu_remove_tree(tmp_root);
     g_free(gen_dir);
     g_free(tmp_root);
     return rc;

@@ -310,9 +310,6 @@ int main(int argc, char **argv)
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
     g_test_add_func("/train/bad-arguments", test_bad_arguments);
     int rc = g_test_run();
-    char *rm = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(rm) != 0)
-        g_printerr("could not remove %s\n", tmpdir);
-    g_free(rm);
+    tu_remove_tree(tmpdir);
     return rc;
 }

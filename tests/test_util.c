@@ -1,6 +1,7 @@
 #include "test_util.h"
 #include <math.h>
 #include <string.h>
+#include <glib/gstdio.h>
 #include "../core/train/dataset.h"
 
 char *tu_fixture_path(const char *rel)
@@ -101,4 +102,20 @@ ps_model *tu_model_from_fixture(const ps_st_file *f)
         memcpy(m->params[i].t->data, t->data, t->numel * sizeof(float));
     }
     return m;
+}
+
+void tu_remove_tree(const char *path)
+{
+    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
+        GDir *d = g_dir_open(path, 0, NULL);
+        const char *name;
+        while (d && (name = g_dir_read_name(d))) {
+            char *child = g_build_filename(path, name, NULL);
+            tu_remove_tree(child);
+            g_free(child);
+        }
+        if (d)
+            g_dir_close(d);
+    }
+    g_remove(path);
 }

@@ -25,3 +25,5 @@ char *tu_data_root_or_skip(void);
 /* Model of the fixture's metadata "arch" with every parameter copied from the same-named
  * fixture tensor (fixtures also hold inputs/outputs, so the strict loader is not used here). */
 ps_model *tu_model_from_fixture(const ps_st_file *f);
+/* Removes a file or a folder with everything in it (symbolic links are not followed). */
+void tu_remove_tree(const char *path);

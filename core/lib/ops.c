@@ -2,57 +2,12 @@
  * memory with loop-invariant values hoisted, so the compiler can vectorise them. Reductions
  * that feed statistics accumulate in double. */
 #include "ops.h"
+#include "kernel_util.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- small helpers ---- */
-
-/* Sum in double with independent partial sums (vectorisable without -ffast-math). */
-static double sum_d(const float *x, size_t n)
-{
-    double s[4] = {0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++)
-            s[k] += x[i + k];
-    for (; i < n; i++)
-        s[0] += x[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-/* Sum of squared deviations from `mean` (second pass of a two-pass variance). */
-static double sum_sqdev_d(const float *x, size_t n, double mean)
-{
-    double s[4] = {0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) {
-            double d = x[i + k] - mean;
-            s[k] += d * d;
-        }
-    for (; i < n; i++) {
-        double d = x[i] - mean;
-        s[0] += d * d;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-/* Dot product with 8 independent partial sums. */
-static float dot_f(const float *a, const float *b, size_t n)
-{
-    float s[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            s[k] += a[i + k] * b[i + k];
-    float t = 0;
-    for (; i < n; i++)
-        t += a[i] * b[i];
-    for (int k = 0; k < 8; k++)
-        t += s[k];
-    return t;
-}
 
 /* y = x * scale + shift over n values. */
 static void affine(float *restrict y, const float *restrict x, size_t n, float scale, float shift)
@@ -67,19 +22,6 @@ int ps_conv2d_out_size(int in, int k, int pad, int stride, int dilation)
 {
     int span = in + 2 * pad - dilation * (k - 1) - 1;
     return span < 0 ? 0 : span / stride + 1;
-}
-
-typedef struct conv_geom {
-    int h, w, ho, wo, stride;
-} conv_geom;
-
-/* Output positions o in [*lo, *hi) whose input index o * stride + off lies in [0, n_in). */
-static void tap_range(int n_out, int n_in, int stride, int off, int *lo, int *hi)
-{
-    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
-    *hi = h < n_out ? h : n_out;
-    *lo = l < *hi ? l : *hi;
 }
 
 /* One kernel tap over a whole plane: y[o] += wv * x[o * stride + off] (zero outside x).
@@ -302,12 +244,6 @@ void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
         for (size_t i = 0; i < plane; i++)
             mean[i] *= inv_c;
     }
-}
-
-/* Index into [0, n) mirrored at the edges without repeating them (ReflectionPad2d). */
-static int reflect_index(int i, int n)
-{
-    return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
 }
 
 void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y)

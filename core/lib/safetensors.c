@@ -109,18 +109,19 @@ static JsonParser *parse_header(const char *text, size_t n, const char *path, GE
     g_signal_handlers_disconnect_by_data(parser, &dc);
     g_hash_table_destroy(dc.counts);
     JsonNode *root = ok ? json_parser_get_root(parser) : NULL;
-    if (!ok)
+    if (!ok) {
         fail(err, ST_ERROR_FORMAT, path, NULL, "invalid JSON header: %s", jerr->message);
-    else if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+    } else if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
         fail(err, ST_ERROR_FORMAT, path, NULL, "header is not a JSON object");
-    else if (dc.first_dup)
+        ok = FALSE;
+    } else if (dc.first_dup) {
         fail(err, ST_ERROR_FORMAT, path, NULL, "duplicate key '%s' in the JSON header", dc.first_dup);
+        ok = FALSE;
+    }
     g_clear_error(&jerr);
     g_free(dc.first_dup);
-    if (err && *err) {
-        g_object_unref(parser);
-        return NULL;
-    }
+    if (!ok)
+        g_clear_object(&parser);
     return parser;
 }
 
@@ -396,7 +397,7 @@ const char *ps_st_meta(const ps_st_file *f, const char *key)
 static gboolean check_tensor(const char *path, const ps_st_tensor *t, int i, GHashTable *names,
                              GError **err)
 {
-    if (!t->name || strcmp(t->name, META_KEY) == 0) {
+    if (!t->name || strcmp(t->name, META_KEY) == 0 || !g_utf8_validate(t->name, -1, NULL)) {
         fail(err, ST_ERROR_FORMAT, path, NULL, "tensor %d has no usable name", i);
         return FALSE;
     }
@@ -427,13 +428,27 @@ static gboolean check_tensor(const char *path, const ps_st_tensor *t, int i, GHa
 }
 
 /* Refuses what the reader would reject, so a written file always loads back. */
-static gboolean check_tensors(const char *path, const ps_st_tensor *tensors, int n, GError **err)
+static gboolean check_input(const char *path, const ps_st_tensor *tensors, int n, GHashTable *metadata,
+                            GError **err)
 {
+    if (n < 0 || (n > 0 && !tensors)) {
+        fail(err, ST_ERROR_FORMAT, path, NULL, "invalid tensor list");
+        return FALSE;
+    }
     GHashTable *names = g_hash_table_new(g_str_hash, g_str_equal);
     gboolean ok = TRUE;
     for (int i = 0; ok && i < n; i++)
         ok = check_tensor(path, &tensors[i], i, names, err);
     g_hash_table_destroy(names);
+    GHashTableIter it;
+    gpointer key, value;
+    if (metadata)
+        g_hash_table_iter_init(&it, metadata);
+    while (ok && metadata && g_hash_table_iter_next(&it, &key, &value)) {
+        ok = g_utf8_validate(key, -1, NULL) && value && g_utf8_validate(value, -1, NULL);
+        if (!ok)
+            fail(err, ST_ERROR_FORMAT, path, NULL, "metadata entry '%s' is not a UTF-8 string", (char *)key);
+    }
     return ok;
 }
 
@@ -534,11 +549,7 @@ static gboolean write_contents(int fd, const char *tmp, const ps_st_tensor *tens
 gboolean ps_st_write(const char *path, const ps_st_tensor *tensors, int n_tensors,
                      GHashTable *metadata, GError **err)
 {
-    if (n_tensors < 0 || (n_tensors > 0 && !tensors)) {
-        fail(err, ST_ERROR_FORMAT, path, NULL, "invalid tensor list");
-        return FALSE;
-    }
-    if (!check_tensors(path, tensors, n_tensors, err))
+    if (!check_input(path, tensors, n_tensors, metadata, err))
         return FALSE;
     /* Same folder as the target, so the final rename cannot cross file systems. */
     char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);

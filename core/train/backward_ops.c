@@ -2,40 +2,12 @@
  * adds into the non-NULL grad buffers of its inputs, reading the upstream gradient y->grad.
  * Statistics are recomputed exactly as the forward computes them. */
 #include "backward_ops.h"
+#include "../lib/kernel_util.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- small helpers (the forward file keeps its own copies: ops.h exports kernels only) ---- */
-
-/* Sum in double with independent partial sums (vectorisable without -ffast-math). */
-static double sum_d(const float *x, size_t n)
-{
-    double s[4] = {0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++)
-            s[k] += x[i + k];
-    for (; i < n; i++)
-        s[0] += x[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-static double sum_sqdev_d(const float *x, size_t n, double mean)
-{
-    double s[4] = {0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) {
-            double d = x[i + k] - mean;
-            s[k] += d * d;
-        }
-    for (; i < n; i++) {
-        double d = x[i] - mean;
-        s[0] += d * d;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
+/* ---- small helpers (the ones shared with the forward are in kernel_util.h) ---- */
 
 /* sum(dy * (x - mean)) in double. */
 static double dot_dev_d(const float *dy, const float *x, size_t n, float mean)
@@ -50,22 +22,6 @@ static double dot_dev_d(const float *dy, const float *x, size_t n, float mean)
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-/* Dot product with 8 independent partial sums. */
-static float dot_f(const float *a, const float *b, size_t n)
-{
-    float s[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            s[k] += a[i + k] * b[i + k];
-    float t = 0;
-    for (; i < n; i++)
-        t += a[i] * b[i];
-    for (int k = 0; k < 8; k++)
-        t += s[k];
-    return t;
-}
-
 /* g += a * x over n values. */
 static void axpy(float *restrict g, const float *restrict x, size_t n, float a)
 {
@@ -74,19 +30,6 @@ static void axpy(float *restrict g, const float *restrict x, size_t n, float a)
 }
 
 /* ---- convolution ---- */
-
-typedef struct conv_geom {
-    int h, w, ho, wo, stride;
-} conv_geom;
-
-/* Output positions o in [*lo, *hi) whose input index o * stride + off lies in [0, n_in). */
-static void tap_range(int n_out, int n_in, int stride, int off, int *lo, int *hi)
-{
-    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
-    *hi = h < n_out ? h : n_out;
-    *lo = l < *hi ? l : *hi;
-}
 
 /* Backward of one kernel tap over a plane (forward: y[o] += wv * x[o * stride + off]):
  * gx[o * stride + off] += wv * dy[o] when gx is non-NULL, and *gw += sum(dy[o] * x[o*stride+off])
@@ -389,11 +332,6 @@ void ps_channel_mean_max_backward(const ps_tensor *x, const ps_tensor *y)
         }
     }
     free(max);
-}
-
-static int reflect_index(int i, int n)
-{
-    return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
 }
 
 void ps_reflect_pad_backward(const ps_tensor *x, int pad, const ps_tensor *y)

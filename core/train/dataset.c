@@ -317,12 +317,10 @@ typedef struct augment {
 
 static augment draw_augment(const ps_loader *l, const sample *s, int index)
 {
-    augment a = {0, 0, 0, 0, 0, 0, 0, 1, 1, 1};
-    const ps_image *im = s->image;
-    if (!l->cfg.augment) {
-        a.cw = -1; /* whole image */
+    augment a = {.cw = -1 /* whole image */, .bright = 1, .contrast = 1, .sat = 1};
+    if (!l->cfg.augment)
         return a;
-    }
+    const ps_image *im = s->image;
     uint64_t rng = stream_seed(l->cfg.seed, l->epoch, (uint64_t)index);
     /* The window keeps the image's aspect ratio: inference squeezes the whole frame to a
      * square, so training sees the same distortion. */
@@ -424,11 +422,15 @@ static void batch_task(ps_loader *l, int slot)
 
 static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
 {
-    const char *bad = cfg->size < 1                            ? "size must be >= 1"
-                      : cfg->batch < 1                         ? "batch must be >= 1"
-                      : !(cfg->std[0] > 0 && cfg->std[1] > 0 && cfg->std[2] > 0) ? "std must be > 0"
-                      : cfg->shuffle && n < cfg->batch         ? "fewer samples than one batch"
-                                                               : NULL;
+    const char *bad = NULL;
+    if (cfg->size < 1)
+        bad = "size must be >= 1";
+    else if (cfg->batch < 1)
+        bad = "batch must be >= 1";
+    else if (!(cfg->std[0] > 0 && cfg->std[1] > 0 && cfg->std[2] > 0))
+        bad = "std must be > 0";
+    else if (cfg->shuffle && n < cfg->batch)
+        bad = "fewer samples than one batch, and shuffled epochs drop incomplete batches";
     if (bad)
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "data loader: %s (%d samples, batch %d, size %d)",
                     bad, n, cfg->batch, cfg->size);

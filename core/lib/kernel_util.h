@@ -1,0 +1,70 @@
+/* Small kernels shared by the forward ops (core/lib/ops.c) and their backward
+ * (core/train/backward_ops.c); internal, not part of the library's API. */
+#pragma once
+#include <stddef.h>
+
+/* Sum in double with independent partial sums (vectorisable without -ffast-math). */
+static inline double sum_d(const float *x, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            s[k] += x[i + k];
+    for (; i < n; i++)
+        s[0] += x[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Sum of squared deviations from `mean` (second pass of a two-pass variance). */
+static inline double sum_sqdev_d(const float *x, size_t n, double mean)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            double d = x[i + k] - mean;
+            s[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = x[i] - mean;
+        s[0] += d * d;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Dot product with 8 independent partial sums. */
+static inline float dot_f(const float *a, const float *b, size_t n)
+{
+    float s[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += a[i + k] * b[i + k];
+    float t = 0;
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    for (int k = 0; k < 8; k++)
+        t += s[k];
+    return t;
+}
+
+typedef struct conv_geom {
+    int h, w, ho, wo, stride;
+} conv_geom;
+
+/* Output positions o in [*lo, *hi) whose input index o * stride + off lies in [0, n_in). */
+static inline void tap_range(int n_out, int n_in, int stride, int off, int *lo, int *hi)
+{
+    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
+    *hi = h < n_out ? h : n_out;
+    *lo = l < *hi ? l : *hi;
+}
+
+/* Index into [0, n) mirrored at the edges without repeating them (ReflectionPad2d). */
+static inline int reflect_index(int i, int n)
+{
+    return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+}
+
