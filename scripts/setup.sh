@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc pkg-config meson ninja-build libglib2.0-dev libjson-glib-dev libpng-dev
-          libjpeg62-turbo-dev valgrind)
+          libjpeg62-turbo-dev)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-numpy)
 
 missing=()

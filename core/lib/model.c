@@ -262,7 +262,9 @@ ps_model *ps_model_load(const char *path, GError **err)
     ps_st_file *f = ps_st_read(path, err);
     if (!f)
         return NULL;
-    ps_model *m = ps_model_from_file(f, path, NULL, err);
+    /* A training checkpoint also holds the optimiser's state; its model loads the same way. */
+    const char *skip = ps_st_meta(f, "checkpoint_epoch") ? "optim." : NULL;
+    ps_model *m = ps_model_from_file(f, path, skip, err);
     ps_st_free(f);
     return m;
 }

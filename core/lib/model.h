@@ -44,7 +44,8 @@ extern const char *const ps_model_archs[];
 ps_model *ps_model_new(const char *arch, const int *channels, int n_channels, uint64_t seed,
                        GError **err);
 /* Builds the model the file's metadata names and loads its weights, rejecting (with a message
- * naming the file and tensor) missing, extra and mis-shaped tensors. */
+ * naming the file and tensor) missing, extra and mis-shaped tensors. Training checkpoints
+ * (polypseg-train's .ckpt files) load too. */
 ps_model *ps_model_load(const char *path, GError **err);
 /* The same from an already-read file; tensors named with ignore_prefix (may be NULL) are
  * allowed beside the model's (a training checkpoint's optimiser state). */
