@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc pkg-config meson ninja-build libglib2.0-dev libjson-glib-dev libpng-dev
+packages=(gcc libc6-dev pkg-config meson ninja-build libglib2.0-dev libjson-glib-dev libpng-dev
           libjpeg62-turbo-dev)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-numpy)
 
@@ -15,15 +15,26 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: run as root or install sudo" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 fi
 
+# Quiet when all is well; the whole output when something fails.
+run_quiet() {
+  local log; log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; echo "setup: failed: $*" >&2; exit 1; fi
+  rm -f "$log"
+}
 if [[ -f build/build.ninja ]]; then
-  meson setup --reconfigure build >/dev/null
+  run_quiet meson setup --reconfigure build
 else
-  meson setup build >/dev/null
+  run_quiet meson setup build
 fi
-ninja -C build >/dev/null
+run_quiet ninja -C build
 echo "setup: built into build/"

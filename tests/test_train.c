@@ -35,6 +35,14 @@ static void test_model_gradients(void)
     g_test_message("loss %.6f, torch %.6f", loss, want_loss);
     g_assert_cmpfloat_with_epsilon(loss, want_loss, 1e-4);
     ps_backward(&g, y);
+    /* Gradients are compared relative to their own scale, floored at 1% of the largest
+     * gradient in the model: a few (enc2's single-channel GroupNorms cancel them) are ~1e-8,
+     * pure float noise in both implementations. */
+    double global = 0;
+    for (int i = 0; i < f->n_tensors; i++)
+        if (g_str_has_prefix(f->tensors[i].name, "grad."))
+            for (size_t k = 0; k < f->tensors[i].numel; k++)
+                global = fmax(global, fabs(f->tensors[i].data[k]));
     int checked = 0;
     for (int i = 0; i < m->n_params; i++) {
         ps_param *p = &m->params[i];
@@ -42,7 +50,15 @@ static void test_model_gradients(void)
         const ps_st_tensor *ref = ps_st_find(f, name);
         if (!ref)
             g_error("fixture lacks %s", name);
-        tu_assert_close(name, p->trainable ? p->t->grad : p->t->data, ref->data, ref->numel, 1e-4);
+        const float *got = p->trainable ? p->t->grad : p->t->data;
+        double maxdiff = 0, scale = p->trainable ? 1e-2 * global : 1e-6;
+        for (size_t k = 0; k < ref->numel; k++) {
+            maxdiff = fmax(maxdiff, fabs((double)got[k] - ref->data[k]));
+            scale = fmax(scale, fabs(ref->data[k]));
+        }
+        g_test_message("%s: relative max error %.3g", name, maxdiff / scale);
+        if (!(maxdiff / scale <= 5e-4)) /* float32 sums through ~300 ops */
+            g_test_fail_printf("%s: relative max error %.3g exceeds 5e-4", name, maxdiff / scale);
         checked++;
         g_free(name);
     }

@@ -49,7 +49,7 @@ ps_tensor *tu_tensor_from(const ps_st_file *f, const char *name)
 
 double tu_rel_err(const float *a, const float *b, size_t n)
 {
-    double maxdiff = 0, scale = 1;
+    double maxdiff = 0, scale = 1e-6;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
         if (!(d <= maxdiff)) /* also catches NaN */

@@ -13,7 +13,7 @@ ps_st_file *tu_load_fixture(const char *rel);
  * unless `as` gives the shape) into a new heap tensor. */
 ps_tensor *tu_tensor_from(const ps_st_file *f, const char *name);
 ps_tensor *tu_tensor_from_as(const ps_st_file *f, const char *name, int n, int c, int h, int w);
-/* max |a-b| / max(1, max |b|): error relative to the reference's scale. */
+/* max |a-b| / max |b| (floored at 1e-6): error relative to the reference's own scale. */
 double tu_rel_err(const float *a, const float *b, size_t n);
 /* Asserts tu_rel_err <= tol, printing the label and error. */
 void tu_assert_close(const char *label, const float *got, const float *want, size_t n, double tol);

@@ -1,6 +1,7 @@
 #include "graph.h"
 #include <stdlib.h>
 #include <string.h>
+#include <glib.h>
 
 void ps_graph_init(ps_graph *g, ps_arena *arena, int training)
 {
@@ -135,6 +136,8 @@ UNARY(upsample2x, PS_OP_UPSAMPLE2X, x->n, x->c, 2 * x->h, 2 * x->w)
 
 ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
 {
+    if (pad >= x->h || pad >= x->w)
+        g_error("reflect padding %d needs a map larger than %dx%d (model input too small)", pad, x->h, x->w);
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
     ps_reflect_pad_ref(x, pad, y);
     ps_node *nd = record(g, PS_OP_REFLECT_PAD, y, 1, &x);

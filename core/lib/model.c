@@ -148,6 +148,17 @@ gboolean ps_model_set_weights(ps_model *m, const ps_st_file *f, const char *path
             return FALSE;
         }
     }
+    for (int i = 0; i < m->n_params; i++) {
+        if (!g_str_has_suffix(m->params[i].name, ".running_var"))
+            continue;
+        const ps_st_tensor *t = ps_st_find(f, m->params[i].name);
+        for (size_t k = 0; k < t->numel; k++)
+            if (t->data[k] < 0) {
+                g_set_error(err, PS_MODEL_ERROR, 3, "%s: tensor '%s' holds a negative variance", path,
+                            m->params[i].name);
+                return FALSE;
+            }
+    }
     for (int i = 0; i < f->n_tensors; i++) {
         if (ignore_prefix && g_str_has_prefix(f->tensors[i].name, ignore_prefix))
             continue;
@@ -212,7 +223,7 @@ ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *
     int channels[PS_MAX_CHANNELS];
     for (int i = 0; i < n_ch; i++) {
         channels[i] = (int)ch[i];
-        if (channels[i] < 1 || channels[i] > 4096 || channels[i] != ch[i]) {
+        if (channels[i] < 1 || channels[i] > PS_MAX_WIDTH || channels[i] != ch[i]) {
             g_set_error(err, PS_MODEL_ERROR, 5, "%s: metadata 'channels' has a bad value", path);
             goto out;
         }
@@ -227,9 +238,10 @@ ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *
     const char *size = ps_st_meta(f, "input_size");
     if (size) {
         m->info.input_size = atoi(size);
-        if (m->info.input_size < 32 || m->info.input_size % 32 || m->info.input_size > 4096) {
-            g_set_error(err, PS_MODEL_ERROR, 5, "%s: input_size '%s' is not a multiple of 32 in 32..4096",
-                        path, size);
+        if (m->info.input_size < PS_MIN_INPUT || m->info.input_size % 32 ||
+            m->info.input_size > PS_MAX_INPUT) {
+            g_set_error(err, PS_MODEL_ERROR, 5, "%s: input_size '%s' is not a multiple of 32 in %d..%d",
+                        path, size, PS_MIN_INPUT, PS_MAX_INPUT);
             goto fail;
         }
     }

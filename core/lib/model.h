@@ -7,6 +7,11 @@
 #include "safetensors.h"
 
 #define PS_MAX_CHANNELS 8
+/* Input sides: multiples of 32 (five 2x poolings), at least 128 (the bridge reflect-pads the
+ * 1/32 map by 3), at most 4096. */
+#define PS_MIN_INPUT 128
+#define PS_MAX_INPUT 4096
+#define PS_MAX_WIDTH 256 /* largest channel count a weights file may ask for */
 
 typedef struct ps_param {
     char *name;

@@ -21,8 +21,13 @@ int main(int argc, char **argv)
     GOptionContext *ctx = g_option_context_new("- benchmark inference and training speed");
     g_option_context_add_main_entries(ctx, entries, NULL);
     GError *err = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &err) || size % 32 || batch < 1 || steps < 1 || frames < 1) {
-        fprintf(stderr, "polypseg-bench: %s\n", err ? err->message : "size must be a multiple of 32");
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "polypseg-bench: %s\n", err->message);
+        return 2;
+    }
+    if (size % 32 || size < PS_MIN_INPUT || size > PS_MAX_INPUT || batch < 1 || steps < 1 || frames < 1) {
+        fprintf(stderr, "polypseg-bench: --size must be a multiple of 32 in %d..%d; --batch, --steps "
+                        "and --frames at least 1\n", PS_MIN_INPUT, PS_MAX_INPUT);
         return 2;
     }
     g_option_context_free(ctx);

@@ -28,8 +28,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-infer: --input and --mask are required, threshold in [0,1] (see --help)\n");
         return 2;
     }
-    if (!weights)
+    if (!weights) {
+        /* Installed weights, else the source tree's (running from a checkout). */
         weights = g_build_filename(PS_WEIGHTS_DIR, "microaunet-kvasir.safetensors", NULL);
+        if (!g_file_test(weights, G_FILE_TEST_EXISTS)) {
+            g_free(weights);
+            weights = g_build_filename(PS_SOURCE_WEIGHTS_DIR, "microaunet-kvasir.safetensors", NULL);
+        }
+    }
 
     ps_model *m = ps_model_load(weights, &err);
     ps_image *im = m ? ps_image_load_rgb(input, &err) : NULL;

@@ -16,8 +16,7 @@ static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    stop_requested = sig; /* finish the step, write a checkpoint, exit with 128 + sig */
 }
 
 typedef struct opts {
@@ -31,7 +30,7 @@ typedef struct opts {
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
     *o = (opts){.arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
-                .threads = 1, .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
+                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default) or microaunet-w8", "NAME"},
         {"data", 0, 0, G_OPTION_ARG_FILENAME, &o->data, "Training folder with images/ and masks/ (required)", "DIR"},
@@ -51,7 +50,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
-        {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default 1; compute runs beside them)", "N"},
+        {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
         {"limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "Use only the first N images (quick checks)", "N"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- train a polyp segmentation model");
@@ -66,9 +65,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     else if (!o->data || !o->out) {
         fprintf(stderr, "polypseg-train: --data and --out are required (see --help)\n");
         ok = FALSE;
-    } else if (o->epochs < 1 || o->batch < 1 || o->size < 32 || o->size % 32 || o->threads < 1 ||
-               o->lr <= 0 || o->warmup < 0) {
-        fprintf(stderr, "polypseg-train: bad value: epochs and batch >= 1, size a multiple of 32, lr > 0\n");
+    } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
+               o->size % 32 || o->threads < 1 || o->lr <= 0 || o->min_lr < 0 || o->warmup < 0) {
+        fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
+                        "32 in %d..%d, lr > 0, min-lr >= 0, warmup-epochs >= 0\n", PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     }
     g_clear_error(&err);
@@ -87,6 +87,10 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("split"), g_strdup(o->split ? o->split : "all"));
     g_hash_table_insert(t, g_strdup("epochs"), g_strdup_printf("%d", o->epochs));
     g_hash_table_insert(t, g_strdup("batch"), g_strdup_printf("%d", o->batch));
+    g_hash_table_insert(t, g_strdup("size"), g_strdup_printf("%d", o->size));
+    g_hash_table_insert(t, g_strdup("limit"), g_strdup_printf("%d", o->limit));
+    g_hash_table_insert(t, g_strdup("data"), g_strdup(o->data));
+    g_hash_table_insert(t, g_strdup("min_lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->min_lr)));
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("loss"), g_strdup("bce_with_logits + dice"));
@@ -120,6 +124,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-train: %d images is fewer than one batch of %d\n", ds->n, o.batch);
         return 1;
     }
+    /* Opened now so that a typo fails before hours of training, not after. */
+    ps_dataset *vds = NULL;
+    if (o.val && !(vds = ps_dataset_open(o.val, o.val_split, &err))) {
+        fprintf(stderr, "polypseg-train: --val: %s\n", err->message);
+        return 1;
+    }
 
     ps_adamw opt;
     ps_train_pos pos = {0, 0};
@@ -132,7 +142,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "polypseg-train: cannot resume: %s\n", err->message);
             return 1;
         }
-        const char *keys[] = {"seed", "batch", "epochs", "lr"};
+        /* Everything that shapes the run must match, or the resumed run is not the same run. */
+        const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
+                              "split", "optimizer", "dataset"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -244,35 +256,40 @@ int main(int argc, char **argv)
         if (stop_requested) {
             printf("stopped: checkpoint %s holds epoch %d batch %d; continue with --resume\n",
                    o.checkpoint, at.epoch + 1, at.batch);
-            exit_code = 130;
+            exit_code = 128 + stop_requested;
             break;
         }
     }
+    /* From here on Ctrl-C / SIGTERM act as usual again. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (exit_code == 0) {
         double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
         GHashTable *meta = run_config(&o, command, train_seconds);
-        if (o.val) {
-            ps_dataset *vds = ps_dataset_open(o.val, o.val_split, &err);
+        if (vds) {
             ps_metric_values v;
             ps_progress eb;
-            ps_progress_init(&eb, "eval", vds ? vds->n : 0, 0);
-            if (!vds || !ps_evaluate(m, vds, 0.5f, &v, eval_progress, &eb, &err)) {
-                fprintf(stderr, "polypseg-train: evaluation failed: %s\n", err->message);
-                exit_code = 1;
+            ps_progress_init(&eb, "eval", vds->n, 0);
+            if (!ps_evaluate(m, vds, 0.5f, &v, eval_progress, &eb, &err)) {
+                /* The weights are still worth keeping; they just carry no metrics. */
+                fprintf(stderr, "polypseg-train: evaluation failed (weights saved without metrics): %s\n",
+                        err->message);
+                g_clear_error(&err);
             } else {
                 ps_progress_finish(&eb);
                 char *metrics = g_strdup_printf(
-                    "{\"data\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,\"mean_iou\":%.4f,\"mae\":%.4f,"
-                    "\"pooled_dice\":%.4f}", o.val, v.images, v.mean_dice, v.mean_iou, v.mae, v.pooled_dice);
+                    "{\"data\":\"%s\",\"split\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,"
+                    "\"mean_iou\":%.4f,\"mae\":%.4f,\"pooled_dice\":%.4f}",
+                    o.val, o.val_split ? o.val_split : "all", v.images, v.mean_dice, v.mean_iou, v.mae,
+                    v.pooled_dice);
                 printf("held-out %s: %s\n", o.val, metrics);
                 g_hash_table_insert(meta, g_strdup("metrics"), metrics);
             }
-            ps_dataset_free(vds);
         }
-        if (exit_code == 0 && !ps_model_save(m, o.out, meta, &err)) {
+        if (!ps_model_save(m, o.out, meta, &err)) {
             fprintf(stderr, "polypseg-train: %s\n", err->message);
             exit_code = 1;
-        } else if (exit_code == 0) {
+        } else {
             char dur[32];
             ps_format_duration(train_seconds, dur, sizeof dur);
             printf("wrote %s (%d epochs, %s training)\n", o.out, o.epochs, dur);
@@ -289,6 +306,7 @@ int main(int argc, char **argv)
     ps_adamw_free(&opt);
     ps_model_free(m);
     ps_dataset_free(ds);
+    ps_dataset_free(vds);
     g_free(command);
     return exit_code;
 }
