@@ -8,11 +8,11 @@ scripts/setup.sh
 D="${POLYPSEG_DATA:-../shared/datasets}"
 mkdir -p runs
 build/core/polypseg-train --arch microaunet --data $D/kvasir-seg/train --val $D/kvasir-seg/val \
-  --dataset-name kvasir-seg/train --epochs 120 --lr 4e-3 --seed 1 --log runs/kvasir.jsonl \
+  --dataset-name kvasir-seg/train --epochs 160 --lr 4e-3 --seed 1 --log runs/kvasir.jsonl \
   --out runs/microaunet-kvasir.safetensors > runs/kvasir.log 2>&1 &
 build/core/polypseg-train --arch microaunet --data $D/cvc-clinicdb --split $D/cvc-clinicdb/splits/train.txt \
   --val $D/cvc-clinicdb --val-split $D/cvc-clinicdb/splits/test.txt \
-  --dataset-name "cvc-clinicdb splits/train.txt" --epochs 150 --lr 4e-3 --seed 1 --log runs/cvc.jsonl \
+  --dataset-name "cvc-clinicdb splits/train.txt" --epochs 200 --lr 4e-3 --seed 1 --log runs/cvc.jsonl \
   --out runs/microaunet-cvc.safetensors > runs/cvc.log 2>&1 &
 wait
 python3 scripts/plot_training.py weights/training-loss.png runs/kvasir.jsonl:kvasir-seg runs/cvc.jsonl:cvc-clinicdb \
