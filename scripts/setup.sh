@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc libc6-dev pkg-config meson ninja-build libglib2.0-dev libjson-glib-dev libpng-dev
-          libjpeg62-turbo-dev)
+          libjpeg62-turbo-dev
+          # the GStreamer element, its tests (gst-check) and the pipelines' elements
+          libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+          gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+          gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-numpy)
 
 missing=()

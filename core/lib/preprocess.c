@@ -3,17 +3,24 @@
 #include <stdlib.h>
 #include "image.h"
 
-void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
-                       const float std[3], ps_tensor *out, int n, uint8_t *scratch)
+/* Interleaved RGB at the tensor's size -> normalised planes of sample n. */
+static void normalise(const uint8_t *rgb, const float mean[3], const float std[3], ps_tensor *out,
+                      int n)
 {
     int S = out->h * out->w;
-    ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
     for (int c = 0; c < 3; c++) {
         float *dst = out->data + ((size_t)n * 3 + c) * S;
         float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
         for (int i = 0; i < S; i++)
-            dst[i] = scratch[3 * i + c] * scale - shift;
+            dst[i] = rgb[3 * i + c] * scale - shift;
     }
+}
+
+void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
+                       const float std[3], ps_tensor *out, int n, uint8_t *scratch)
+{
+    ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
+    normalise(scratch, mean, std, out, n);
 }
 
 struct ps_segmenter {
@@ -57,14 +64,26 @@ int ps_segmenter_size(const ps_segmenter *s)
     return s->model->info.input_size;
 }
 
-const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
+static const float *forward(ps_segmenter *s)
 {
-    const ps_model_info *info = &s->model->info;
-    ps_preprocess_rgb(rgb, w, h, stride, info->mean, info->std, s->input, 0, s->scratch);
     ps_graph_clear(&s->graph);
     ps_tensor *logits = ps_model_forward(s->model, &s->graph, s->input, NULL);
     size_t n = ps_numel(logits);
     for (size_t i = 0; i < n; i++)
         s->prob[i] = 1.0f / (1.0f + expf(-logits->data[i]));
     return s->prob;
+}
+
+const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
+{
+    const ps_model_info *info = &s->model->info;
+    ps_preprocess_rgb(rgb, w, h, stride, info->mean, info->std, s->input, 0, s->scratch);
+    return forward(s);
+}
+
+const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb)
+{
+    const ps_model_info *info = &s->model->info;
+    normalise(rgb, info->mean, info->std, s->input, 0);
+    return forward(s);
 }

@@ -16,3 +16,6 @@ void ps_segmenter_free(ps_segmenter *s);
 int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);
+/* The same for an image already at the model's size x size (interleaved RGB, stride size*3),
+ * as the GStreamer element makes it while converting a frame: no resize, no allocation. */
+const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb);

@@ -1,0 +1,98 @@
+#include "frameconvert.h"
+
+/* The same mapping as the core's resize, so RGB frames give the same input as polypseg-infer. */
+static void axis_init(PsAxis *a, int src, int dst)
+{
+    a->i0 = g_new(int, dst);
+    a->i1 = g_new(int, dst);
+    a->w1 = g_new(float, dst);
+    for (int i = 0; i < dst; i++) {
+        double x = (i + 0.5) * src / dst - 0.5;
+        x = CLAMP(x, 0.0, (double)(src - 1));
+        int x0 = (int)x;
+        a->i0[i] = x0;
+        a->i1[i] = MIN(x0 + 1, src - 1);
+        a->w1[i] = (float)(x - x0);
+    }
+}
+
+static void axis_clear(PsAxis *a)
+{
+    g_clear_pointer(&a->i0, g_free);
+    g_clear_pointer(&a->i1, g_free);
+    g_clear_pointer(&a->w1, g_free);
+}
+
+void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size)
+{
+    const GstVideoFormatInfo *finfo = info->finfo;
+    c->size = size;
+    c->yuv = GST_VIDEO_FORMAT_INFO_IS_YUV(finfo);
+    ps_yuv_init(&c->matrix, info);
+    /* Component 0 (R or Y) is never subsampled; the others share one subsampling. */
+    for (int k = 0; k < 2; k++) {
+        int comp = k == 0 ? 0 : 1;
+        axis_init(&c->ax[k], GST_VIDEO_INFO_COMP_WIDTH(info, comp), size);
+        axis_init(&c->ay[k], GST_VIDEO_INFO_COMP_HEIGHT(info, comp), size);
+    }
+    for (int comp = 0; comp < 3; comp++)
+        c->comp_axes[comp] = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp);
+}
+
+void ps_frame_convert_clear(PsFrameConvert *c)
+{
+    for (int k = 0; k < 2; k++) {
+        axis_clear(&c->ax[k]);
+        axis_clear(&c->ay[k]);
+    }
+}
+
+/* Bilinear sample of one component: horizontal lerps first, then vertical, in float, in the
+ * same order as the core so the results round identically. */
+static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const PsAxis *ax, int x,
+                           float wy)
+{
+    int a = ax->i0[x] * ps, b = ax->i1[x] * ps;
+    float w = ax->w1[x];
+    float top = r0[a] + w * (r0[b] - r0[a]), bottom = r1[a] + w * (r1[b] - r1[a]);
+    return top + wy * (bottom - top);
+}
+
+void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)
+{
+    int n = c->size;
+    const guint8 *data[3];
+    int stride[3], ps[3];
+    for (int comp = 0; comp < 3; comp++) {
+        data[comp] = GST_VIDEO_FRAME_COMP_DATA(frame, comp);
+        stride[comp] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp);
+        ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
+    }
+    for (int y = 0; y < n; y++) {
+        guint8 *out = rgb + (size_t)y * n * 3;
+        const guint8 *r0[3], *r1[3];
+        float wy[3];
+        const PsAxis *ax[3];
+        for (int comp = 0; comp < 3; comp++) {
+            const PsAxis *ay = &c->ay[c->comp_axes[comp]];
+            r0[comp] = data[comp] + (size_t)ay->i0[y] * stride[comp];
+            r1[comp] = data[comp] + (size_t)ay->i1[y] * stride[comp];
+            wy[comp] = ay->w1[y];
+            ax[comp] = &c->ax[c->comp_axes[comp]];
+        }
+        if (!c->yuv) {
+            for (int x = 0; x < n; x++)
+                for (int comp = 0; comp < 3; comp++) {
+                    float v = sample(r0[comp], r1[comp], ps[comp], ax[comp], x, wy[comp]) + 0.5f;
+                    out[3 * x + comp] = (guint8)CLAMP(v, 0.0f, 255.0f);
+                }
+        } else {
+            for (int x = 0; x < n; x++) {
+                float yy = sample(r0[0], r1[0], ps[0], ax[0], x, wy[0]);
+                float u = sample(r0[1], r1[1], ps[1], ax[1], x, wy[1]);
+                float v = sample(r0[2], r1[2], ps[2], ax[2], x, wy[2]);
+                ps_yuv_to_rgb(&c->matrix, yy, u, v, out + 3 * x);
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/* A video frame of any format the element accepts -> the model's square RGB input, resized
+ * while converting: each output pixel is sampled bilinearly (half-pixel centres, like the
+ * core's resize) from each component plane at that plane's own resolution, then YUV is turned
+ * into RGB with the stream's matrix. The full frame is never converted. For RGB formats the
+ * result equals ps_resize_bilinear_u8 of the frame, bit for bit. */
+#pragma once
+#include <gst/video/video.h>
+#include "colour.h"
+
+typedef struct {
+    int *i0, *i1; /* sample indices along the axis */
+    float *w1;    /* weight of i1 */
+} PsAxis;
+
+typedef struct {
+    int size;         /* side of the output */
+    gboolean yuv;
+    PsYuv matrix;
+    int comp_axes[3]; /* per component: which of the axis pairs below (by its subsampling) */
+    PsAxis ax[2], ay[2];
+} PsFrameConvert;
+
+/* Builds the sampling tables for frames of `info` (once per caps). */
+void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size);
+void ps_frame_convert_clear(PsFrameConvert *c);
+/* Writes size x size interleaved RGB (stride size*3); allocates nothing. */
+void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb);

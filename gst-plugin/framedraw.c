@@ -1,0 +1,267 @@
+#include "framedraw.h"
+#include <string.h>
+#include "colour.h"
+#include "geometry.h"
+
+enum { COVER_NONE, COVER_TINT, COVER_LINE }; /* a line wins over the tint under it */
+
+/* Half-pixel-centre bilinear mapping in 1/256 steps, as the mask is upsampled. */
+static void axis_init(int frame, int size, int **i0, int **i1, guint16 **w)
+{
+    *i0 = g_new(int, frame);
+    *i1 = g_new(int, frame);
+    *w = g_new(guint16, frame);
+    for (int i = 0; i < frame; i++) {
+        double x = CLAMP((i + 0.5) * size / frame - 0.5, 0.0, (double)(size - 1));
+        int x0 = (int)x;
+        (*i0)[i] = x0;
+        (*i1)[i] = MIN(x0 + 1, size - 1);
+        (*w)[i] = (guint16)lround((x - x0) * 256);
+    }
+}
+
+void ps_canvas_init(PsCanvas *c, int width, int height, int size)
+{
+    c->w = width;
+    c->h = height;
+    c->size = size;
+    c->cover = g_malloc0((gsize)width * height);
+    axis_init(width, size, &c->mx0, &c->mx1, &c->mwx);
+    axis_init(height, size, &c->my0, &c->my1, &c->mwy);
+    c->col_start = g_new(int, size + 1);
+    for (int m = 0, x = 0; m <= size; m++) {
+        while (x < width && c->mx0[x] < m)
+            x++;
+        c->col_start[m] = x;
+    }
+    c->vrow = g_new0(guint32, size);
+    c->dx0 = c->dy0 = G_MAXINT;
+    c->dx1 = c->dy1 = -1;
+}
+
+void ps_canvas_clear(PsCanvas *c)
+{
+    g_clear_pointer(&c->cover, g_free);
+    g_clear_pointer(&c->mx0, g_free);
+    g_clear_pointer(&c->mx1, g_free);
+    g_clear_pointer(&c->mwx, g_free);
+    g_clear_pointer(&c->col_start, g_free);
+    g_clear_pointer(&c->my0, g_free);
+    g_clear_pointer(&c->my1, g_free);
+    g_clear_pointer(&c->mwy, g_free);
+    g_clear_pointer(&c->vrow, g_free);
+}
+
+static void grow_dirty(PsCanvas *c, int x0, int y0, int x1, int y1)
+{
+    c->dx0 = MIN(c->dx0, x0);
+    c->dy0 = MIN(c->dy0, y0);
+    c->dx1 = MAX(c->dx1, x1);
+    c->dy1 = MAX(c->dy1, y1);
+}
+
+void ps_canvas_fill_mask(PsCanvas *c, const guint8 *mask, int x0, int y0, int x1, int y1)
+{
+    int S = c->size;
+    /* Frame pixels that can reach one half: those within one model pixel of the box. */
+    int fx0 = MAX(ps_model_edge(x0, S, c->w) - 1, 0), fx1 = MIN(ps_model_edge(x1 + 1, S, c->w) + 1, c->w - 1);
+    int fy0 = MAX(ps_model_edge(y0, S, c->h) - 1, 0), fy1 = MIN(ps_model_edge(y1 + 1, S, c->h) + 1, c->h - 1);
+    int mx0 = c->mx0[fx0], mx1 = c->mx0[fx1], vx1 = MIN(mx1 + 1, S - 1);
+    gboolean any = FALSE;
+    for (int y = fy0; y <= fy1; y++) {
+        const guint8 *a = mask + (gsize)c->my0[y] * S, *b = mask + (gsize)c->my1[y] * S;
+        guint32 wb = c->mwy[y], wa = 256 - wb;
+        for (int m = mx0; m <= vx1; m++)
+            c->vrow[m] = (a[m] ? wa : 0) + (b[m] ? wb : 0);
+        guint8 *row = c->cover + (gsize)y * c->w;
+        /* Frame columns between model columns m and m + 1 blend the two values, so where both
+         * are on one side of one half, the whole run is (or is not) polyp. */
+        for (int m = mx0; m <= mx1; m++) {
+            int xa = MAX(c->col_start[m], fx0), xb = MIN(c->col_start[m + 1], fx1 + 1);
+            guint32 va = c->vrow[m], vb = c->vrow[MIN(m + 1, S - 1)];
+            if (xa >= xb || (va < 128 && vb < 128))
+                continue;
+            any = TRUE;
+            if (va >= 128 && vb >= 128) {
+                memset(row + xa, COVER_TINT, xb - xa);
+                continue;
+            }
+            for (int x = xa; x < xb; x++)
+                if (va * (256 - c->mwx[x]) + vb * c->mwx[x] >= 128 * 256)
+                    row[x] = COVER_TINT;
+        }
+    }
+    if (any)
+        grow_dirty(c, fx0, fy0, fx1, fy1);
+}
+
+static void stamp(PsCanvas *c, int x, int y, int width)
+{
+    int r = width / 2;
+    int x0 = MAX(x - r, 0), x1 = MIN(x - r + width - 1, c->w - 1);
+    int y0 = MAX(y - r, 0), y1 = MIN(y - r + width - 1, c->h - 1);
+    if (x0 > x1 || y0 > y1)
+        return;
+    for (int yy = y0; yy <= y1; yy++)
+        memset(c->cover + (gsize)yy * c->w + x0, COVER_LINE, x1 - x0 + 1);
+    grow_dirty(c, x0, y0, x1, y1);
+}
+
+/* Bresenham from (x0,y0) to (x1,y1), the end point excluded (it starts the next edge). */
+static void segment(PsCanvas *c, int x0, int y0, int x1, int y1, int width)
+{
+    int dx = ABS(x1 - x0), dy = -ABS(y1 - y0);
+    int sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
+    while (x0 != x1 || y0 != y1) {
+        stamp(c, x0, y0, width);
+        int e2 = 2 * err;
+        if (e2 >= dy) {
+            err += dy;
+            x0 += sx;
+        }
+        if (e2 <= dx) {
+            err += dx;
+            y0 += sy;
+        }
+    }
+}
+
+void ps_canvas_polygon(PsCanvas *c, const int *xy, int n, int width)
+{
+    int S = c->size;
+    if (n == 1)
+        stamp(c, ps_model_to_frame(xy[0], S, c->w), ps_model_to_frame(xy[1], S, c->h), width);
+    for (int i = 0; i < n && n > 1; i++) {
+        int j = (i + 1) % n;
+        segment(c, ps_model_to_frame(xy[2 * i], S, c->w), ps_model_to_frame(xy[2 * i + 1], S, c->h),
+                ps_model_to_frame(xy[2 * j], S, c->w), ps_model_to_frame(xy[2 * j + 1], S, c->h), width);
+    }
+}
+
+/* First marked pixel of row[x..end), or end; unmarked stretches are skipped 8 bytes at a time. */
+static inline int next_marked(const guint8 *row, int x, int end)
+{
+    while (x < end && (x & 7)) {
+        if (row[x])
+            return x;
+        x++;
+    }
+    for (guint64 v; x + 8 <= end; x += 8) {
+        memcpy(&v, row + x, 8);
+        if (v)
+            break;
+    }
+    while (x < end && !row[x])
+        x++;
+    return x;
+}
+
+/* Blend result per mark and component value: the frame is painted by table lookups. */
+typedef guint8 PsLut[3][3][256]; /* [mark][component][value] */
+
+static void lut_init(PsLut lut, const PsPaint *tint, const PsPaint *line)
+{
+    const PsPaint *paints[3] = {NULL, tint, line};
+    for (int k = 1; k < 3; k++)
+        for (int comp = 0; comp < 3; comp++) {
+            guint a = paints[k]->alpha, col = paints[k]->comp[comp] * a + 128;
+            for (int v = 0; v < 256; v++)
+                lut[k][comp][v] = (guint8)((v * (256 - a) + col) >> 8);
+        }
+}
+
+/* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
+ * every such component blended at each marked pixel. */
+static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut)
+{
+    guint8 *data[3];
+    int stride[3], ps[3];
+    for (int i = 0; i < n; i++) {
+        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
+        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
+        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
+    }
+    int end = c->dx1 + 1;
+    for (int y = c->dy0; y <= c->dy1; y++) {
+        const guint8 *marks = c->cover + (gsize)y * c->w;
+        guint8 *row[3];
+        for (int i = 0; i < n; i++)
+            row[i] = data[i] + (gsize)y * stride[i];
+        for (int x = next_marked(marks, c->dx0, end); x < end; x = next_marked(marks, x, end)) {
+            int run_end = x;
+            while (run_end < end && marks[run_end])
+                run_end++;
+            if (n == 3) /* packed RGB: the common case, kept free of the inner loop */
+                for (; x < run_end; x++) {
+                    guint8 *p0 = row[0] + x * ps[0], *p1 = row[1] + x * ps[1], *p2 = row[2] + x * ps[2];
+                    const guint8(*l)[256] = lut[marks[x]];
+                    *p0 = l[0][*p0];
+                    *p1 = l[1][*p1];
+                    *p2 = l[2][*p2];
+                }
+            else
+                for (; x < run_end; x++)
+                    for (int i = 0; i < n; i++) {
+                        guint8 *px = row[i] + x * ps[i];
+                        *px = lut[marks[x]][comps[i]][*px];
+                    }
+        }
+    }
+}
+
+/* A subsampled component: each sample takes the strongest mark of the pixels it covers. */
+static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, int comp, PsLut lut)
+{
+    const GstVideoFormatInfo *finfo = frame->info.finfo;
+    int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp);
+    guint8 *data = GST_VIDEO_FRAME_COMP_DATA(frame, comp);
+    int stride = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp), ps = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
+    for (int cy = c->dy0 >> hs; cy <= c->dy1 >> hs; cy++) {
+        int y0 = cy << hs, y1 = MIN((cy + 1) << hs, c->h);
+        guint8 *row = data + (gsize)cy * stride;
+        for (int cx = c->dx0 >> ws; cx <= c->dx1 >> ws; cx++) {
+            int x0 = cx << ws, x1 = MIN((cx + 1) << ws, c->w), mark = COVER_NONE;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++)
+                    mark = MAX(mark, c->cover[(gsize)y * c->w + x]);
+            if (mark != COVER_NONE)
+                row[cx * ps] = lut[mark][comp][row[cx * ps]];
+        }
+    }
+}
+
+void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, const PsPaint *line)
+{
+    if (c->dx0 > c->dx1)
+        return;
+    const GstVideoFormatInfo *finfo = frame->info.finfo;
+    PsLut lut;
+    lut_init(lut, tint, line);
+    int full[3], n_full = 0;
+    for (int comp = 0; comp < 3; comp++) {
+        if (GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp))
+            paint_sub(c, frame, comp, lut);
+        else
+            full[n_full++] = comp;
+    }
+    paint_full(c, frame, full, n_full, lut);
+    for (int y = c->dy0; y <= c->dy1; y++)
+        memset(c->cover + (gsize)y * c->w + c->dx0, COVER_NONE, c->dx1 - c->dx0 + 1);
+    c->dx0 = c->dy0 = G_MAXINT;
+    c->dx1 = c->dy1 = -1;
+}
+
+PsPaint ps_paint_from_argb(guint32 argb, double opacity, const GstVideoInfo *info)
+{
+    PsPaint p;
+    guint8 rgb[3] = {(argb >> 16) & 0xff, (argb >> 8) & 0xff, argb & 0xff};
+    p.alpha = (guint)lround(CLAMP(opacity, 0.0, 1.0) * ((argb >> 24) & 0xff) / 255.0 * 256);
+    if (GST_VIDEO_INFO_IS_YUV(info)) {
+        PsYuv m;
+        ps_yuv_init(&m, info);
+        ps_rgb_to_yuv(&m, rgb, p.comp);
+    } else {
+        memcpy(p.comp, rgb, 3);
+    }
+    return p;
+}
