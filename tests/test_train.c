@@ -306,6 +306,29 @@ static void test_kill9_leaves_valid_checkpoint(void)
     g_free(out);
 }
 
+/* --init starts from given weights and records where they came from; a mismatching
+ * architecture is refused. */
+static void test_init_from_weights(void)
+{
+    char *init = g_build_filename(tmpdir, "init.safetensors", NULL);
+    char *out = g_build_filename(tmpdir, "tuned.safetensors", NULL);
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 9, NULL);
+    g_assert_true(ps_model_save(m, init, NULL, NULL));
+    char *arg = g_strdup_printf("--init %s", init);
+    g_assert_cmpint(run_train(out, arg, 0, 0), ==, 0);
+    ps_st_file *f = read_ok(out);
+    g_assert_cmpstr(ps_st_meta(f, "init"), ==, init);
+    ps_st_free(f);
+    char *bad = g_strdup_printf("--init %s --arch microaunet-w8", init);
+    int st = run_train(out, bad, 0, 0);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    g_free(bad);
+    g_free(arg);
+    ps_model_free(m);
+    g_free(init);
+    g_free(out);
+}
+
 static void test_bad_arguments(void)
 {
     char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
@@ -324,6 +347,7 @@ int main(int argc, char **argv)
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
     g_test_add_func("/train/resume-is-exact", test_resume_is_exact);
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
+    g_test_add_func("/train/init-from-weights", test_init_from_weights);
     g_test_add_func("/train/bad-arguments", test_bad_arguments);
     int rc = g_test_run();
     tu_remove_tree(tmpdir);

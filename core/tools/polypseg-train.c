@@ -20,7 +20,7 @@ static void on_signal(int sig)
 }
 
 typedef struct opts {
-    char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name;
+    char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init;
     int epochs, batch, size, threads, warmup, limit;
     double lr, wd, min_lr;
     gint64 seed;
@@ -40,6 +40,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "Final weights (safetensors; required)", "FILE"},
         {"checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &o->checkpoint, "Checkpoint file (default: OUT.ckpt)", "FILE"},
         {"resume", 0, 0, G_OPTION_ARG_NONE, &o->resume, "Continue from the checkpoint", NULL},
+        {"init", 0, 0, G_OPTION_ARG_FILENAME, &o->init, "Start from these weights (fine-tuning) instead of a random initialisation", "FILE"},
         {"log", 0, 0, G_OPTION_ARG_FILENAME, &o->log, "Append one JSON line per epoch to FILE", "FILE"},
         {"dataset-name", 0, 0, G_OPTION_ARG_STRING, &o->dataset_name, "Dataset name recorded in the weights (default: the --data path)", "NAME"},
         {"epochs", 'e', 0, G_OPTION_ARG_INT, &o->epochs, "Epochs (default 100)", "N"},
@@ -85,6 +86,7 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     char buf[G_ASCII_DTOSTR_BUF_SIZE];
     g_hash_table_insert(t, g_strdup("dataset"), g_strdup(o->dataset_name ? o->dataset_name : o->data));
     g_hash_table_insert(t, g_strdup("split"), g_strdup(o->split ? o->split : "all"));
+    g_hash_table_insert(t, g_strdup("init"), g_strdup(o->init ? o->init : "random"));
     g_hash_table_insert(t, g_strdup("epochs"), g_strdup_printf("%d", o->epochs));
     g_hash_table_insert(t, g_strdup("batch"), g_strdup_printf("%d", o->batch));
     g_hash_table_insert(t, g_strdup("size"), g_strdup_printf("%d", o->size));
@@ -144,7 +146,7 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "split", "optimizer", "dataset"};
+                              "split", "optimizer", "dataset", "init"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -164,9 +166,13 @@ int main(int argc, char **argv)
         g_hash_table_unref(meta);
         printf("resuming from %s at epoch %d, batch %d\n", o.checkpoint, pos.epoch + 1, pos.batch);
     } else {
-        m = ps_model_new(o.arch, NULL, 0, (uint64_t)o.seed, &err);
+        m = o.init ? ps_model_load(o.init, &err) : ps_model_new(o.arch, NULL, 0, (uint64_t)o.seed, &err);
         if (!m) {
             fprintf(stderr, "polypseg-train: %s\n", err->message);
+            return 2;
+        }
+        if (strcmp(m->info.arch, o.arch) != 0) {
+            fprintf(stderr, "polypseg-train: --init %s holds %s, not %s\n", o.init, m->info.arch, o.arch);
             return 2;
         }
         ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
