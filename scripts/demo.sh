@@ -1,15 +1,47 @@
 #!/usr/bin/env bash
-# Sets up, then segments a real Kvasir-SEG validation image with the shipped weights,
-# writing out/mask.png and out/overlay.png. Pass an image path to segment your own.
+# Sets up, then records an annotated MP4 from a real colonoscopy clip through the polypseg
+# GStreamer element (pipelines/record.sh): out/annotated.mp4 (H.264, polyps tinted and outlined)
+# and out/annotated.jsonl (each frame's polyps). The clip is CVC-ClinicDB sequence 5 (one of
+# the sequences held out from training the shipped CVC weights) from $POLYPSEG_DATA or
+# ../shared/datasets, or the video file or folder of numbered frames you name.
+#   scripts/demo.sh [--weights FILE] [VIDEO | FRAME-FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+weights="" input=""
+while (($#)); do
+  case $1 in
+    -h | --help)
+      sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    -w | --weights)
+      (($# >= 2)) || { echo "demo: $1 needs a file" >&2; exit 2; }
+      weights=$2
+      shift 2
+      ;;
+    *)
+      [[ -z $input ]] || { echo "demo: one input only (see --help)" >&2; exit 2; }
+      input=$1
+      shift
+      ;;
+  esac
+done
+
 scripts/setup.sh
-img="${1:-}"
-if [[ -z "$img" ]]; then
-  data="${POLYPSEG_DATA:-../shared/datasets}"
-  img=$(ls "$data"/kvasir-seg/val/images/*.jpg 2>/dev/null | head -n 1 || true)
-  [[ -n "$img" ]] || { echo "demo: no dataset at $data; run: scripts/demo.sh IMAGE.jpg" >&2; exit 1; }
-fi
 mkdir -p out
-build/core/polypseg-infer --weights weights/microaunet-kvasir.safetensors --input "$img" \
-  --mask out/mask.png --overlay out/overlay.png
+if [[ -n $input ]]; then
+  # Any colonoscopy video: the Kvasir-SEG weights (the element's default) unless told otherwise.
+  args=("$input")
+  [[ -z $weights ]] || args=(--weights "$weights" "${args[@]}")
+else
+  data="${POLYPSEG_DATA:-../shared/datasets}"
+  if [[ ! -f $data/cvc-clinicdb/sequences.csv ]]; then
+    echo "demo: no CVC-ClinicDB at $data/cvc-clinicdb: name a clip instead," \
+      "scripts/demo.sh VIDEO (or a folder of numbered frames)" >&2
+    exit 1
+  fi
+  args=(--cvc-sequence 5 --weights "${weights:-weights/microaunet-cvc.safetensors}")
+fi
+pipelines/record.sh "${args[@]}" out/annotated.mp4
+echo "demo: wrote out/annotated.mp4 and out/annotated.jsonl"

@@ -10,7 +10,9 @@ packages=(gcc libc6-dev pkg-config meson ninja-build libglib2.0-dev libjson-glib
           # the GStreamer element, its tests (gst-check) and the pipelines' elements
           libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
           gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-          gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+          gstreamer1.0-plugins-ugly gstreamer1.0-libav
+          # the element's 1,000-frame leak test runs under it (meson test gst-leak-valgrind)
+          valgrind)
 [[ "${1:-}" == "--torch" ]] && packages+=(python3-torch python3-numpy)
 
 missing=()
