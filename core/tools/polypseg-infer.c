@@ -67,7 +67,7 @@ int main(int argc, char **argv)
         }
     }
     if (rc == 0)
-        printf("%s: %dx%d, polyp %.1f%% of the image, inference %.1f ms -> %s%s%s\n", input, im->w, im->h,
+        printf("%s: %dx%d, polyp %.1f%% of the image, inference %.1f ms (first frame, buffer set-up included) -> %s%s%s\n", input, im->w, im->h,
                100.0 * polyp / ((double)im->w * im->h), ms, mask_out, overlay_out ? ", " : "",
                overlay_out ? overlay_out : "");
     ps_image_free(mask);
