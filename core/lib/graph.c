@@ -1,4 +1,5 @@
 #include "graph.h"
+#include "kernels.h"
 #include <stdlib.h>
 #include <string.h>
 #include <glib.h>
@@ -50,6 +51,28 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
     return ps_arena_tensor(g->arena, x->n, x->c, x->h, x->w);
 }
 
+/* The optimised kernels cover the model's convs (pointwise, depthwise 3x3 'same'); any other
+ * shape runs the reference. */
+static void conv2d(const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
+                   const ps_conv2d_params *p, ps_tensor *y)
+{
+    const ps_kernels *k = ps_kernels_best();
+    const size_t xplane = (size_t)x->h * x->w, yplane = (size_t)y->h * y->w;
+    const float *bias = b ? b->data : NULL;
+    if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        for (int n = 0; n < x->n; n++)
+            k->conv_pointwise(x->data + n * x->c * xplane, w->data, bias, y->data + n * y->c * yplane,
+                              x->c, y->c, yplane);
+    } else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
+               p->pad_h == p->dilation && p->pad_w == p->dilation) {
+        for (int n = 0; n < x->n; n++)
+            k->conv_depthwise3x3(x->data + n * x->c * xplane, w->data, bias, y->data + n * y->c * yplane,
+                                 x->c, x->h, x->w, p->dilation);
+    } else {
+        ps_conv2d_ref(x, w, b, p, y);
+    }
+}
+
 ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                        int pad, int dilation, int groups)
 {
@@ -57,7 +80,7 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
                                    ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
                                    ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
-    ps_conv2d_ref(x, w, b, &p, y);
+    conv2d(x, w, b, &p, y);
     ps_node *nd = record(g, PS_OP_CONV2D, y, 3, (ps_tensor *[]){x, w, b});
     if (nd)
         nd->conv = p;
@@ -126,13 +149,27 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
         return y;                                                              \
     }
 UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
-UNARY(gelu, PS_OP_GELU, x->n, x->c, x->h, x->w)
-UNARY(sigmoid, PS_OP_SIGMOID, x->n, x->c, x->h, x->w)
 UNARY(maxpool2x2, PS_OP_MAXPOOL2X2, x->n, x->c, x->h / 2, x->w / 2)
 UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
 UNARY(channel_mean_max, PS_OP_CHANNEL_MEAN_MAX, x->n, 2, x->h, x->w)
 UNARY(upsample2x, PS_OP_UPSAMPLE2X, x->n, x->c, 2 * x->h, 2 * x->w)
 #undef UNARY
+
+ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = new_like(g, x);
+    ps_kernels_best()->gelu(x->data, y->data, ps_numel(x));
+    record(g, PS_OP_GELU, y, 1, &x);
+    return y;
+}
+
+ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = new_like(g, x);
+    ps_kernels_best()->sigmoid(x->data, y->data, ps_numel(x));
+    record(g, PS_OP_SIGMOID, y, 1, &x);
+    return y;
+}
 
 ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
 {

@@ -18,10 +18,10 @@ static double ratio_or(double num, double den, double empty)
     return den > 0 ? num / den : empty;
 }
 
-void ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, float threshold)
+double ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, float threshold)
 {
     if (n <= 0)
-        return;
+        return 0;
     long tp = 0, fp = 0, fn = 0, tn = 0;
     double abs_err = 0;
     for (int i = 0; i < n; i++) {
@@ -33,8 +33,9 @@ void ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, 
         tn += !pred && !pos;
         abs_err += fabs((double)prob[i] - gt[i] / 255.0);
     }
+    double dice = ratio_or(2.0 * tp, 2.0 * tp + fp + fn, 1);
     m->images++;
-    m->sum_dice += ratio_or(2.0 * tp, 2.0 * tp + fp + fn, 1);
+    m->sum_dice += dice;
     m->sum_iou += ratio_or(tp, (double)tp + fp + fn, 1);
     m->sum_mae += abs_err / n;
     m->sum_fnr += ratio_or(fn, (double)tp + fn, 0);
@@ -44,6 +45,7 @@ void ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, 
     m->pooled_tp += tp;
     m->pooled_fp += fp;
     m->pooled_fn += fn;
+    return dice;
 }
 
 /* Means over the images added so far; all zero when none were. */

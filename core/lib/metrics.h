@@ -15,6 +15,7 @@ typedef struct ps_metric_values {
 
 void ps_metrics_init(ps_metrics *m);
 /* prob: probability map, gt: 0/255 mask, both n pixels (prediction already resized to the mask).
- * Per image: prediction = prob >= threshold. Empty-vs-empty counts as Dice = IoU = 1. */
-void ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, float threshold);
+ * Per image: prediction = prob >= threshold. Empty-vs-empty counts as Dice = IoU = 1.
+ * Returns this image's Dice. */
+double ps_metrics_add(ps_metrics *m, const float *prob, const uint8_t *gt, int n, float threshold);
 ps_metric_values ps_metrics_values(const ps_metrics *m);

@@ -40,9 +40,22 @@ static gboolean write_json(const char *path, const char *weights, const char *da
     return ok;
 }
 
+static gboolean write_per_image(const char *path, const ps_dataset *ds, const double *dice, GError **err)
+{
+    GString *csv = g_string_new("image,dice\n");
+    for (int i = 0; i < ds->n; i++) {
+        char *name = g_path_get_basename(ds->image_paths[i]);
+        g_string_append_printf(csv, "%s,%.6f\n", name, dice[i]);
+        g_free(name);
+    }
+    gboolean ok = g_file_set_contents(path, csv->str, (gssize)csv->len, err);
+    g_string_free(csv, TRUE);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
-    char *weights = NULL, *data = NULL, *split = NULL, *json = NULL;
+    char *weights = NULL, *data = NULL, *split = NULL, *json = NULL, *per_image = NULL;
     double threshold = 0.5;
     GOptionEntry entries[] = {
         {"weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Model weights (required)", "FILE"},
@@ -50,6 +63,7 @@ int main(int argc, char **argv)
         {"split", 's', 0, G_OPTION_ARG_FILENAME, &split, "Only the file names listed in FILE", "FILE"},
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write the metrics as JSON", "OUT"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
+        {"per-image", 0, 0, G_OPTION_ARG_FILENAME, &per_image, "Write each image's Dice as CSV (image,dice)", "OUT"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- evaluate polyp segmentation weights");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -72,8 +86,9 @@ int main(int argc, char **argv)
     ps_progress bar;
     ps_progress_init(&bar, "eval", ds->n, 0);
     ps_metric_values v;
+    double *dice = g_new0(double, ds->n);
     gint64 t0 = g_get_monotonic_time();
-    if (!ps_evaluate(m, ds, (float)threshold, &v, on_progress, &bar, &err)) {
+    if (!ps_evaluate(m, ds, (float)threshold, &v, dice, on_progress, &bar, &err)) {
         fprintf(stderr, "\npolypseg-eval: %s\n", err->message);
         return 1;
     }
@@ -90,6 +105,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-eval: %s: %s\n", json, err->message);
         rc = 1;
     }
+    if (per_image && !write_per_image(per_image, ds, dice, &err)) {
+        fprintf(stderr, "polypseg-eval: %s: %s\n", per_image, err->message);
+        rc = 1;
+    }
+    g_free(dice);
     ps_dataset_free(ds);
     ps_model_free(m);
     return rc;

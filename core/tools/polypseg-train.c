@@ -20,6 +20,7 @@ static void on_signal(int sig)
 }
 
 typedef struct opts {
+    char **add_data;
     char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init;
     int epochs, batch, size, threads, warmup, limit;
     double lr, wd, min_lr;
@@ -35,6 +36,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default) or microaunet-w8", "NAME"},
         {"data", 0, 0, G_OPTION_ARG_FILENAME, &o->data, "Training folder with images/ and masks/ (required)", "DIR"},
         {"split", 0, 0, G_OPTION_ARG_FILENAME, &o->split, "Only the file names listed in FILE", "FILE"},
+        {"add-data", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o->add_data, "Also train on every pair of this folder (repeatable; e.g. Kvasir-SEG beside CVC-ClinicDB)", "DIR"},
         {"val", 0, 0, G_OPTION_ARG_FILENAME, &o->val, "Held-out folder evaluated after training (metrics go into the weights' metadata)", "DIR"},
         {"val-split", 0, 0, G_OPTION_ARG_FILENAME, &o->val_split, "Split file for --val", "FILE"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "Final weights (safetensors; required)", "FILE"},
@@ -92,6 +94,10 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("size"), g_strdup_printf("%d", o->size));
     g_hash_table_insert(t, g_strdup("limit"), g_strdup_printf("%d", o->limit));
     g_hash_table_insert(t, g_strdup("data"), g_strdup(o->data));
+    if (o->add_data) {
+        char *joined = g_strjoinv(" ", o->add_data);
+        g_hash_table_insert(t, g_strdup("add_data"), joined);
+    }
     g_hash_table_insert(t, g_strdup("min_lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->min_lr)));
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
@@ -120,6 +126,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-train: %s\n", err->message);
         return 1;
     }
+    for (char **dir = o.add_data; dir && *dir; dir++) {
+        ps_dataset *more = ps_dataset_open(*dir, NULL, &err);
+        if (!more) {
+            fprintf(stderr, "polypseg-train: --add-data: %s\n", err->message);
+            return 1;
+        }
+        ps_dataset_append(ds, more);
+    }
     if (o.limit > 0 && o.limit < ds->n)
         ds->n = o.limit; /* the listing keeps ownership of every path */
     if (ds->n < o.batch) {
@@ -146,7 +160,7 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "split", "optimizer", "dataset", "init"};
+                              "add_data", "split", "optimizer", "dataset", "init"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -183,8 +197,8 @@ int main(int argc, char **argv)
                            .shuffle = 1, .threads = o.threads};
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
-    printf("%s: %zu parameters; decoding %d images from %s ...\n", m->info.arch,
-           ps_model_count_trainable(m), ds->n, o.data);
+    printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch,
+           ps_model_count_trainable(m), ds->n, o.data, o.add_data ? " and --add-data" : "");
     fflush(stdout);
     ps_loader *loader = ps_loader_new(ds, &lc, &err);
     if (!loader) {
@@ -276,7 +290,7 @@ int main(int argc, char **argv)
             ps_metric_values v;
             ps_progress eb;
             ps_progress_init(&eb, "eval", vds->n, 0);
-            if (!ps_evaluate(m, vds, 0.5f, &v, eval_progress, &eb, &err)) {
+            if (!ps_evaluate(m, vds, 0.5f, &v, NULL, eval_progress, &eb, &err)) {
                 /* The weights are still worth keeping; they just carry no metrics. */
                 fprintf(stderr, "polypseg-train: evaluation failed (weights saved without metrics): %s\n",
                         err->message);

@@ -95,6 +95,19 @@ out:
     return ds;
 }
 
+void ps_dataset_append(ps_dataset *ds, ps_dataset *other)
+{
+    int n = ds->n + other->n;
+    ds->image_paths = g_renew(char *, ds->image_paths, n + 1);
+    ds->mask_paths = g_renew(char *, ds->mask_paths, n + 1);
+    memcpy(ds->image_paths + ds->n, other->image_paths, (other->n + 1) * sizeof(char *));
+    memcpy(ds->mask_paths + ds->n, other->mask_paths, (other->n + 1) * sizeof(char *));
+    ds->n = n;
+    g_free(other->image_paths); /* the strings moved to ds */
+    g_free(other->mask_paths);
+    g_free(other);
+}
+
 void ps_dataset_free(ps_dataset *ds)
 {
     if (!ds)

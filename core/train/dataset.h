@@ -17,6 +17,8 @@ typedef struct ps_dataset {
  * without it, every file in images/ sorted by name. Errors name what is missing. */
 ps_dataset *ps_dataset_open(const char *dir, const char *split_file, GError **err);
 void ps_dataset_free(ps_dataset *ds);
+/* Moves every pair of `other` to the end of `ds` and frees `other` (training on several sets). */
+void ps_dataset_append(ps_dataset *ds, ps_dataset *other);
 
 /* Root of the shared datasets: $POLYPSEG_DATA, else ../shared/datasets relative to `repo_root`
  * (NULL = current directory). Returns NULL if the folder does not exist. g_free() the result. */

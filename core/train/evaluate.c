@@ -3,7 +3,7 @@
 #include "../lib/preprocess.h"
 
 gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
-                     ps_eval_progress progress, void *user, GError **err)
+                     double *dice_per_image, ps_eval_progress progress, void *user, GError **err)
 {
     ps_segmenter *seg = ps_segmenter_new(m);
     int size = ps_segmenter_size(seg);
@@ -18,7 +18,9 @@ gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metr
             const float *prob = ps_segmenter_run(seg, im->data, im->w, im->h, im->w * 3);
             float *full = malloc((size_t)gt->w * gt->h * sizeof(float));
             ps_resize_bilinear_f32(prob, size, size, full, gt->w, gt->h);
-            ps_metrics_add(&acc, full, gt->data, gt->w * gt->h, threshold);
+            double dice = ps_metrics_add(&acc, full, gt->data, gt->w * gt->h, threshold);
+            if (dice_per_image)
+                dice_per_image[i] = dice;
             free(full);
         }
         ps_image_free(im);

@@ -8,5 +8,6 @@
 /* Called after each image (may be NULL), e.g. for a progress bar. */
 typedef void (*ps_eval_progress)(int done, int total, void *user);
 
+/* dice_per_image: NULL, or ds->n entries that receive each image's Dice (in dataset order). */
 gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
-                     ps_eval_progress progress, void *user, GError **err);
+                     double *dice_per_image, ps_eval_progress progress, void *user, GError **err);

@@ -1,0 +1,27 @@
+/* Optimised kernels, one set per instruction set, chosen at run time by CPU features.
+ * Every kernel has a plain reference in ops.c; tests/test_kernels.c compares each set against
+ * it on random shapes. The graph (graph.c) calls these, so inference and training share them. */
+#pragma once
+#include <stddef.h>
+
+typedef enum ps_isa { PS_ISA_SCALAR, PS_ISA_AVX2, PS_ISA_AVX512, PS_ISA_COUNT } ps_isa;
+
+typedef struct ps_kernels {
+    const char *name; /* "scalar", "avx2", "avx512" */
+    /* y = gelu(x) (erf form) and y = sigmoid(x) over n values; max abs error ~1e-6 of the ref */
+    void (*gelu)(const float *x, float *y, size_t n);
+    void (*sigmoid)(const float *x, float *y, size_t n);
+    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL). */
+    void (*conv_pointwise)(const float *x, const float *w, const float *b, float *y, int cin,
+                           int cout, size_t plane);
+    /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
+     * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL). */
+    void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
+                              int h, int wd, int dilation);
+} ps_kernels;
+
+/* The best set this CPU runs; POLYPSEG_ISA=scalar|avx2|avx512 picks a lower one (the first call
+ * decides). */
+const ps_kernels *ps_kernels_best(void);
+/* A given set, or NULL when this CPU cannot run it (for tests and benchmarks). */
+const ps_kernels *ps_kernels_for(ps_isa isa);

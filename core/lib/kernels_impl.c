@@ -1,0 +1,122 @@
+/* The optimised kernels in portable C, written so the compiler vectorises them: contiguous inner
+ * loops, no branches in them, row-sized working sets that stay in L1. meson compiles this file
+ * once per instruction set (PS_KERNEL_SET names the set, the compiler flags pick the
+ * instructions), and kernels.c picks one at run time. No -ffast-math: the approximations below
+ * are explicit and tested. */
+#include <stdint.h>
+#include <string.h>
+#include "kernels.h"
+
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define SET_NAME CAT(ps_kernels_, PS_KERNEL_SET)
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+/* e^x for x in [-87, 88] (clamped outside): 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2],
+ * p the degree-6 Taylor polynomial (relative error < 2e-7). The exponent bits are built
+ * directly, so the loop needs no library call. */
+static inline float exp_approx(float x)
+{
+    x = x < -87.f ? -87.f : x;
+    x = x > 88.f ? 88.f : x;
+    const float shifter = 12582912.f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504089f + shifter;
+    float n = t - shifter;
+    int32_t ti;
+    memcpy(&ti, &t, 4);
+    int32_t ni = ti - 0x4B400000; /* the integer n, from the low mantissa bits */
+    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-6f;
+    float p = 1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720))))));
+    int32_t si = (ni + 127) << 23;
+    float scale;
+    memcpy(&scale, &si, 4);
+    return p * scale;
+}
+
+static void gelu(const float *restrict x, float *restrict y, size_t n)
+{
+    /* gelu(x) = x/2 (1 + erf(x/sqrt2)). With z = |x|/sqrt2 and Abramowitz-Stegun 7.1.26,
+     * q = poly(t) e^(-z^2) = 1 - erf(z) (abs error < 1.5e-7), so 1 + erf = q for x < 0 and 2 - q
+     * otherwise: the negative tail keeps its relative accuracy. */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float z = (v < 0 ? -v : v) * 0.70710678f;
+        float t = 1.f / (1.f + 0.3275911f * z);
+        float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+        float q = poly * exp_approx(-z * z);
+        y[i] = 0.5f * v * (v < 0 ? q : 2.f - q);
+    }
+}
+
+static void sigmoid(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = 1.f / (1.f + exp_approx(-x[i]));
+}
+
+/* Output positions are done in blocks that stay in L1 while every input channel is added in. */
+enum { PW_BLOCK = 256 };
+
+static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
+                           float *restrict y, int cin, int cout, size_t plane)
+{
+    for (size_t p0 = 0; p0 < plane; p0 += PW_BLOCK) {
+        const size_t len = plane - p0 < PW_BLOCK ? plane - p0 : PW_BLOCK;
+        for (int co = 0; co < cout; co++) {
+            float acc[PW_BLOCK];
+            const float bias = b ? b[co] : 0.f;
+            for (size_t i = 0; i < len; i++)
+                acc[i] = bias;
+            const float *wr = w + (size_t)co * cin;
+            for (int ci = 0; ci < cin; ci++) {
+                const float wv = wr[ci];
+                const float *xr = x + (size_t)ci * plane + p0;
+                for (size_t i = 0; i < len; i++)
+                    acc[i] += wv * xr[i];
+            }
+            memcpy(y + (size_t)co * plane + p0, acc, len * sizeof(float));
+        }
+    }
+}
+
+/* One output row of a depthwise 3x3: yr = bias + sum of the taps whose input row exists.
+ * Columns where a tap falls outside the image are handled apart, so the middle loop is plain. */
+static void dw_row(const float *restrict x, const float *restrict k, float bias, float *restrict yr,
+                   int h, int wd, int oh, int d)
+{
+    for (int i = 0; i < wd; i++)
+        yr[i] = bias;
+    for (int ky = 0; ky < 3; ky++) {
+        int ih = oh + (ky - 1) * d;
+        if (ih < 0 || ih >= h)
+            continue;
+        const float *xr = x + (size_t)ih * wd;
+        const float k0 = k[ky * 3], k1 = k[ky * 3 + 1], k2 = k[ky * 3 + 2];
+        int lo = d < wd ? d : wd, hi = wd - d > lo ? wd - d : lo; /* [lo, hi): both side taps inside */
+        for (int i = 0; i < lo; i++)
+            yr[i] += k1 * xr[i] + (i + d < wd ? k2 * xr[i + d] : 0.f);
+        for (int i = lo; i < hi; i++)
+            yr[i] += k0 * xr[i - d] + k1 * xr[i] + k2 * xr[i + d];
+        for (int i = hi; i < wd; i++)
+            yr[i] += (i - d >= 0 ? k0 * xr[i - d] : 0.f) + k1 * xr[i];
+    }
+}
+
+static void conv_depthwise3x3(const float *restrict x, const float *restrict w, const float *restrict b,
+                              float *restrict y, int c, int h, int wd, int d)
+{
+    const size_t plane = (size_t)h * wd;
+    for (int ch = 0; ch < c; ch++)
+        for (int oh = 0; oh < h; oh++)
+            dw_row(x + ch * plane, w + ch * 9, b ? b[ch] : 0.f, y + ch * plane + (size_t)oh * wd, h,
+                   wd, oh, d);
+}
+
+const ps_kernels SET_NAME = {
+    .name = STR(PS_KERNEL_SET),
+    .gelu = gelu,
+    .sigmoid = sigmoid,
+    .conv_pointwise = conv_pointwise,
+    .conv_depthwise3x3 = conv_depthwise3x3,
+};
