@@ -131,6 +131,22 @@ static void test_list_split(void)
     g_free(split);
 }
 
+/* --add-data: a split of one folder followed by the whole of another, in that order. */
+static void test_append(void)
+{
+    char *split = g_build_filename(tmp_root, "split-append.txt", NULL);
+    write_file(split, "d.png\nb.png\n");
+    ps_dataset *ds = open_ok(gen_dir, split), *more = open_ok(gen_dir, NULL);
+    ps_dataset_append(ds, more);
+    g_assert_cmpint(ds->n, ==, 2 + GEN_N);
+    const char *want[] = {"d.png", "b.png", "a.png", "b.png", "c.png", "d.png", "e.png"};
+    for (int i = 0; i < ds->n; i++)
+        assert_pair(ds, i, want[i]);
+    g_assert_null(ds->image_paths[ds->n]); /* still NULL-terminated for ps_dataset_free */
+    ps_dataset_free(ds);
+    g_free(split);
+}
+
 static void assert_open_fails(const char *dir, const char *split, const char *needle)
 {
     GError *err = NULL;
@@ -541,6 +557,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/dataset/list-sorted", test_list_sorted);
     g_test_add_func("/dataset/list-split", test_list_split);
+    g_test_add_func("/dataset/append", test_append);
     g_test_add_func("/dataset/missing-files", test_missing_files);
     g_test_add_func("/dataset/empty", test_empty);
     g_test_add_func("/dataset/data-root", test_data_root);
