@@ -27,6 +27,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_polyp_seg_debug);
 #define DEFAULT_CONTOUR_WIDTH 3
 #define DEFAULT_MIN_AREA 0.001
 #define DEFAULT_INFERENCE_INTERVAL 1
+#define DEFAULT_THREADS 1
 #define DEFAULT_POST_MESSAGES FALSE
 
 enum
@@ -43,6 +44,7 @@ enum
   PROP_MIN_AREA,
   PROP_INFERENCE_INTERVAL,
   PROP_POST_MESSAGES,
+  PROP_THREADS,
 };
 
 /* Every 8-bit format whose first three components are R,G,B or Y,U,V. */
@@ -72,7 +74,7 @@ typedef struct
 {
   gdouble threshold, min_area, overlay_alpha;
   gboolean draw_overlay, draw_contours, post_messages;
-  guint overlay_color, contour_color, contour_width, inference_interval;
+  guint overlay_color, contour_color, contour_width, inference_interval, threads;
 } Settings;
 
 static void
@@ -89,6 +91,7 @@ gst_polyp_seg_read_settings (GstPolypSeg * self, Settings * s)
   s->contour_color = self->contour_color;
   s->contour_width = self->contour_width;
   s->inference_interval = self->inference_interval;
+  s->threads = self->threads ? self->threads : g_get_num_processors ();
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -106,6 +109,7 @@ gst_polyp_seg_init (GstPolypSeg * self)
   self->min_area = DEFAULT_MIN_AREA;
   self->inference_interval = DEFAULT_INFERENCE_INTERVAL;
   self->post_messages = DEFAULT_POST_MESSAGES;
+  self->threads = DEFAULT_THREADS;
   self->result_polyps = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_structure_free);
   self->result_boxes = g_array_new (FALSE, FALSE, sizeof (PsBox));
   /* Late frames are dropped before they cost an inference. A synchronous in-place filter
@@ -160,6 +164,9 @@ gst_polyp_seg_set_property (GObject * object, guint prop_id, const GValue * valu
     case PROP_POST_MESSAGES:
       self->post_messages = g_value_get_boolean (value);
       break;
+    case PROP_THREADS:
+      self->threads = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -207,6 +214,9 @@ gst_polyp_seg_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
+      break;
+    case PROP_THREADS:
+      g_value_set_uint (value, self->threads);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -442,6 +452,7 @@ gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame
     gint64 t0 = g_get_monotonic_time ();
 
     ps_frame_convert_run (&self->convert, frame, self->rgb);
+    ps_segmenter_set_threads (self->segmenter, (gint) s.threads);
     self->prob = ps_segmenter_run_sized (self->segmenter, self->rgb);
     self->since_inference = 0;
     self->result_valid = FALSE;
@@ -529,6 +540,10 @@ gst_polyp_seg_class_init (GstPolypSegClass * klass)
       g_param_spec_boolean ("post-messages", "Post messages",
           "Post a \"polypseg\" element message per frame with its polyps",
           DEFAULT_POST_MESSAGES, live));
+  g_object_class_install_property (gobject_class, PROP_THREADS,
+      g_param_spec_uint ("threads", "Threads",
+          "Threads that share each inference (0 = one per CPU core); the result is the same "
+          "for any number", 0, 64, DEFAULT_THREADS, live));
 
   gst_element_class_set_static_metadata (element_class, "Polyp segmentation",
       "Filter/Analyzer/Video",

@@ -18,7 +18,7 @@ struct _GstPolypSeg {
   GstVideoFilter parent;
 
   /* Properties, under the object lock: the drawing ones, threshold, min-area and
-   * inference-interval change while playing. */
+   * inference-interval and threads change while playing. */
   gchar *weights;
   gdouble threshold;
   gboolean draw_overlay;
@@ -30,6 +30,7 @@ struct _GstPolypSeg {
   gdouble min_area;
   guint inference_interval;
   gboolean post_messages;
+  guint threads;
 
   /* Streaming state: made in start(), sized per caps in set_info(), then used by the
    * streaming thread only. */

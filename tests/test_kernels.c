@@ -3,6 +3,8 @@
 #include <math.h>
 #include "kernels.h"
 #include "ops.h"
+#include "preprocess.h"
+#include "threadpool.h"
 #include "test_util.h"
 
 /* Max abs error relative to max(1, |ref|) per element: the approximations' contract. */
@@ -96,6 +98,84 @@ static void test_depthwise(gconstpointer data)
     g_rand_free(r);
 }
 
+static void test_groupnorm(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(14);
+    for (int trial = 0; trial < 30; trial++) {
+        int groups = g_rand_int_range(r, 1, 5), c = groups * g_rand_int_range(r, 1, 5);
+        int h = g_rand_int_range(r, 1, 40), w = g_rand_int_range(r, 1, 40);
+        int affine = trial % 2;
+        ps_tensor *x = ps_tensor_new(1, c, h, w), *gm = ps_tensor_new(c, 1, 1, 1), *bt = ps_tensor_new(c, 1, 1, 1);
+        ps_tensor *want = ps_tensor_new(1, c, h, w), *got = ps_tensor_new(1, c, h, w);
+        tu_fill_uniform(x->data, ps_numel(x), r, -3, 5);
+        tu_fill_uniform(gm->data, c, r, 0.5f, 2);
+        tu_fill_uniform(bt->data, c, r, -1, 1);
+        ps_groupnorm_ref(x, groups, affine ? gm : NULL, affine ? bt : NULL, 1e-5f, want);
+        const int cpg = c / groups;
+        const size_t plane = (size_t)h * w;
+        for (int gi = 0; gi < groups; gi++)
+            k->groupnorm_group(x->data + gi * cpg * plane, got->data + gi * cpg * plane,
+                               affine ? gm->data + gi * cpg : NULL, affine ? bt->data + gi * cpg : NULL,
+                               cpg, plane, 1e-5f);
+        char label[96];
+        g_snprintf(label, sizeof label, "groupnorm c%d/%d %dx%d", c, groups, h, w);
+        tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(want), ps_tensor_free(got);
+    }
+    g_rand_free(r);
+}
+
+/* Every index of [0, n) is visited exactly once, for sizes below, at and above the threads. */
+static void count_range(void *ctx, int begin, int end)
+{
+    int *hits = ctx;
+    for (int i = begin; i < end; i++)
+        __atomic_add_fetch(&hits[i], 1, __ATOMIC_RELAXED);
+}
+
+static void test_pool_covers(void)
+{
+    for (int threads = 1; threads <= 4; threads++) {
+        ps_pool *p = ps_pool_new(threads);
+        g_assert_cmpint(ps_pool_threads(p), ==, threads);
+        for (int n = 0; n < 40; n++)
+            for (int rep = 0; rep < 50; rep++) { /* back-to-back jobs, as ops run */
+                int hits[40] = {0};
+                ps_pool_for(p, n, count_range, hits);
+                for (int i = 0; i < n; i++)
+                    g_assert_cmpint(hits[i], ==, 1);
+            }
+        ps_pool_free(p);
+    }
+    g_assert_cmpint(ps_pool_threads(NULL), ==, 1);
+}
+
+/* A whole frame gives the same probabilities, bit for bit, on 1, 2 and 3 threads. */
+static void test_threads_same_result(void)
+{
+    GError *err = NULL;
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 5, &err);
+    g_assert_no_error(err);
+    m->info.input_size = 128;
+    GRand *r = g_rand_new_with_seed(15);
+    uint8_t rgb[160 * 120 * 3];
+    for (size_t i = 0; i < sizeof rgb; i++)
+        rgb[i] = (uint8_t)g_rand_int_range(r, 0, 256);
+    ps_segmenter *one = ps_segmenter_new(m), *many = ps_segmenter_new(m);
+    const float *want = ps_segmenter_run(one, rgb, 160, 120, 160 * 3);
+    for (int threads = 2; threads <= 3; threads++) {
+        ps_segmenter_set_threads(many, threads);
+        g_assert_cmpint(ps_segmenter_threads(many), ==, threads);
+        const float *got = ps_segmenter_run(many, rgb, 160, 120, 160 * 3);
+        g_assert_cmpmem(got, 128 * 128 * sizeof(float), want, 128 * 128 * sizeof(float));
+    }
+    ps_segmenter_free(one);
+    ps_segmenter_free(many);
+    ps_model_free(m);
+    g_rand_free(r);
+}
+
 static void test_best_is_runnable(void)
 {
     const ps_kernels *best = ps_kernels_best();
@@ -108,6 +188,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/kernels/best", test_best_is_runnable);
+    g_test_add_func("/pool/covers-every-index", test_pool_covers);
+    g_test_add_func("/pool/threads-same-result", test_threads_same_result);
     for (int isa = 0; isa < PS_ISA_COUNT; isa++) {
         const ps_kernels *k = ps_kernels_for(isa);
         if (!k)
@@ -116,6 +198,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/unary", k->name), k, test_unary), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/pointwise", k->name), k, test_pointwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
     }
     return g_test_run();
 }

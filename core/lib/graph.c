@@ -51,26 +51,93 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
     return ps_arena_tensor(g->arena, x->n, x->c, x->h, x->w);
 }
 
-/* The optimised kernels cover the model's convs (pointwise, depthwise 3x3 'same'); any other
- * shape runs the reference. */
-static void conv2d(const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
+/* ---- optimised kernels, split over the pool ----
+ * Work is split in units (an output channel of one image, a GroupNorm group, a chunk of
+ * values); each part of the pool gets a contiguous range of units. */
+
+typedef struct job {
+    const ps_kernels *k;
+    const ps_tensor *x, *w, *b;
+    ps_tensor *y;
+    int dilation, groups;
+    float eps;
+} job;
+
+static void pointwise_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int cin = j->x->c, cout = j->y->c;
+    const size_t plane = (size_t)j->y->h * j->y->w;
+    for (int u = begin, count; u < end; u += count) { /* runs of channels within one image */
+        const int n = u / cout, co = u % cout;
+        count = MIN(end, (n + 1) * cout) - u;
+        j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane, j->w->data + (size_t)co * cin,
+                             j->b ? j->b->data + co : NULL, j->y->data + ((size_t)n * cout + co) * plane,
+                             cin, count, plane);
+    }
+}
+
+static void depthwise_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int C = j->x->c;
+    const size_t plane = (size_t)j->x->h * j->x->w;
+    for (int u = begin, count; u < end; u += count) {
+        const int n = u / C, c = u % C;
+        count = MIN(end, (n + 1) * C) - u;
+        const size_t off = ((size_t)n * C + c) * plane;
+        j->k->conv_depthwise3x3(j->x->data + off, j->w->data + (size_t)c * 9, j->b ? j->b->data + c : NULL,
+                                j->y->data + off, count, j->x->h, j->x->w, j->dilation);
+    }
+}
+
+/* The kernels cover the model's convs (pointwise, depthwise 3x3 'same'); any other shape runs
+ * the reference. */
+static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
                    const ps_conv2d_params *p, ps_tensor *y)
 {
-    const ps_kernels *k = ps_kernels_best();
-    const size_t xplane = (size_t)x->h * x->w, yplane = (size_t)y->h * y->w;
-    const float *bias = b ? b->data : NULL;
-    if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0) {
-        for (int n = 0; n < x->n; n++)
-            k->conv_pointwise(x->data + n * x->c * xplane, w->data, bias, y->data + n * y->c * yplane,
-                              x->c, y->c, yplane);
-    } else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
-               p->pad_h == p->dilation && p->pad_w == p->dilation) {
-        for (int n = 0; n < x->n; n++)
-            k->conv_depthwise3x3(x->data + n * x->c * xplane, w->data, bias, y->data + n * y->c * yplane,
-                                 x->c, x->h, x->w, p->dilation);
-    } else {
+    job j = {ps_kernels_best(), x, w, b, y, p->dilation, 0, 0};
+    if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
+        ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
+    else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
+             p->pad_h == p->dilation && p->pad_w == p->dilation)
+        ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
+    else
         ps_conv2d_ref(x, w, b, p, y);
+}
+
+static void groupnorm_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int cpg = j->x->c / j->groups;
+    const size_t plane = (size_t)j->x->h * j->x->w;
+    for (int u = begin; u < end; u++) {
+        const int c0 = u % j->groups * cpg;
+        const size_t off = ((size_t)(u / j->groups) * j->x->c + c0) * plane;
+        j->k->groupnorm_group(j->x->data + off, j->y->data + off, j->w ? j->w->data + c0 : NULL,
+                              j->b ? j->b->data + c0 : NULL, cpg, plane, j->eps);
     }
+}
+
+enum { CHUNK = 4096 }; /* values per unit of the element-wise kernels */
+
+static void gelu_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
+    j->k->gelu(j->x->data + lo, j->y->data + lo, hi - lo);
+}
+
+static void sigmoid_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
+    j->k->sigmoid(j->x->data + lo, j->y->data + lo, hi - lo);
+}
+
+static int chunks(const ps_tensor *x)
+{
+    return (int)((ps_numel(x) + CHUNK - 1) / CHUNK);
 }
 
 ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
@@ -80,7 +147,7 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
                                    ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
                                    ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
-    conv2d(x, w, b, &p, y);
+    conv2d(g, x, w, b, &p, y);
     ps_node *nd = record(g, PS_OP_CONV2D, y, 3, (ps_tensor *[]){x, w, b});
     if (nd)
         nd->conv = p;
@@ -130,7 +197,8 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
                           ps_tensor *beta, float eps)
 {
     ps_tensor *y = new_like(g, x);
-    ps_groupnorm_ref(x, groups, gamma, beta, eps, y);
+    job j = {ps_kernels_best(), x, gamma, beta, y, 0, groups, eps};
+    ps_pool_for(g->pool, x->n * groups, groupnorm_part, &j);
     ps_node *nd = record(g, PS_OP_GROUPNORM, y, 3, (ps_tensor *[]){x, gamma, beta});
     if (nd) {
         nd->iarg = groups;
@@ -158,7 +226,8 @@ UNARY(upsample2x, PS_OP_UPSAMPLE2X, x->n, x->c, 2 * x->h, 2 * x->w)
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = new_like(g, x);
-    ps_kernels_best()->gelu(x->data, y->data, ps_numel(x));
+    job j = {.k = ps_kernels_best(), .x = x, .y = y};
+    ps_pool_for(g->pool, chunks(x), gelu_part, &j);
     record(g, PS_OP_GELU, y, 1, &x);
     return y;
 }
@@ -166,7 +235,8 @@ ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = new_like(g, x);
-    ps_kernels_best()->sigmoid(x->data, y->data, ps_numel(x));
+    job j = {.k = ps_kernels_best(), .x = x, .y = y};
+    ps_pool_for(g->pool, chunks(x), sigmoid_part, &j);
     record(g, PS_OP_SIGMOID, y, 1, &x);
     return y;
 }

@@ -4,6 +4,7 @@
  * Inference never records anything and never touches training code. */
 #pragma once
 #include "ops.h"
+#include "threadpool.h"
 
 #define PS_NODE_MAX_IN 6
 
@@ -31,6 +32,7 @@ typedef struct ps_graph {
     float bn_momentum; /* running-statistics momentum in training (PyTorch default 0.1) */
     ps_node *nodes;
     int n_nodes, cap_nodes;
+    ps_pool *pool; /* splits the optimised kernels over threads; NULL = the calling thread only */
 } ps_graph;
 
 void ps_graph_init(ps_graph *g, ps_arena *arena, int training);

@@ -18,6 +18,10 @@ typedef struct ps_kernels {
      * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL). */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
                               int h, int wd, int dilation);
+    /* One group of a GroupNorm: x and y hold `channels` planes of `plane` values; gamma and beta
+     * (per channel, or NULL) start at the group's first channel. */
+    void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,
+                            int channels, size_t plane, float eps);
 } ps_kernels;
 
 /* The best set this CPU runs; POLYPSEG_ISA=scalar|avx2|avx512 picks a lower one (the first call

@@ -5,7 +5,9 @@
  * are explicit and tested. */
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include "kernels.h"
+#include "kernel_util.h"
 
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
@@ -113,10 +115,29 @@ static void conv_depthwise3x3(const float *restrict x, const float *restrict w, 
                    wd, oh, d);
 }
 
+static void groupnorm_group(const float *restrict x, float *restrict y, const float *restrict gamma,
+                            const float *restrict beta, int channels, size_t plane, float eps)
+{
+    /* two-pass statistics in double, like the reference */
+    const size_t n = (size_t)channels * plane;
+    const double mean = sum_d(x, n) / n;
+    const double var = sum_sqdev_d(x, n, mean) / n;
+    const float invstd = (float)(1.0 / sqrt(var + eps));
+    for (int c = 0; c < channels; c++) {
+        const float scale = invstd * (gamma ? gamma[c] : 1.f);
+        const float shift = (beta ? beta[c] : 0.f) - (float)mean * scale;
+        const float *xp = x + (size_t)c * plane;
+        float *yp = y + (size_t)c * plane;
+        for (size_t i = 0; i < plane; i++)
+            yp[i] = xp[i] * scale + shift;
+    }
+}
+
 const ps_kernels SET_NAME = {
     .name = STR(PS_KERNEL_SET),
     .gelu = gelu,
     .sigmoid = sigmoid,
     .conv_pointwise = conv_pointwise,
     .conv_depthwise3x3 = conv_depthwise3x3,
+    .groupnorm_group = groupnorm_group,
 };

@@ -52,6 +52,7 @@ void ps_segmenter_free(ps_segmenter *s)
     if (!s)
         return;
     ps_graph_release(&s->graph);
+    ps_pool_free(s->graph.pool);
     ps_arena_free(s->arena);
     ps_tensor_free(s->input);
     free(s->scratch);
@@ -62,6 +63,20 @@ void ps_segmenter_free(ps_segmenter *s)
 int ps_segmenter_size(const ps_segmenter *s)
 {
     return s->model->info.input_size;
+}
+
+void ps_segmenter_set_threads(ps_segmenter *s, int threads)
+{
+    threads = threads < 1 ? 1 : threads;
+    if (threads == ps_pool_threads(s->graph.pool))
+        return;
+    ps_pool_free(s->graph.pool);
+    s->graph.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+}
+
+int ps_segmenter_threads(const ps_segmenter *s)
+{
+    return ps_pool_threads(s->graph.pool);
 }
 
 static const float *forward(ps_segmenter *s)

@@ -14,6 +14,10 @@ typedef struct ps_segmenter ps_segmenter;
 ps_segmenter *ps_segmenter_new(ps_model *m);
 void ps_segmenter_free(ps_segmenter *s);
 int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
+/* Threads that share each frame's work (default 1: the caller only). The result does not
+ * depend on it: every value is computed the same way whichever thread computes it. */
+void ps_segmenter_set_threads(ps_segmenter *s, int threads);
+int ps_segmenter_threads(const ps_segmenter *s);
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);
 /* The same for an image already at the model's size x size (interleaved RGB, stride size*3),

@@ -10,12 +10,13 @@
 int main(int argc, char **argv)
 {
     char *arch = g_strdup("microaunet");
-    int batch = 8, size = 256, steps = 5, frames = 20;
+    int batch = 8, size = 256, steps = 5, frames = 20, threads = 1;
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "microaunet (default) or microaunet-w8", "NAME"},
         {"batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Training batch (default 8)", "N"},
         {"size", 0, 0, G_OPTION_ARG_INT, &size, "Input side (default 256)", "PX"},
         {"steps", 0, 0, G_OPTION_ARG_INT, &steps, "Timed training steps (default 5, after 1 warm-up)", "N"},
+        {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "Inference threads (default 1)", "N"},
         {"frames", 0, 0, G_OPTION_ARG_INT, &frames, "Timed inference frames (default 20, after 2 warm-up)", "N"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- benchmark inference and training speed");
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
 
     /* Inference: one frame of random RGB through the whole pre-processing + model path. */
     ps_segmenter *seg = ps_segmenter_new(m);
+    ps_segmenter_set_threads(seg, threads);
     uint8_t *frame = malloc((size_t)size * size * 3);
     for (long i = 0; i < (long)size * size * 3; i++)
         frame[i] = (uint8_t)g_rand_int_range(r, 0, 256);
@@ -76,8 +78,8 @@ int main(int argc, char **argv)
     }
     double img_s = (double)steps * batch / ((g_get_monotonic_time() - t0) / 1e6);
     printf("{\"impl\":\"polypseg-c\",\"arch\":\"%s\",\"params\":%zu,\"batch\":%d,\"size\":%d,"
-           "\"train_img_per_s\":%.2f,\"infer_ms\":%.2f,\"train_arena_mb\":%.1f}\n",
-           arch, ps_model_count_trainable(m), batch, size, img_s, infer_ms, ps_arena_used(arena) / 1048576.0);
+           "\"train_img_per_s\":%.2f,\"threads\":%d,\"infer_ms\":%.2f,\"train_arena_mb\":%.1f}\n",
+           arch, ps_model_count_trainable(m), batch, size, img_s, threads, infer_ms, ps_arena_used(arena) / 1048576.0);
     ps_graph_release(&g);
     ps_arena_free(arena);
     ps_adamw_free(&opt);

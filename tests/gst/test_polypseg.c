@@ -775,6 +775,33 @@ static void test_inference_interval(void)
     gst_buffer_unref(pictures[1]);
 }
 
+/* threads, changed while playing (0 = one per core), shares the work without changing a pixel
+ * or a mask byte. */
+static void test_threads(void)
+{
+    GstBuffer *in = frame_of(fx.picture, "BGRx");
+    GstElement *e = element_with(fx.random);
+    g_object_set(e, "threshold", quantile_threshold(fx.picture, 0.7), NULL);
+    guint threads;
+    g_object_get(e, "threads", &threads, NULL);
+    g_assert_cmpuint(threads, ==, 1);
+    GstHarness *hs = harness_for(e, "BGRx", 160, 120);
+    GstBuffer *want = run(hs, in, 0);
+    g_assert_cmpint(count_rois(want), >, 0);
+    const guint settings[] = {2, 3, 0, 1};
+    for (guint i = 0; i < G_N_ELEMENTS(settings); i++) {
+        g_object_set(hs->element, "threads", settings[i], NULL);
+        GstBuffer *got = run(hs, in, i + 1);
+        g_assert_true(same_bytes(want, got));
+        g_assert_true(g_bytes_equal(mask_meta(want)->mask, mask_meta(got)->mask));
+        g_assert_cmpint(count_rois(got), ==, count_rois(want));
+        gst_buffer_unref(got);
+    }
+    gst_buffer_unref(want);
+    gst_harness_teardown(hs);
+    gst_buffer_unref(in);
+}
+
 /* The mask meta survives copies and downstream scaling (with the ROI metas scaled). */
 static void test_meta_survives_scaling(void)
 {
@@ -862,6 +889,7 @@ int main(int argc, char **argv)
     g_test_add_func("/polypseg/properties-while-playing", test_properties_while_playing);
     g_test_add_func("/polypseg/renegotiation", test_renegotiation);
     g_test_add_func("/polypseg/inference-interval", test_inference_interval);
+    g_test_add_func("/polypseg/threads", test_threads);
     g_test_add_func("/polypseg/meta-survives-scaling", test_meta_survives_scaling);
     g_test_add_func("/polypseg/bad-weights", test_bad_weights);
     g_test_add_func("/polypseg/qos-and-latency", test_qos_and_latency);

@@ -1,0 +1,138 @@
+#include "threadpool.h"
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+enum { SPIN_ROUNDS = 2000 }; /* tens of microseconds, then a worker sleeps */
+
+typedef struct worker {
+    ps_pool *pool;
+    int index; /* 1..threads-1; the caller is part 0 */
+    pthread_t thread;
+} worker;
+
+struct ps_pool {
+    int threads;
+    worker *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    atomic_uint generation; /* bumped for every job */
+    atomic_int pending;     /* workers still running the current job */
+    atomic_int quit;
+    /* the current job */
+    ps_range_fn fn;
+    void *ctx;
+    int n, parts;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_part(ps_pool *p, int part)
+{
+    if (part < p->parts) {
+        int begin = (int)((long)p->n * part / p->parts), end = (int)((long)p->n * (part + 1) / p->parts);
+        if (begin < end)
+            p->fn(p->ctx, begin, end);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    ps_pool *p = w->pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
+               !atomic_load(&p->quit)) {
+            if (++spins < SPIN_ROUNDS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit))
+            return NULL;
+        seen = gen;
+        run_part(p, w->index);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    }
+}
+
+ps_pool *ps_pool_new(int threads)
+{
+    ps_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->threads = threads < 1 ? 1 : threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->workers = calloc((size_t)p->threads, sizeof *p->workers);
+    if (!p->workers)
+        abort();
+    for (int i = 1; i < p->threads; i++) {
+        p->workers[i] = (worker){p, i, 0};
+        if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0) {
+            p->threads = i; /* run with the workers we got */
+            break;
+        }
+    }
+    return p;
+}
+
+void ps_pool_free(ps_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->quit, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->threads; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->mu);
+    free(p->workers);
+    free(p);
+}
+
+int ps_pool_threads(const ps_pool *p)
+{
+    return p ? p->threads : 1;
+}
+
+void ps_pool_for(ps_pool *p, int n, ps_range_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    if (!p || p->threads == 1 || n == 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->parts = n < p->threads ? n : p->threads;
+    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu); /* a sleeping worker must not miss the bump */
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    run_part(p, 0);
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPIN_ROUNDS)
+            cpu_relax();
+        else
+            sched_yield(); /* a worker was descheduled: give it the core */
+    }
+}

@@ -1,0 +1,17 @@
+/* A persistent pool of worker threads for splitting one op over the cores. Workers spin briefly
+ * after each job (ops follow each other within microseconds) and then sleep, so an idle pool
+ * costs nothing between frames. */
+#pragma once
+
+typedef struct ps_pool ps_pool;
+
+/* `threads` counts the caller: 1 makes a pool with no workers (everything runs inline). */
+ps_pool *ps_pool_new(int threads);
+void ps_pool_free(ps_pool *p);
+int ps_pool_threads(const ps_pool *p); /* 1 for a NULL pool */
+
+/* Runs fn(ctx, begin, end) over [0, n) split into at most ps_pool_threads() contiguous parts,
+ * one of them on the calling thread, and returns when all are done. p may be NULL (inline).
+ * Not reentrant: one caller at a time per pool. */
+typedef void (*ps_range_fn)(void *ctx, int begin, int end);
+void ps_pool_for(ps_pool *p, int n, ps_range_fn fn, void *ctx);
