@@ -99,6 +99,20 @@ check "live.sh --test-pattern --frames 5" "$repo/pipelines/live.sh" --test-patte
 check "live.sh: 5 JSON lines" valid_jsonl "$tmp/out/live.jsonl" 5
 check "live.sh without a display: fakesink" grep -q "fakesink" <("$repo/pipelines/live.sh" --test-pattern --print 2>&1)
 
+# The camera path without a camera: /dev/null is a character device but no V4L2 driver, so the
+# pipeline is the camera one (v4l2src, decoder for MJPEG caps) and v4l2src's error must surface.
+"$repo/pipelines/live.sh" --device /dev/null --caps image/jpeg,width=1280,height=720 --print >"$tmp/log" 2>&1
+if grep -q 'v4l2src device=/dev/null .*image/jpeg.*jpegdec .*polypseg' "$tmp/log"; then ok "live.sh camera pipeline (MJPEG caps decoded)"; else not_ok "live.sh camera pipeline"; fi
+"$repo/pipelines/live.sh" --device /dev/null --frames 3 --weights "$model" >"$tmp/log" 2>&1
+rc=$?
+if ((rc == 1)) && grep -q "v4l2src.*/dev/null" "$tmp/log"; then ok "live.sh: a device that is no camera fails with v4l2src's error"; else not_ok "live.sh: not-a-camera error (exit $rc)"; fi
+"$repo/pipelines/live.sh" --device "$tmp/no-video9" >"$tmp/log" 2>&1
+rc=$?
+if ((rc != 0)) && grep -q "no camera at $tmp/no-video9" "$tmp/log"; then ok "live.sh: missing camera named"; else not_ok "live.sh: missing camera named (exit $rc)"; fi
+"$repo/pipelines/record.sh" --weights "$model" /dev/null "$tmp/out/cam.mp4" >"$tmp/log" 2>&1
+rc=$?
+if ((rc == 1)) && grep -q "v4l2src.*/dev/null" "$tmp/log"; then ok "record.sh camera input: v4l2src's error"; else not_ok "record.sh camera input error (exit $rc)"; fi
+
 # Errors: a clear message and a non-zero exit.
 "$repo/pipelines/record.sh" --weights "$tmp/none.safetensors" "$tmp/frames" "$tmp/out/x.mp4" >"$tmp/log" 2>&1
 rc=$?
