@@ -1,10 +1,12 @@
 /* Every optimised kernel set this CPU runs, against the scalar references in ops.c, on random
  * shapes (including sizes that are not multiples of any vector width or block). */
 #include <math.h>
+#include <string.h>
 #include "kernels.h"
 #include "ops.h"
 #include "preprocess.h"
 #include "threadpool.h"
+#include "backward_ops.h"
 #include "test_util.h"
 
 /* Max abs error relative to max(1, |ref|) per element: the approximations' contract. */
@@ -126,6 +128,74 @@ static void test_groupnorm(gconstpointer data)
     g_rand_free(r);
 }
 
+/* A tensor with a gradient buffer holding `start` (the kernels add into it). */
+static ps_tensor *with_grad(ps_tensor *t, GRand *r)
+{
+    ps_tensor_ensure_grad(t);
+    tu_fill_uniform(t->grad, ps_numel(t), r, -1, 1);
+    return t;
+}
+
+static void test_gelu_backward(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(16);
+    const int n = 50001;
+    ps_tensor *x = with_grad(ps_tensor_new(1, 1, 1, n), r), *y = with_grad(ps_tensor_new(1, 1, 1, n), r);
+    tu_fill_uniform(x->data, n, r, -12, 12);
+    float *got = g_memdup2(x->grad, n * sizeof(float));
+    ps_gelu_backward(x, y);
+    k->gelu_backward(x->data, y->grad, got, n);
+    check(k->name, "gelu backward", max_err_vs(got, x->grad, n), 2e-6);
+    g_free(got);
+    ps_tensor_free(x), ps_tensor_free(y);
+    g_rand_free(r);
+}
+
+/* Kernel backward of a conv against ps_conv2d_backward, both adding into the same start values. */
+static void conv_backward_case(const ps_kernels *k, GRand *r, int cin, int cout, int h, int w, int dil,
+                               int depthwise, int want_gx)
+{
+    ps_tensor *x = ps_tensor_new(1, cin, h, w);
+    ps_tensor *wt = depthwise ? ps_tensor_new(cin, 1, 3, 3) : ps_tensor_new(cout, cin, 1, 1);
+    ps_tensor *y = with_grad(ps_tensor_new(1, cout, h, w), r);
+    tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
+    tu_fill_uniform(wt->data, ps_numel(wt), r, -1, 1);
+    if (want_gx)
+        with_grad(x, r);
+    with_grad(wt, r);
+    float *gx = want_gx ? g_memdup2(x->grad, ps_numel(x) * sizeof(float)) : NULL;
+    float *gw = g_memdup2(wt->grad, ps_numel(wt) * sizeof(float));
+    ps_conv2d_params p = depthwise ? (ps_conv2d_params){1, dil, dil, dil, cin} : (ps_conv2d_params){1, 0, 0, 1, 1};
+    ps_conv2d_backward(x, wt, NULL, &p, y);
+    if (depthwise)
+        k->conv_depthwise3x3_backward(x->data, wt->data, y->grad, gx, gw, cin, h, w, dil);
+    else
+        k->conv_pointwise_backward(x->data, wt->data, y->grad, gx, gw, cin, cout, (size_t)h * w);
+    char label[128];
+    g_snprintf(label, sizeof label, "%s backward %d->%d %dx%d d%d gx", depthwise ? "depthwise" : "pointwise",
+               cin, cout, h, w, dil);
+    if (want_gx)
+        tu_assert_close(label, gx, x->grad, ps_numel(x), 1e-5);
+    label[strlen(label) - 1] = 'w';
+    tu_assert_close(label, gw, wt->grad, ps_numel(wt), 1e-5);
+    g_free(gx), g_free(gw);
+    ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(y);
+}
+
+static void test_conv_backward(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(17);
+    for (int trial = 0; trial < 40; trial++) {
+        int h = g_rand_int_range(r, 1, 40), w = g_rand_int_range(r, 1, 40);
+        int cin = g_rand_int_range(r, 1, 40), cout = g_rand_int_range(r, 1, 40);
+        conv_backward_case(k, r, cin, cout, h, w, 1, 0, trial % 3 != 0);
+        conv_backward_case(k, r, cin % 12 + 1, cin % 12 + 1, h, w, g_rand_int_range(r, 1, 6), 1, trial % 3 != 0);
+    }
+    g_rand_free(r);
+}
+
 /* Every index of [0, n) is visited exactly once, for sizes below, at and above the threads. */
 static void count_range(void *ctx, int begin, int end)
 {
@@ -199,6 +269,8 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/pointwise", k->name), k, test_pointwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }
     return g_test_run();
 }

@@ -22,6 +22,14 @@ typedef struct ps_kernels {
      * (per channel, or NULL) start at the group's first channel. */
     void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,
                             int channels, size_t plane, float eps);
+
+    /* Backward (training), adding into the gradients like core/train/backward_ops.c, whose
+     * reference versions they are tested against. gx / gw may be NULL (not wanted). */
+    void (*gelu_backward)(const float *x, const float *dy, float *gx, size_t n);
+    void (*conv_pointwise_backward)(const float *x, const float *w, const float *dy, float *gx,
+                                    float *gw, int cin, int cout, size_t plane);
+    void (*conv_depthwise3x3_backward)(const float *x, const float *w, const float *dy, float *gx,
+                                       float *gw, int c, int h, int wd, int dilation);
 } ps_kernels;
 
 /* The best set this CPU runs; POLYPSEG_ISA=scalar|avx2|avx512 picks a lower one (the first call

@@ -36,17 +36,22 @@ static inline float exp_approx(float x)
     return p * scale;
 }
 
+/* 1 - erf(|x|/sqrt2), Abramowitz-Stegun 7.1.26 (abs error < 1.5e-7), see gelu(). */
+static inline float erfc_half(float v)
+{
+    float z = (v < 0 ? -v : v) * 0.70710678f;
+    float t = 1.f / (1.f + 0.3275911f * z);
+    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    return poly * exp_approx(-z * z);
+}
+
 static void gelu(const float *restrict x, float *restrict y, size_t n)
 {
     /* gelu(x) = x/2 (1 + erf(x/sqrt2)). With z = |x|/sqrt2 and Abramowitz-Stegun 7.1.26,
      * q = poly(t) e^(-z^2) = 1 - erf(z) (abs error < 1.5e-7), so 1 + erf = q for x < 0 and 2 - q
      * otherwise: the negative tail keeps its relative accuracy. */
     for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float z = (v < 0 ? -v : v) * 0.70710678f;
-        float t = 1.f / (1.f + 0.3275911f * z);
-        float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-        float q = poly * exp_approx(-z * z);
+        float v = x[i], q = erfc_half(v);
         y[i] = 0.5f * v * (v < 0 ? q : 2.f - q);
     }
 }
@@ -133,6 +138,90 @@ static void groupnorm_group(const float *restrict x, float *restrict y, const fl
     }
 }
 
+/* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi from the same erf approximation as gelu(). */
+static void gelu_backward(const float *restrict x, const float *restrict dy, float *restrict gx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], q = erfc_half(v);
+        float cdf = 0.5f * (v < 0 ? q : 2.f - q);
+        float pdf = 0.3989422804f * exp_approx(-0.5f * v * v);
+        gx[i] += dy[i] * (cdf + v * pdf);
+    }
+}
+
+static void conv_pointwise_backward(const float *restrict x, const float *restrict w,
+                                    const float *restrict dy, float *restrict gx, float *restrict gw,
+                                    int cin, int cout, size_t plane)
+{
+    for (size_t p0 = 0; p0 < plane; p0 += PW_BLOCK) {
+        const size_t len = plane - p0 < PW_BLOCK ? plane - p0 : PW_BLOCK;
+        if (gx)
+            for (int ci = 0; ci < cin; ci++) { /* gx[ci] += sum_co w[co][ci] dy[co] */
+                float acc[PW_BLOCK] = {0};
+                for (int co = 0; co < cout; co++) {
+                    const float wv = w[(size_t)co * cin + ci];
+                    const float *d = dy + (size_t)co * plane + p0;
+                    for (size_t i = 0; i < len; i++)
+                        acc[i] += wv * d[i];
+                }
+                float *g = gx + (size_t)ci * plane + p0;
+                for (size_t i = 0; i < len; i++)
+                    g[i] += acc[i];
+            }
+        if (gw)
+            for (int co = 0; co < cout; co++)
+                for (int ci = 0; ci < cin; ci++)
+                    gw[(size_t)co * cin + ci] += dot_f(dy + (size_t)co * plane + p0, x + (size_t)ci * plane + p0, len);
+    }
+}
+
+/* gx += dy correlated with the kernel turned by 180 degrees (the transpose of the forward), and
+ * gw[ky][kx] += sum over outputs of dy * the input under that tap. Row by row, like dw_row(). */
+static void conv_depthwise3x3_backward(const float *restrict x, const float *restrict w,
+                                       const float *restrict dy, float *restrict gx, float *restrict gw,
+                                       int c, int h, int wd, int d)
+{
+    const size_t plane = (size_t)h * wd;
+    const int lo = d < wd ? d : wd, hi = wd - d > lo ? wd - d : lo;
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + ch * plane, *dc = dy + ch * plane, *k = w + ch * 9;
+        float *gxc = gx ? gx + ch * plane : NULL;
+        double tap[9] = {0};
+        for (int oh = 0; oh < h; oh++) {
+            const float *dr = dc + (size_t)oh * wd;
+            for (int ky = 0; ky < 3; ky++) {
+                int ih = oh + (ky - 1) * d;
+                if (ih < 0 || ih >= h)
+                    continue;
+                const float *xr = xc + (size_t)ih * wd;
+                /* forward: y[oh][i] += k0 x[ih][i-d] + k1 x[ih][i] + k2 x[ih][i+d] */
+                if (gxc) {
+                    float *gr = gxc + (size_t)ih * wd;
+                    const float k0 = k[ky * 3], k1 = k[ky * 3 + 1], k2 = k[ky * 3 + 2];
+                    /* gr[j] += k0 dr[j+d] + k1 dr[j] + k2 dr[j-d], each where that output exists */
+                    for (int j = 0; j < lo; j++)
+                        gr[j] += k1 * dr[j] + (j + d < wd ? k0 * dr[j + d] : 0.f);
+                    for (int j = lo; j < hi; j++)
+                        gr[j] += k0 * dr[j + d] + k1 * dr[j] + k2 * dr[j - d];
+                    for (int j = hi; j < wd; j++)
+                        gr[j] += (j - d >= 0 ? k2 * dr[j - d] : 0.f) + k1 * dr[j];
+                }
+                if (gw) {
+                    /* tap kx reads x[ih][i + (kx-1) d] for outputs i where that is inside */
+                    tap[ky * 3 + 1] += dot_f(dr, xr, (size_t)wd);
+                    if (d < wd) {
+                        tap[ky * 3 + 0] += dot_f(dr + d, xr, (size_t)(wd - d));
+                        tap[ky * 3 + 2] += dot_f(dr, xr + d, (size_t)(wd - d));
+                    }
+                }
+            }
+        }
+        if (gw)
+            for (int t = 0; t < 9; t++)
+                gw[ch * 9 + t] += (float)tap[t];
+    }
+}
+
 const ps_kernels SET_NAME = {
     .name = STR(PS_KERNEL_SET),
     .gelu = gelu,
@@ -140,4 +229,7 @@ const ps_kernels SET_NAME = {
     .conv_pointwise = conv_pointwise,
     .conv_depthwise3x3 = conv_depthwise3x3,
     .groupnorm_group = groupnorm_group,
+    .gelu_backward = gelu_backward,
+    .conv_pointwise_backward = conv_pointwise_backward,
+    .conv_depthwise3x3_backward = conv_depthwise3x3_backward,
 };

@@ -1,14 +1,41 @@
 #include "backward.h"
 #include <stdlib.h>
 #include "backward_ops.h"
+#include "../lib/kernels.h"
+
+/* The convs the optimised kernels cover (as in graph.c's forward), else the reference. */
+static void conv2d_backward(const ps_kernels *k, const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
+                            const ps_conv2d_params *p, const ps_tensor *y)
+{
+    const int pointwise = p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 &&
+                          p->pad_w == 0;
+    const int depthwise = p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
+                          p->pad_h == p->dilation && p->pad_w == p->dilation;
+    if (!pointwise && !depthwise) {
+        ps_conv2d_backward(x, w, b, p, y);
+        return;
+    }
+    const size_t xplane = (size_t)x->h * x->w, yplane = (size_t)y->h * y->w;
+    if (b && b->grad)
+        ps_conv_bias_backward(b, y);
+    for (int n = 0; n < x->n; n++) {
+        const float *xn = x->data + n * x->c * xplane, *dy = y->grad + n * y->c * yplane;
+        float *gx = x->grad ? x->grad + n * x->c * xplane : NULL;
+        if (pointwise)
+            k->conv_pointwise_backward(xn, w->data, dy, gx, w->grad, x->c, y->c, yplane);
+        else
+            k->conv_depthwise3x3_backward(xn, w->data, dy, gx, w->grad, x->c, x->h, x->w, p->dilation);
+    }
+}
 
 static void node_backward(const ps_node *nd)
 {
+    const ps_kernels *k = ps_kernels_best();
     ps_tensor *const *in = nd->in;
     const ps_tensor *y = nd->out;
     switch (nd->op) {
     case PS_OP_CONV2D:
-        ps_conv2d_backward(in[0], in[1], in[2], &nd->conv, y);
+        conv2d_backward(k, in[0], in[1], in[2], &nd->conv, y);
         break;
     case PS_OP_CONV1D:
         ps_conv1d_backward(in[0], in[1], in[2], nd->conv.stride, nd->conv.pad_w, nd->conv.dilation,
@@ -27,7 +54,8 @@ static void node_backward(const ps_node *nd)
         ps_relu_backward(in[0], y);
         break;
     case PS_OP_GELU:
-        ps_gelu_backward(in[0], y);
+        if (in[0]->grad)
+            k->gelu_backward(in[0]->data, y->grad, in[0]->grad, ps_numel(y));
         break;
     case PS_OP_SIGMOID:
         ps_sigmoid_backward(in[0], y);

@@ -79,6 +79,14 @@ static void conv_tap_backward(float *restrict gx, float *gw, const float *restri
         *gw += (float)acc;
 }
 
+void ps_conv_bias_backward(ps_tensor *b, const ps_tensor *y)
+{
+    const size_t yplane = (size_t)y->h * y->w;
+    for (int n = 0; n < y->n; n++)
+        for (int oc = 0; oc < y->c; oc++)
+            b->grad[oc] += (float)sum_d(y->grad + ((size_t)n * y->c + oc) * yplane, yplane);
+}
+
 void ps_conv2d_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
                         const ps_conv2d_params *p, const ps_tensor *y)
 {
@@ -87,9 +95,7 @@ void ps_conv2d_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
     const int kh = w->h, kw = w->w, d = p->dilation;
     const size_t xplane = (size_t)x->h * x->w, yplane = (size_t)y->h * y->w;
     if (b && b->grad)
-        for (int n = 0; n < y->n; n++)
-            for (int oc = 0; oc < y->c; oc++)
-                b->grad[oc] += (float)sum_d(y->grad + ((size_t)n * y->c + oc) * yplane, yplane);
+        ps_conv_bias_backward(b, y);
     if (!x->grad && !w->grad)
         return;
     /* Input channel outer: its x and gx planes stay in cache while the dy planes stream by

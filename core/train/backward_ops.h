@@ -5,6 +5,8 @@
 #pragma once
 #include "../lib/ops.h"
 
+/* b->grad[oc] += sum of y->grad over the images and positions of channel oc. */
+void ps_conv_bias_backward(ps_tensor *b, const ps_tensor *y);
 void ps_conv2d_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
                         const ps_conv2d_params *p, const ps_tensor *y);
 void ps_conv1d_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
