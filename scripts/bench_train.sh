@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 arch="${1:-microaunet}"; rounds="${2:-3}"
 for ((i = 1; i <= rounds; i++)); do
   build/core/polypseg-bench --arch "$arch" --steps 5 --frames 20
+  build/core/polypseg-bench --arch "$arch" --steps 1 --frames 20 --threads 2
   /usr/bin/python3 scripts/bench_train_torch.py --channels "$arch" --steps 5 --threads 1
   /usr/bin/python3 scripts/bench_train_torch.py --channels "$arch" --steps 5 --threads 2
 done

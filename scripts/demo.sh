@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, then records an annotated MP4 from a real colonoscopy clip through the polypseg
 # GStreamer element (pipelines/record.sh): out/annotated.mp4 (H.264, polyps tinted and outlined)
-# and out/annotated.jsonl (each frame's polyps). The clip is CVC-ClinicDB sequence 5 (one of
-# the sequences held out from training the shipped CVC weights) from $POLYPSEG_DATA or
-# ../shared/datasets, or the video file or folder of numbered frames you name.
+# and out/annotated.jsonl (each frame's polyps), and its last frame as out/annotated-frame.png.
+# The clip is CVC-ClinicDB sequence 5 (held out from training the shipped CVC weights) from
+# $POLYPSEG_DATA or ../shared/datasets, or the video file or folder of numbered frames you name.
 #   scripts/demo.sh [--weights FILE] [VIDEO | FRAME-FOLDER]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ weights="" input=""
 while (($#)); do
   case $1 in
     -h | --help)
-      sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -w | --weights)
@@ -44,4 +44,7 @@ else
   args=(--cvc-sequence 5 --weights "${weights:-weights/microaunet-cvc.safetensors}")
 fi
 pipelines/record.sh "${args[@]}" out/annotated.mp4
-echo "demo: wrote out/annotated.mp4 and out/annotated.jsonl"
+# One frame to look at without a video player: the recording's last, decoded back.
+gst-launch-1.0 -q filesrc location=out/annotated.mp4 ! decodebin ! videoconvert ! pngenc \
+  ! multifilesink location=out/annotated-frame.png max-files=1
+echo "demo: wrote out/annotated.mp4, out/annotated.jsonl and out/annotated-frame.png"
