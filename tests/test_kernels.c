@@ -51,6 +51,12 @@ static void test_unary(gconstpointer data)
     g_rand_free(r);
 }
 
+static void relu_in_place(ps_tensor *t)
+{
+    for (size_t i = 0; i < ps_numel(t); i++)
+        t->data[i] = t->data[i] > 0.f ? t->data[i] : 0.f;
+}
+
 static void test_pointwise(gconstpointer data)
 {
     const ps_kernels *k = data;
@@ -67,9 +73,12 @@ static void test_pointwise(gconstpointer data)
         tu_fill_uniform(b->data, ps_numel(b), r, -1, 1);
         ps_conv2d_params p = {1, 0, 0, 1, 1};
         ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
-        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, (size_t)h * w);
+        int relu = trial % 4 >= 2;
+        if (relu)
+            relu_in_place(want);
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, (size_t)h * w, relu);
         char label[96];
-        g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d", cin, cout, h, w);
+        g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d relu %d", cin, cout, h, w, relu);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }
@@ -91,9 +100,12 @@ static void test_depthwise(gconstpointer data)
         tu_fill_uniform(b->data, ps_numel(b), r, -1, 1);
         ps_conv2d_params p = {1, d, d, d, c};
         ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
-        k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d);
+        int relu = trial % 4 >= 2;
+        if (relu)
+            relu_in_place(want);
+        k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu);
         char label[96];
-        g_snprintf(label, sizeof label, "depthwise c%d %dx%d dilation %d", c, h, w, d);
+        g_snprintf(label, sizeof label, "depthwise c%d %dx%d dilation %d relu %d", c, h, w, d, relu);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }

@@ -59,7 +59,7 @@ typedef struct job {
     const ps_kernels *k;
     const ps_tensor *x, *w, *b;
     ps_tensor *y;
-    int dilation, groups;
+    int dilation, groups, relu;
     float eps;
 } job;
 
@@ -73,7 +73,7 @@ static void pointwise_part(void *ctx, int begin, int end)
         count = MIN(end, (n + 1) * cout) - u;
         j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane, j->w->data + (size_t)co * cin,
                              j->b ? j->b->data + co : NULL, j->y->data + ((size_t)n * cout + co) * plane,
-                             cin, count, plane);
+                             cin, count, plane, j->relu);
     }
 }
 
@@ -87,23 +87,26 @@ static void depthwise_part(void *ctx, int begin, int end)
         count = MIN(end, (n + 1) * C) - u;
         const size_t off = ((size_t)n * C + c) * plane;
         j->k->conv_depthwise3x3(j->x->data + off, j->w->data + (size_t)c * 9, j->b ? j->b->data + c : NULL,
-                                j->y->data + off, count, j->x->h, j->x->w, j->dilation);
+                                j->y->data + off, count, j->x->h, j->x->w, j->dilation, j->relu);
     }
 }
 
 /* The kernels cover the model's convs (pointwise, depthwise 3x3 'same'); any other shape runs
  * the reference. */
 static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
-                   const ps_conv2d_params *p, ps_tensor *y)
+                   const ps_conv2d_params *p, int relu, ps_tensor *y)
 {
-    job j = {ps_kernels_best(), x, w, b, y, p->dilation, 0, 0};
+    job j = {ps_kernels_best(), x, w, b, y, p->dilation, 0, relu, 0};
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
         ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
              p->pad_h == p->dilation && p->pad_w == p->dilation)
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
-    else
+    else {
         ps_conv2d_ref(x, w, b, p, y);
+        for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)
+            y->data[i] = y->data[i] > 0.f ? y->data[i] : 0.f;
+    }
 }
 
 static void groupnorm_part(void *ctx, int begin, int end)
@@ -147,10 +150,23 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
                                    ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
                                    ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
-    conv2d(g, x, w, b, &p, y);
+    conv2d(g, x, w, b, &p, 0, y);
     ps_node *nd = record(g, PS_OP_CONV2D, y, 3, (ps_tensor *[]){x, w, b});
     if (nd)
         nd->conv = p;
+    return y;
+}
+
+ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
+                            int pad, int dilation, int groups)
+{
+    if (g->training)
+        g_error("ps_g_conv2d_relu is inference-only (it records no node)");
+    ps_conv2d_params p = {stride, pad, pad, dilation, groups};
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
+                                   ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
+                                   ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
+    conv2d(g, x, w, b, &p, 1, y);
     return y;
 }
 
@@ -197,7 +213,7 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
                           ps_tensor *beta, float eps)
 {
     ps_tensor *y = new_like(g, x);
-    job j = {ps_kernels_best(), x, gamma, beta, y, 0, groups, eps};
+    job j = {ps_kernels_best(), x, gamma, beta, y, 0, groups, 0, eps};
     ps_pool_for(g->pool, x->n * groups, groupnorm_part, &j);
     ps_node *nd = record(g, PS_OP_GROUPNORM, y, 3, (ps_tensor *[]){x, gamma, beta});
     if (nd) {

@@ -41,6 +41,9 @@ void ps_graph_release(ps_graph *g);
 
 ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                        int pad, int dilation, int groups);
+/* Inference only: relu(conv2d(...)) in one pass (for convs with batch-norm folded in). */
+ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
+                            int pad, int dilation, int groups);
 ps_tensor *ps_g_conv1d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int pad);
 ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
 /* Inference: running statistics. Training: batch statistics, running ones updated. */

@@ -11,13 +11,14 @@ typedef struct ps_kernels {
     /* y = gelu(x) (erf form) and y = sigmoid(x) over n values; max abs error ~1e-6 of the ref */
     void (*gelu)(const float *x, float *y, size_t n);
     void (*sigmoid)(const float *x, float *y, size_t n);
-    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL). */
+    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), then
+     * max(0, y) when relu is set (batch-norm folded into w and b, see microaunet.c). */
     void (*conv_pointwise)(const float *x, const float *w, const float *b, float *y, int cin,
-                           int cout, size_t plane);
+                           int cout, size_t plane, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
-     * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL). */
+     * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL); relu as above. */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
-                              int h, int wd, int dilation);
+                              int h, int wd, int dilation, int relu);
     /* One group of a GroupNorm: x and y hold `channels` planes of `plane` values; gamma and beta
      * (per channel, or NULL) start at the group's first channel. */
     void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,

@@ -66,7 +66,7 @@ static void sigmoid(const float *restrict x, float *restrict y, size_t n)
 enum { PW_BLOCK = 256 };
 
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
-                           float *restrict y, int cin, int cout, size_t plane)
+                           float *restrict y, int cin, int cout, size_t plane, int relu)
 {
     for (size_t p0 = 0; p0 < plane; p0 += PW_BLOCK) {
         const size_t len = plane - p0 < PW_BLOCK ? plane - p0 : PW_BLOCK;
@@ -82,6 +82,9 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
                 for (size_t i = 0; i < len; i++)
                     acc[i] += wv * xr[i];
             }
+            if (relu)
+                for (size_t i = 0; i < len; i++)
+                    acc[i] = acc[i] > 0.f ? acc[i] : 0.f;
             memcpy(y + (size_t)co * plane + p0, acc, len * sizeof(float));
         }
     }
@@ -111,13 +114,17 @@ static void dw_row(const float *restrict x, const float *restrict k, float bias,
 }
 
 static void conv_depthwise3x3(const float *restrict x, const float *restrict w, const float *restrict b,
-                              float *restrict y, int c, int h, int wd, int d)
+                              float *restrict y, int c, int h, int wd, int d, int relu)
 {
     const size_t plane = (size_t)h * wd;
     for (int ch = 0; ch < c; ch++)
-        for (int oh = 0; oh < h; oh++)
-            dw_row(x + ch * plane, w + ch * 9, b ? b[ch] : 0.f, y + ch * plane + (size_t)oh * wd, h,
-                   wd, oh, d);
+        for (int oh = 0; oh < h; oh++) {
+            float *yr = y + ch * plane + (size_t)oh * wd;
+            dw_row(x + ch * plane, w + ch * 9, b ? b[ch] : 0.f, yr, h, wd, oh, d);
+            if (relu)
+                for (int i = 0; i < wd; i++)
+                    yr[i] = yr[i] > 0.f ? yr[i] : 0.f;
+        }
 }
 
 static void groupnorm_group(const float *restrict x, float *restrict y, const float *restrict gamma,

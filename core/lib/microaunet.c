@@ -150,8 +150,32 @@ static ps_tensor *fwd_gn(ps_graph *g, ps_tensor *x, const gn_t *n)
     return ps_g_groupnorm(g, x, GN_GROUPS, n->w, n->b, EPS);
 }
 
+/* Inference: batch-norm (running statistics) folded into the conv before it, w' = w * s and
+ * b' = beta - mean * s with s = gamma / sqrt(var + eps) per output channel. Recomputed on every
+ * pass (a few hundred values) so it can never go stale. */
+static void fold_bn(ps_graph *g, const ps_tensor *w, const bn_t *n, ps_tensor **wf, ps_tensor **bf)
+{
+    const int cout = w->n;
+    const size_t per = ps_numel(w) / cout;
+    *wf = ps_arena_tensor(g->arena, w->n, w->c, w->h, w->w);
+    *bf = ps_arena_tensor(g->arena, cout, 1, 1, 1);
+    for (int c = 0; c < cout; c++) {
+        const float scale = n->w->data[c] / sqrtf(n->var->data[c] + EPS);
+        for (size_t i = 0; i < per; i++)
+            (*wf)->data[c * per + i] = w->data[c * per + i] * scale;
+        (*bf)->data[c] = n->b->data[c] - n->mean->data[c] * scale;
+    }
+}
+
 static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s)
 {
+    if (!g->training) {
+        ps_tensor *w, *b;
+        fold_bn(g, s->dw, &s->bn1, &w, &b);
+        ps_tensor *y = ps_g_conv2d_relu(g, x, w, b, 1, s->d, s->d, x->c);
+        fold_bn(g, s->pw, &s->bn2, &w, &b);
+        return ps_g_conv2d_relu(g, y, w, b, 1, 0, 1, 1);
+    }
     ps_tensor *y = ps_g_conv2d(g, x, s->dw, NULL, 1, s->d, s->d, x->c);
     y = ps_g_relu(g, fwd_bn(g, y, &s->bn1));
     y = ps_g_conv2d(g, y, s->pw, NULL, 1, 0, 1, 1);
