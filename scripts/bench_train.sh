@@ -8,8 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 arch="${1:-microaunet}"; rounds="${2:-3}"
 for ((i = 1; i <= rounds; i++)); do
-  build/core/polypseg-bench --arch "$arch" --steps 5 --frames 20
-  build/core/polypseg-bench --arch "$arch" --steps 1 --frames 20 --threads 2
+  build/core/polypseg-bench --arch "$arch" --threads 1,2 --steps 5 --frames 100 --json -
   /usr/bin/python3 scripts/bench_train_torch.py --channels "$arch" --steps 5 --threads 1
   /usr/bin/python3 scripts/bench_train_torch.py --channels "$arch" --steps 5 --threads 2
 done

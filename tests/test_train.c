@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <json-glib/json-glib.h>
 #include "backward.h"
 #include "checkpoint.h"
 #include "image.h"
@@ -337,6 +338,97 @@ static void test_bad_arguments(void)
     g_free(out);
 }
 
+/* Runs a tool of the build synchronously; returns its stdout (asserting exit 0). */
+static char *run_tool(const char *tool, const char *args)
+{
+    char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", tool, NULL);
+    char *cmd = g_strdup_printf("%s %s", exe, args), *out = NULL, *errout = NULL;
+    int status;
+    GError *err = NULL;
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &errout, &status, &err));
+    g_assert_no_error(err);
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s failed: %s", cmd, errout);
+    g_free(errout);
+    g_free(cmd);
+    g_free(exe);
+    return out;
+}
+
+/* --add-data trains on both folders (here the same one twice: 12 pairs) and records it; the
+ * result evaluates with polypseg-eval, whose --per-image rows average to its mean Dice. */
+static void test_add_data_and_per_image(void)
+{
+    make_dataset();
+    char *data = g_build_filename(tmpdir, "data", NULL), *out = g_build_filename(tmpdir, "twice.safetensors", NULL);
+    char *args = g_strdup_printf("--data %s --add-data %s --out %s --size 128 --batch 4 --epochs 1", data, data, out);
+    char *log = run_tool("polypseg-train", args);
+    g_assert_nonnull(strstr(log, "decoding 12 images"));
+    GError *err = NULL;
+    ps_st_file *f = ps_st_read(out, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(g_hash_table_lookup(f->metadata, "add_data"), ==, data);
+    ps_st_free(f);
+
+    char *csv = g_build_filename(tmpdir, "per-image.csv", NULL), *json = g_build_filename(tmpdir, "eval.json", NULL);
+    char *eargs = g_strdup_printf("--weights %s --data %s --per-image %s --json %s", out, data, csv, json);
+    g_free(run_tool("polypseg-eval", eargs));
+    char *text = NULL;
+    g_assert_true(g_file_get_contents(csv, &text, NULL, NULL));
+    char **lines = g_strsplit(text, "\n", -1);
+    g_assert_cmpstr(lines[0], ==, "image,dice");
+    double sum = 0;
+    int rows = 0;
+    for (char **l = lines + 1; *l && **l; l++, rows++) {
+        char **cols = g_strsplit(*l, ",", 2);
+        g_assert_true(g_str_has_suffix(cols[0], ".png"));
+        double d = g_ascii_strtod(cols[1], NULL);
+        g_assert_true(d >= 0 && d <= 1);
+        sum += d;
+        g_strfreev(cols);
+    }
+    g_assert_cmpint(rows, ==, 6);
+    JsonParser *parser = json_parser_new();
+    g_assert_true(json_parser_load_from_file(parser, json, NULL));
+    double mean = json_object_get_double_member(json_node_get_object(json_parser_get_root(parser)), "mean_dice");
+    g_assert_cmpfloat_with_epsilon(sum / rows, mean, 1e-5);
+    g_object_unref(parser);
+    g_strfreev(lines);
+    g_free(text), g_free(eargs), g_free(csv), g_free(json), g_free(log), g_free(args), g_free(out), g_free(data);
+}
+
+/* polypseg-bench: one JSON object per configuration with ordered percentiles, FPS and the
+ * model's stages. */
+static void test_bench_json(void)
+{
+    char *json = g_build_filename(tmpdir, "bench.jsonl", NULL);
+    char *args = g_strdup_printf("--size 128 --threads 1,2 --frames 4 --steps 1 --batch 1 --json %s", json);
+    g_free(run_tool("polypseg-bench", args));
+    char *text = NULL;
+    g_assert_true(g_file_get_contents(json, &text, NULL, NULL));
+    char **lines = g_strsplit(text, "\n", -1);
+    g_assert_cmpint(g_strv_length(lines), ==, 3); /* two objects and the final newline */
+    for (int i = 0; i < 2; i++) {
+        JsonParser *parser = json_parser_new();
+        g_assert_true(json_parser_load_from_data(parser, lines[i], -1, NULL));
+        JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+        g_assert_cmpint(json_object_get_int_member(o, "threads"), ==, i + 1);
+        g_assert_cmpint(json_object_get_int_member(o, "size"), ==, 128);
+        double p50 = json_object_get_double_member(o, "infer_ms_p50"), p99 = json_object_get_double_member(o, "infer_ms_p99");
+        g_assert_true(p50 > 0 && p50 <= json_object_get_double_member(o, "infer_ms_p95") &&
+                      json_object_get_double_member(o, "infer_ms_p95") <= p99);
+        g_assert_true(json_object_get_double_member(o, "fps") > 0);
+        JsonObject *st = json_object_get_object_member(o, "stage_ms");
+        const char *stages[] = {"preprocess", "enc1", "enc6", "lscab", "dec1", "head", "postprocess"};
+        for (guint k = 0; k < G_N_ELEMENTS(stages); k++)
+            g_assert_true(json_object_has_member(st, stages[k]));
+        g_assert_true(json_object_has_member(o, "train_img_per_s") == (i == 0));
+        g_object_unref(parser);
+    }
+    g_strfreev(lines);
+    g_free(text), g_free(args), g_free(json);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -349,6 +441,8 @@ int main(int argc, char **argv)
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);
     g_test_add_func("/train/bad-arguments", test_bad_arguments);
+    g_test_add_func("/tools/add-data-and-per-image", test_add_data_and_per_image);
+    g_test_add_func("/tools/bench-json", test_bench_json);
     int rc = g_test_run();
     tu_remove_tree(tmpdir);
     return rc;

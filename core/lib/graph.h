@@ -33,11 +33,21 @@ typedef struct ps_graph {
     ps_node *nodes;
     int n_nodes, cap_nodes;
     ps_pool *pool; /* splits the optimised kernels over threads; NULL = the calling thread only */
+    /* Called when a stage of the pass ends (ps_g_stage), e.g. by polypseg-bench for per-stage
+     * times; NULL (the default) costs nothing. */
+    void (*on_stage)(void *user, const char *stage);
+    void *stage_user;
 } ps_graph;
 
 void ps_graph_init(ps_graph *g, ps_arena *arena, int training);
 void ps_graph_clear(ps_graph *g); /* forget nodes and reset the arena */
 void ps_graph_release(ps_graph *g);
+/* Marks the end of a named stage (a model block, pre-processing...). */
+static inline void ps_g_stage(ps_graph *g, const char *stage)
+{
+    if (g->on_stage)
+        g->on_stage(g->stage_user, stage);
+}
 
 ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                        int pad, int dilation, int groups);

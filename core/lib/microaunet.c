@@ -229,22 +229,31 @@ static ps_tensor *forward(ps_model *m, ps_graph *g, ps_tensor *x, ps_tensor **fe
 {
     const net *n = m->net;
     ps_tensor *t[5], *tb[5];
+    static const char *const enc[6] = {"enc1", "enc2", "enc3", "enc4", "enc5", "enc6"};
+    static const char *const dec[5] = {"dec1", "dec2", "dec3", "dec4", "dec5"};
     t[0] = ps_g_gelu(g, ps_g_maxpool2x2(g, fwd_gn(g, fwd_dsd(g, x, &n->enc1), &n->gn[0])));
+    ps_g_stage(g, enc[0]);
     for (int k = 1; k < 5; k++) {
         ps_tensor *y = fwd_ldga(g, fwd_dwd(g, t[k - 1], &n->enc_dwd[k - 1]), &n->enc_ldga[k - 1]);
         t[k] = ps_g_gelu(g, ps_g_maxpool2x2(g, fwd_gn(g, y, &n->gn[k])));
+        ps_g_stage(g, enc[k]);
     }
     ps_tensor *o = ps_g_gelu(g, fwd_ldga(g, fwd_dwd(g, t[4], &n->enc_dwd[4]), &n->enc_ldga[4]));
+    ps_g_stage(g, enc[5]);
     if (features)
         memcpy(features, t, sizeof t);
     fwd_lscab(g, n, t, tb);
+    ps_g_stage(g, "lscab");
     for (int k = 4; k >= 0; k--) {
         ps_tensor *y = fwd_gn(g, fwd_dwd(g, fwd_ldga(g, o, &n->dec_ldga[k]), &n->dec_dwd[k]), &n->dgn[k]);
         if (k < 4)
             y = ps_g_upsample2x(g, y);
         o = ps_g_add(g, ps_g_gelu(g, y), tb[k]);
+        ps_g_stage(g, dec[k]);
     }
-    return ps_g_upsample2x(g, ps_g_conv2d(g, o, n->final_w, n->final_b, 1, 0, 1, 1));
+    o = ps_g_upsample2x(g, ps_g_conv2d(g, o, n->final_w, n->final_b, 1, 0, 1, 1));
+    ps_g_stage(g, "head");
+    return o;
 }
 
 gboolean ps_microaunet_build(ps_model *m, uint64_t seed, GError **err)

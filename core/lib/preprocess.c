@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include "image.h"
+#include "kernels.h"
 
 /* Interleaved RGB at the tensor's size -> normalised planes of sample n. */
 static void normalise(const uint8_t *rgb, const float mean[3], const float std[3], ps_tensor *out,
@@ -79,13 +80,21 @@ int ps_segmenter_threads(const ps_segmenter *s)
     return ps_pool_threads(s->graph.pool);
 }
 
+void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, const char *stage),
+                                 void *user)
+{
+    s->graph.on_stage = on_stage;
+    s->graph.stage_user = user;
+}
+
 static const float *forward(ps_segmenter *s)
 {
+    ps_g_stage(&s->graph, "preprocess");
     ps_graph_clear(&s->graph);
     ps_tensor *logits = ps_model_forward(s->model, &s->graph, s->input, NULL);
     size_t n = ps_numel(logits);
-    for (size_t i = 0; i < n; i++)
-        s->prob[i] = 1.0f / (1.0f + expf(-logits->data[i]));
+    ps_kernels_best()->sigmoid(logits->data, s->prob, n);
+    ps_g_stage(&s->graph, "postprocess");
     return s->prob;
 }
 

@@ -18,6 +18,10 @@ int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
  * depend on it: every value is computed the same way whichever thread computes it. */
 void ps_segmenter_set_threads(ps_segmenter *s, int threads);
 int ps_segmenter_threads(const ps_segmenter *s);
+/* Calls on_stage(user, name) at the end of each stage of a frame: "preprocess", the model's
+ * blocks, "postprocess" (for per-stage timing; NULL turns it off). */
+void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, const char *stage),
+                                 void *user);
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);
 /* The same for an image already at the model's size x size (interleaved RGB, stride size*3),
