@@ -1,6 +1,7 @@
 /* Dataset listing and the augmenting loader, on a tiny generated dataset and on the real data. */
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "test_util.h"
@@ -298,6 +299,43 @@ static void test_loader_shapes(void)
 }
 
 /* Without shuffling every sample is seen: the last batch is short and says so in ->n. */
+/* crop scale 2: the window is twice the image, so the image fills a quarter of each sample and
+ * the rest is black (grey after colour jitter), with no mask there. */
+static void test_loader_zoom_out(void)
+{
+    ps_dataset *ds = open_ok(gen_dir, NULL);
+    ps_loader_config cfg = base_cfg;
+    cfg.crop_min = cfg.crop_max = 2.0f;
+    ps_loader *l = loader_ok(ds, &cfg);
+    ps_tensor *images = ps_tensor_new(2, 3, S, S), *masks = ps_tensor_new(2, 1, S, S);
+    ps_loader_start_epoch(l, 0);
+    while (ps_loader_next(l, images, masks))
+        for (int b = 0; b < 2; b++) {
+            int grey = 0, ones = 0;
+            for (int p = 0; p < S * S; p++) {
+                float rgb[3];
+                for (int c = 0; c < 3; c++)
+                    rgb[c] = images->data[(b * 3 + c) * S * S + p] * cfg.std[c] + cfg.mean[c];
+                grey += fabsf(rgb[0] - rgb[1]) < 1e-3f && fabsf(rgb[1] - rgb[2]) < 1e-3f;
+                ones += masks->data[b * S * S + p] == 1.0f;
+            }
+            g_test_message("zoomed out: %d of %d pixels grey, %d mask pixels", grey, S * S, ones);
+            g_assert_cmpint(grey, >=, S * S * 6 / 10);
+            g_assert_cmpint(grey, <=, S * S * 8 / 10);
+            g_assert_cmpint(ones, >, 0);
+            g_assert_cmpint(ones, <, S * S / 4);
+        }
+    ps_tensor_free(images);
+    ps_tensor_free(masks);
+    ps_loader_free(l);
+    cfg.crop_min = 1.5f, cfg.crop_max = 1.0f;
+    GError *err = NULL;
+    g_assert_null(ps_loader_new(ds, &cfg, &err));
+    g_assert_nonnull(strstr(err->message, "crop scales"));
+    g_error_free(err);
+    ps_dataset_free(ds);
+}
+
 static void test_loader_tail(void)
 {
     ps_dataset *ds = open_ok(gen_dir, NULL);
@@ -563,6 +601,7 @@ int main(int argc, char **argv)
     g_test_add_func("/dataset/data-root", test_data_root);
     g_test_add_func("/loader/shapes", test_loader_shapes);
     g_test_add_func("/loader/unshuffled-tail", test_loader_tail);
+    g_test_add_func("/loader/zoom-out", test_loader_zoom_out);
     g_test_add_func("/loader/determinism", test_loader_determinism);
     g_test_add_func("/loader/resume", test_loader_resume);
     g_test_add_func("/loader/plain-equals-resize", test_loader_plain);

@@ -21,16 +21,18 @@ static void on_signal(int sig)
 
 typedef struct opts {
     char **add_data;
+    char *crop_scale;
     char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init;
     int epochs, batch, size, threads, warmup, limit;
     double lr, wd, min_lr;
     gint64 seed;
     gboolean resume;
+    double crop_min, crop_max; /* parsed from crop_scale */
 } opts;
 
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
-    *o = (opts){.arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
+    *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
                 .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default) or microaunet-w8", "NAME"},
@@ -52,6 +54,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->min_lr, "Final learning rate of the cosine schedule (default 1e-5)", "LR"},
         {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
+        {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
         {"limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "Use only the first N images (quick checks)", "N"},
@@ -67,6 +70,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         fprintf(stderr, "polypseg-train: %s\n", err->message);
     else if (!o->data || !o->out) {
         fprintf(stderr, "polypseg-train: --data and --out are required (see --help)\n");
+        ok = FALSE;
+    } else if (sscanf(o->crop_scale, "%lf,%lf", &o->crop_min, &o->crop_max) != 2 || !(o->crop_min > 0) ||
+               o->crop_min > o->crop_max || o->crop_max > 4) {
+        fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
                o->size % 32 || o->threads < 1 || o->lr <= 0 || o->min_lr < 0 || o->warmup < 0) {
@@ -101,6 +108,7 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("min_lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->min_lr)));
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
+    g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
     g_hash_table_insert(t, g_strdup("loss"), g_strdup("bce_with_logits + dice"));
     g_hash_table_insert(t, g_strdup("optimizer"), g_strdup_printf("adamw wd=%g, cosine, warm-up %d epochs",
                                                                   o->wd, o->warmup));
@@ -160,7 +168,7 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "add_data", "split", "optimizer", "dataset", "init"};
+                              "add_data", "split", "crop_scale", "optimizer", "dataset", "init"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -194,7 +202,8 @@ int main(int argc, char **argv)
     m->info.input_size = o.size;
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
-                           .shuffle = 1, .threads = o.threads};
+                           .shuffle = 1, .threads = o.threads, .crop_min = (float)o.crop_min,
+                           .crop_max = (float)o.crop_max};
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
     printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch,

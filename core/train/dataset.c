@@ -337,11 +337,14 @@ static augment draw_augment(const ps_loader *l, const sample *s, int index)
     uint64_t rng = stream_seed(l->cfg.seed, l->epoch, (uint64_t)index);
     /* The window keeps the image's aspect ratio: inference squeezes the whole frame to a
      * square, so training sees the same distortion. */
-    double scale = uniform(&rng, 0.75, 1.0);
+    const int zero = l->cfg.crop_min == 0 && l->cfg.crop_max == 0;
+    double scale = uniform(&rng, zero ? 0.75 : l->cfg.crop_min, zero ? 1.0 : l->cfg.crop_max);
     a.cw = MAX(1, (int)lround(scale * im->w));
     a.ch = MAX(1, (int)lround(scale * im->h));
-    a.x0 = uniform_int(&rng, im->w - a.cw + 1);
-    a.y0 = uniform_int(&rng, im->h - a.ch + 1);
+    /* a window larger than the image starts before it (negative offset): the image lands at a
+     * random place inside it */
+    a.x0 = a.cw <= im->w ? uniform_int(&rng, im->w - a.cw + 1) : -uniform_int(&rng, a.cw - im->w + 1);
+    a.y0 = a.ch <= im->h ? uniform_int(&rng, im->h - a.ch + 1) : -uniform_int(&rng, a.ch - im->h + 1);
     a.hflip = uniform01(&rng) < 0.5;
     a.vflip = uniform01(&rng) < 0.5;
     a.rot = uniform_int(&rng, 4);
@@ -399,6 +402,20 @@ static float mean_grey_after_brightness(const augment *a, const uint8_t *img, in
     return (float)(sum / npix);
 }
 
+/* The window (x0, y0, cw, ch) of an image with c channels, black where it leaves the image. */
+static uint8_t *padded_window(const ps_image *im, int x0, int y0, int cw, int ch)
+{
+    const int c = im->c;
+    uint8_t *win = g_malloc0((size_t)cw * ch * c);
+    for (int y = MAX(0, y0); y < MIN(im->h, y0 + ch); y++) {
+        int xa = MAX(0, x0), xb = MIN(im->w, x0 + cw);
+        if (xa < xb)
+            memcpy(win + ((size_t)(y - y0) * cw + (xa - x0)) * c, im->data + ((size_t)y * im->w + xa) * c,
+                   (size_t)(xb - xa) * c);
+    }
+    return win;
+}
+
 static void batch_task(ps_loader *l, int slot)
 {
     const int S = l->cfg.size, npix = S * S;
@@ -410,9 +427,17 @@ static void batch_task(ps_loader *l, int slot)
     /* crop (or the whole image) resized to S x S */
     int x0 = a.x0, y0 = a.y0, cw = a.cw < 0 ? im->w : a.cw, ch = a.cw < 0 ? im->h : a.ch;
     uint8_t *img = g_malloc((size_t)npix * 3), *msk = g_malloc((size_t)npix);
-    ps_resize_bilinear_u8(im->data + ((size_t)y0 * im->w + x0) * 3, cw, ch, im->w * 3, 3,
-                          img, S, S, S * 3);
-    ps_resize_bilinear_u8(mk->data + (size_t)y0 * mk->w + x0, cw, ch, mk->w, 1, msk, S, S, S);
+    if (x0 >= 0 && y0 >= 0 && x0 + cw <= im->w && y0 + ch <= im->h) {
+        ps_resize_bilinear_u8(im->data + ((size_t)y0 * im->w + x0) * 3, cw, ch, im->w * 3, 3,
+                              img, S, S, S * 3);
+        ps_resize_bilinear_u8(mk->data + (size_t)y0 * mk->w + x0, cw, ch, mk->w, 1, msk, S, S, S);
+    } else { /* zoomed out */
+        uint8_t *wi = padded_window(im, x0, y0, cw, ch), *wm = padded_window(mk, x0, y0, cw, ch);
+        ps_resize_bilinear_u8(wi, cw, ch, cw * 3, 3, img, S, S, S * 3);
+        ps_resize_bilinear_u8(wm, cw, ch, cw, 1, msk, S, S, S);
+        g_free(wi);
+        g_free(wm);
+    }
 
     float *out = l->buf_images + (size_t)slot * 3 * npix;
     float *out_mask = l->buf_masks + (size_t)slot * npix;
@@ -442,6 +467,9 @@ static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
         bad = "batch must be >= 1";
     else if (!(cfg->std[0] > 0 && cfg->std[1] > 0 && cfg->std[2] > 0))
         bad = "std must be > 0";
+    else if (!(cfg->crop_min == 0 && cfg->crop_max == 0) &&
+             !(cfg->crop_min > 0 && cfg->crop_min <= cfg->crop_max && cfg->crop_max <= 4))
+        bad = "crop scales must satisfy 0 < min <= max <= 4";
     else if (cfg->shuffle && n < cfg->batch)
         bad = "fewer samples than one batch, and shuffled epochs drop incomplete batches";
     if (bad)

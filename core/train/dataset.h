@@ -32,6 +32,10 @@ typedef struct ps_loader_config {
     int shuffle;
     int threads;         /* worker threads for decoding/augmenting */
     float mean[3], std[3];
+    /* Random crop side as a fraction of the image's (aspect kept): [crop_min, crop_max];
+     * both 0 = the default 0.75..1. Above 1 the image is zoomed out, padded with black (as an
+     * endoscope frame's surround). */
+    float crop_min, crop_max;
 } ps_loader_config;
 
 typedef struct ps_loader ps_loader;
