@@ -112,6 +112,30 @@ static void test_depthwise(gconstpointer data)
     g_rand_free(r);
 }
 
+static void test_conv_valid(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(18);
+    for (int trial = 0; trial < 30; trial++) {
+        int cin = g_rand_int_range(r, 1, 6), cout = g_rand_int_range(r, 1, 6), ks = g_rand_int_range(r, 1, 8);
+        int d = g_rand_int_range(r, 1, 4), h = ks * d + g_rand_int_range(r, 0, 30), w = ks * d + g_rand_int_range(r, 0, 30);
+        int ho = h - d * (ks - 1), wo = w - d * (ks - 1), with_bias = trial % 2;
+        ps_tensor *x = ps_tensor_new(1, cin, h, w), *wt = ps_tensor_new(cout, cin, ks, ks), *b = ps_tensor_new(cout, 1, 1, 1);
+        ps_tensor *want = ps_tensor_new(1, cout, ho, wo), *got = ps_tensor_new(1, cout, ho, wo);
+        tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
+        tu_fill_uniform(wt->data, ps_numel(wt), r, -1, 1);
+        tu_fill_uniform(b->data, cout, r, -1, 1);
+        ps_conv2d_params p = {1, 0, 0, d, 1};
+        ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
+        k->conv_valid(x->data, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, h, w, ks, d);
+        char label[96];
+        g_snprintf(label, sizeof label, "valid %d->%d k%d d%d %dx%d", cin, cout, ks, d, h, w);
+        tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
+    }
+    g_rand_free(r);
+}
+
 static void test_groupnorm(gconstpointer data)
 {
     const ps_kernels *k = data;
@@ -281,6 +305,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/pointwise", k->name), k, test_pointwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }

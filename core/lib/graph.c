@@ -77,6 +77,20 @@ static void pointwise_part(void *ctx, int begin, int end)
     }
 }
 
+static void valid_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int cin = j->x->c, cout = j->y->c, k = j->w->h;
+    const size_t xplane = (size_t)j->x->h * j->x->w, yplane = (size_t)j->y->h * j->y->w;
+    for (int u = begin, count; u < end; u += count) {
+        const int n = u / cout, co = u % cout;
+        count = MIN(end, (n + 1) * cout) - u;
+        j->k->conv_valid(j->x->data + (size_t)n * cin * xplane, j->w->data + (size_t)co * cin * k * k,
+                         j->b ? j->b->data + co : NULL, j->y->data + ((size_t)n * cout + co) * yplane, cin,
+                         count, j->x->h, j->x->w, k, j->dilation);
+    }
+}
+
 static void depthwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
@@ -91,8 +105,8 @@ static void depthwise_part(void *ctx, int begin, int end)
     }
 }
 
-/* The kernels cover the model's convs (pointwise, depthwise 3x3 'same'); any other shape runs
- * the reference. */
+/* The kernels cover the model's convs (pointwise, depthwise 3x3 'same', dense 'valid' such as
+ * LSCAB's 7x7 on its reflect-padded input); any other shape runs the reference. */
 static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
                    const ps_conv2d_params *p, int relu, ps_tensor *y)
 {
@@ -102,6 +116,8 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
              p->pad_h == p->dilation && p->pad_w == p->dilation)
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
+    else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
+        ps_pool_for(g->pool, x->n * y->c, valid_part, &j);
     else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)

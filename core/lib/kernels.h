@@ -19,6 +19,10 @@ typedef struct ps_kernels {
      * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL); relu as above. */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
                               int h, int wd, int dilation, int relu);
+    /* One image, dense conv without padding ('valid'), stride 1: y (cout, ho, wo) from
+     * x (cin, h, w), w (cout, cin, k, k), b (cout, or NULL); ho = h - dilation (k - 1). */
+    void (*conv_valid)(const float *x, const float *w, const float *b, float *y, int cin, int cout,
+                       int h, int wd, int k, int dilation);
     /* One group of a GroupNorm: x and y hold `channels` planes of `plane` values; gamma and beta
      * (per channel, or NULL) start at the group's first channel. */
     void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,

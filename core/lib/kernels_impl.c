@@ -127,6 +127,30 @@ static void conv_depthwise3x3(const float *restrict x, const float *restrict w, 
         }
 }
 
+static void conv_valid(const float *restrict x, const float *restrict w, const float *restrict b,
+                       float *restrict y, int cin, int cout, int h, int wd, int k, int d)
+{
+    const int ho = h - d * (k - 1), wo = wd - d * (k - 1);
+    for (int co = 0; co < cout; co++)
+        for (int oh = 0; oh < ho; oh++) {
+            float *yr = y + ((size_t)co * ho + oh) * wo;
+            const float bias = b ? b[co] : 0.f;
+            for (int i = 0; i < wo; i++)
+                yr[i] = bias;
+            for (int ci = 0; ci < cin; ci++)
+                for (int ky = 0; ky < k; ky++) {
+                    const float *xr = x + ((size_t)ci * h + oh + ky * d) * wd;
+                    const float *wr = w + (((size_t)co * cin + ci) * k + ky) * k;
+                    for (int kx = 0; kx < k; kx++) {
+                        const float wv = wr[kx];
+                        const float *xs = xr + kx * d;
+                        for (int i = 0; i < wo; i++)
+                            yr[i] += wv * xs[i];
+                    }
+                }
+        }
+}
+
 static void groupnorm_group(const float *restrict x, float *restrict y, const float *restrict gamma,
                             const float *restrict beta, int channels, size_t plane, float eps)
 {
@@ -235,6 +259,7 @@ const ps_kernels SET_NAME = {
     .sigmoid = sigmoid,
     .conv_pointwise = conv_pointwise,
     .conv_depthwise3x3 = conv_depthwise3x3,
+    .conv_valid = conv_valid,
     .groupnorm_group = groupnorm_group,
     .gelu_backward = gelu_backward,
     .conv_pointwise_backward = conv_pointwise_backward,
