@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The polypseg element end to end: videotestsrc 1920x1080 (BGRx, I420, NV12) -> polypseg with
+# overlay and contours -> fakesink, unsynchronised. For each format: FPS (frames / wall time of
+# the whole pipeline) and the element's per-frame latency from GStreamer's latency tracer, as a
+# table (out/bench-element.md) and a latency histogram (out/bench-element.png).
+# Usage: scripts/bench_element.sh [FRAMES=600] [EXTRA polypseg properties, e.g. threads=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+frames="${1:-600}"; shift || true
+export GST_PLUGIN_PATH=$PWD/build/gst-plugin GST_DEBUG_NO_COLOR=1
+mkdir -p out
+runs=()
+for format in BGRx I420 NV12; do
+  log=out/bench-element-$format.log
+  start=$(date +%s.%N)
+  GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" gst-launch-1.0 -q \
+    videotestsrc num-buffers="$frames" pattern=ball ! "video/x-raw,format=$format,width=1920,height=1080" \
+    ! polypseg name=polypseg weights=weights/microaunet-kvasir.safetensors draw-overlay=true draw-contours=true "$@" \
+    ! fakesink sync=false 2>"$log"
+  end=$(date +%s.%N)
+  runs+=("$format 1080p=$log,$frames,$(awk "BEGIN { print $end - $start }")")
+done
+python3 scripts/latency_report.py out/bench-element.png out/bench-element.md polypseg "${runs[@]}"
