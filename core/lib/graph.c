@@ -249,11 +249,55 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
         return y;                                                              \
     }
 UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
-UNARY(maxpool2x2, PS_OP_MAXPOOL2X2, x->n, x->c, x->h / 2, x->w / 2)
 UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
 UNARY(channel_mean_max, PS_OP_CHANNEL_MEAN_MAX, x->n, 2, x->h, x->w)
-UNARY(upsample2x, PS_OP_UPSAMPLE2X, x->n, x->c, 2 * x->h, 2 * x->w)
 #undef UNARY
+
+/* ---- plane-wise reference ops split over the pool ----
+ * Ops whose every output plane (n, c) depends only on the same plane of their inputs run the
+ * reference on views of a range of planes (n and c merged): the same code, just split. */
+
+static ps_tensor plane_view(const ps_tensor *t, int begin, int end)
+{
+    return (ps_tensor){1, end - begin, t->h, t->w, t->data + (size_t)begin * t->h * t->w, NULL};
+}
+
+typedef struct plane_job {
+    const ps_tensor *a, *b;
+    ps_tensor *y;
+    void (*unary)(const ps_tensor *x, ps_tensor *y);
+    void (*binary)(const ps_tensor *a, const ps_tensor *b, ps_tensor *y);
+} plane_job;
+
+static void planes_part(void *ctx, int begin, int end)
+{
+    const plane_job *j = ctx;
+    ps_tensor a = plane_view(j->a, begin, end), y = plane_view(j->y, begin, end);
+    if (j->unary) {
+        j->unary(&a, &y);
+    } else {
+        ps_tensor b = plane_view(j->b, begin, end);
+        j->binary(&a, &b, &y);
+    }
+}
+
+ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h / 2, x->w / 2);
+    plane_job j = {.a = x, .y = y, .unary = ps_maxpool2x2_ref};
+    ps_pool_for(g->pool, x->n * x->c, planes_part, &j);
+    record(g, PS_OP_MAXPOOL2X2, y, 1, &x);
+    return y;
+}
+
+ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 2 * x->h, 2 * x->w);
+    plane_job j = {.a = x, .y = y, .unary = ps_upsample2x_ref};
+    ps_pool_for(g->pool, x->n * x->c, planes_part, &j);
+    record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
+    return y;
+}
 
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
 {
@@ -290,22 +334,31 @@ static int bdim(int a, int b)
     return a > b ? a : b;
 }
 
-ps_tensor *ps_g_add(ps_graph *g, ps_tensor *a, ps_tensor *b)
+/* Broadcasting only within planes (same N and C, e.g. (N,C,1,1) * (N,C,H,W)) splits by planes;
+ * broadcasting across channels or images runs whole. */
+static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
+                         void (*fn)(const ps_tensor *, const ps_tensor *, ps_tensor *))
 {
     ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
                                    bdim(a->h, b->h), bdim(a->w, b->w));
-    ps_add_ref(a, b, y);
-    record(g, PS_OP_ADD, y, 2, (ps_tensor *[]){a, b});
+    if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
+        plane_job j = {.a = a, .b = b, .y = y, .binary = fn};
+        ps_pool_for(g->pool, y->n * y->c, planes_part, &j);
+    } else {
+        fn(a, b, y);
+    }
+    record(g, op, y, 2, (ps_tensor *[]){a, b});
     return y;
+}
+
+ps_tensor *ps_g_add(ps_graph *g, ps_tensor *a, ps_tensor *b)
+{
+    return binary(g, a, b, PS_OP_ADD, ps_add_ref);
 }
 
 ps_tensor *ps_g_mul(ps_graph *g, ps_tensor *a, ps_tensor *b)
 {
-    ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
-                                   bdim(a->h, b->h), bdim(a->w, b->w));
-    ps_mul_ref(a, b, y);
-    record(g, PS_OP_MUL, y, 2, (ps_tensor *[]){a, b});
-    return y;
+    return binary(g, a, b, PS_OP_MUL, ps_mul_ref);
 }
 
 ps_tensor *ps_g_concat(ps_graph *g, ps_tensor *const *xs, int n)
