@@ -57,12 +57,14 @@ int main(int argc, char **argv)
 {
     char *weights = NULL, *data = NULL, *split = NULL, *json = NULL, *per_image = NULL;
     double threshold = 0.5;
+    int size = 0;
     GOptionEntry entries[] = {
         {"weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Model weights (required)", "FILE"},
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "Folder with images/ and masks/ (required)", "DIR"},
         {"split", 's', 0, G_OPTION_ARG_FILENAME, &split, "Only the file names listed in FILE", "FILE"},
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write the metrics as JSON", "OUT"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
+        {"size", 0, 0, G_OPTION_ARG_INT, &size, "Run the model at this input side instead of the one it was trained at (multiple of 32)", "PX"},
         {"per-image", 0, 0, G_OPTION_ARG_FILENAME, &per_image, "Write each image's Dice as CSV (image,dice)", "OUT"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- evaluate polyp segmentation weights");
@@ -73,11 +75,15 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (!weights || !data || threshold < 0 || threshold > 1) {
-        fprintf(stderr, "polypseg-eval: --weights and --data are required, threshold in [0,1] (see --help)\n");
+    if (!weights || !data || threshold < 0 || threshold > 1 ||
+        (size && (size % 32 || size < PS_MIN_INPUT || size > PS_MAX_INPUT))) {
+        fprintf(stderr, "polypseg-eval: --weights and --data are required, threshold in [0,1], --size a "
+                        "multiple of 32 in %d..%d (see --help)\n", PS_MIN_INPUT, PS_MAX_INPUT);
         return 2;
     }
     ps_model *m = ps_model_load(weights, &err);
+    if (m && size)
+        m->info.input_size = size;
     ps_dataset *ds = m ? ps_dataset_open(data, split, &err) : NULL;
     if (!ds) {
         fprintf(stderr, "polypseg-eval: %s\n", err->message);
