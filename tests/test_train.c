@@ -338,8 +338,9 @@ static void test_bad_arguments(void)
     g_free(out);
 }
 
-/* Runs a tool of the build synchronously; returns its stdout (asserting exit 0). */
-static char *run_tool(const char *tool, const char *args)
+/* Runs a tool of the build synchronously; returns its stdout and, in *exit_code (may be NULL:
+ * then exit 0 is asserted), its exit code. */
+static char *run_tool_status(const char *tool, const char *args, int *exit_code)
 {
     char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", tool, NULL);
     char *cmd = g_strdup_printf("%s %s", exe, args), *out = NULL, *errout = NULL;
@@ -347,12 +348,19 @@ static char *run_tool(const char *tool, const char *args)
     GError *err = NULL;
     g_assert_true(g_spawn_command_line_sync(cmd, &out, &errout, &status, &err));
     g_assert_no_error(err);
-    if (!g_spawn_check_wait_status(status, NULL))
+    if (exit_code)
+        *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    else if (!g_spawn_check_wait_status(status, NULL))
         g_error("%s failed: %s", cmd, errout);
     g_free(errout);
     g_free(cmd);
     g_free(exe);
     return out;
+}
+
+static char *run_tool(const char *tool, const char *args)
+{
+    return run_tool_status(tool, args, NULL);
 }
 
 /* --add-data trains on both folders (here the same one twice: 12 pairs) and records it; the
@@ -393,6 +401,18 @@ static void test_add_data_and_per_image(void)
     double mean = json_object_get_double_member(json_node_get_object(json_parser_get_root(parser)), "mean_dice");
     g_assert_cmpfloat_with_epsilon(sum / rows, mean, 1e-5);
     g_object_unref(parser);
+
+    /* --size runs the model at another side; a side that is no multiple of 32 is refused */
+    char *sargs = g_strdup_printf("--weights %s --data %s --size 160", out, data);
+    int code;
+    char *sout = run_tool_status("polypseg-eval", sargs, &code);
+    g_assert_cmpint(code, ==, 0);
+    g_assert_nonnull(strstr(sout, "mean Dice"));
+    g_free(sout), g_free(sargs);
+    sargs = g_strdup_printf("--weights %s --data %s --size 100", out, data);
+    g_free(run_tool_status("polypseg-eval", sargs, &code));
+    g_assert_cmpint(code, ==, 2);
+    g_free(sargs);
     g_strfreev(lines);
     g_free(text), g_free(eargs), g_free(csv), g_free(json), g_free(log), g_free(args), g_free(out), g_free(data);
 }
