@@ -14,7 +14,7 @@ for format in BGRx I420 NV12; do
   log=out/bench-element-$format.log
   start=$(date +%s.%N)
   GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" gst-launch-1.0 -q \
-    videotestsrc num-buffers="$frames" pattern=ball ! "video/x-raw,format=$format,width=1920,height=1080" \
+    videotestsrc num-buffers="$frames" ! "video/x-raw,format=$format,width=1920,height=1080" \
     ! polypseg name=polypseg weights=weights/microaunet-kvasir.safetensors draw-overlay=true draw-contours=true "$@" \
     ! fakesink sync=false 2>"$log"
   end=$(date +%s.%N)
