@@ -1,4 +1,5 @@
-"""Write the MicroAUNet model fixtures into tests/fixtures/models/ (run from the repo root):
+"""Write the MicroAUNet and MALUNet model fixtures into tests/fixtures/models/ (run from the
+repo root):
     /usr/bin/python3 scripts/make_model_fixtures.py
 
 Every file holds the state_dict (F32, state_dict names, without num_batches_tracked) of a
@@ -12,6 +13,12 @@ seeded random model, the "input" and the expected "output" logits:
                                    bce_dice_loss, "output", "grad.<param>" for every parameter,
                                    "after.<bn buffer>" = running stats after that one forward
                                    (momentum 0.1, running_var updated with the unbiased variance).
+  malunet_128.safetensors          MALUNet c=[8,..,64], eval, input (1,3,128,128), plus feat.t1..t5
+                                   (before SCAB)
+  malunet_train_128.safetensors    MALUNet c=[4,8,12,16,24,32] (half width: the same code paths at
+                                   a quarter of the bytes), TRAIN mode, input (2,3,128,128), as
+                                   microaunet_train_128 (MALUNet has no batch-norm, so no "after.")
+Metadata "arch" and "channels" say which model to build.
 
 Why 128 and not 64: t5 is H/32 and LSCAB reflect-pads it by 3; reflect padding needs pad < size
 (torch and the C op alike), so the smallest valid input is 128 (t5 = 4x4).
@@ -28,7 +35,14 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_write import save  # noqa: E402
-from torch_microaunet import CHANNELS, MicroAUNet, bce_dice_loss  # noqa: E402
+import torch_malunet  # noqa: E402
+import torch_microaunet  # noqa: E402
+from torch_malunet import MALUNet  # noqa: E402
+from torch_microaunet import MicroAUNet, bce_dice_loss  # noqa: E402
+
+CHANNELS = {**torch_microaunet.CHANNELS, **torch_malunet.CHANNELS}
+MODELS = {"microaunet": MicroAUNet, "microaunet-w8": MicroAUNet, "malunet": MALUNet}
+MALUNET_HALF = [4, 8, 12, 16, 24, 32]
 
 OUT_DIR = os.path.join("tests", "fixtures", "models")
 SMALL = 128  # smallest valid input size, see the docstring
@@ -55,8 +69,9 @@ def randomise(model, gen):
                 if isinstance(mod, nn.BatchNorm2d):
                     mod.running_mean.copy_(uniform(gen, mod.running_mean.shape, -0.2, 0.2))
                     mod.running_var.copy_(uniform(gen, mod.running_var.shape, 0.5, 1.5))
-        model.lscab.alpha.copy_(uniform(gen, (1,), 0.3, 0.9))
-        model.lscab.beta.copy_(uniform(gen, (1,), 0.3, 0.9))
+        if hasattr(model, "lscab"):
+            model.lscab.alpha.copy_(uniform(gen, (1,), 0.3, 0.9))
+            model.lscab.beta.copy_(uniform(gen, (1,), 0.3, 0.9))
 
 
 def state_tensors(model):
@@ -80,16 +95,17 @@ def blob_target(gen, n, size):
     return out
 
 
-def metadata(arch, size, **extra):
-    md = {"arch": arch, "channels": json.dumps(CHANNELS[arch], separators=(",", ":")),
+def metadata(arch, channels, size, **extra):
+    md = {"arch": arch, "channels": json.dumps(channels, separators=(",", ":")),
           "input_size": str(size)}
     md.update({k: str(v) for k, v in extra.items()})
     return md
 
 
-def make_eval(name, arch, size, seed, with_features):
+def make_eval(name, arch, size, seed, with_features, channels=None):
+    channels = channels or CHANNELS[arch]
     gen = torch.Generator().manual_seed(seed)
-    model = MicroAUNet(CHANNELS[arch])
+    model = MODELS[arch](channels)
     randomise(model, gen)
     model.eval()
     x = torch.randn((1, 3, size, size), generator=gen)
@@ -101,13 +117,14 @@ def make_eval(name, arch, size, seed, with_features):
     if with_features:
         for k, t in enumerate(ts, 1):
             tensors[f"feat.t{k}"] = t
-    write(name, tensors, metadata(arch, size, mode="eval"))
+    write(name, tensors, metadata(arch, channels, size, mode="eval"))
     return y
 
 
-def make_train(name, arch, size, seed):
+def make_train(name, arch, size, seed, channels=None):
+    channels = channels or CHANNELS[arch]
     gen = torch.Generator().manual_seed(seed)
-    model = MicroAUNet(CHANNELS[arch])
+    model = MODELS[arch](channels)
     randomise(model, gen)
     tensors = state_tensors(model)  # the weights before the step
     model.train()
@@ -126,7 +143,7 @@ def make_train(name, arch, size, seed):
     for k, b in model.named_buffers():
         if not k.endswith("num_batches_tracked"):
             tensors["after." + k] = b
-    write(name, tensors, metadata(arch, size, mode="train", batch=2, bn_momentum=0.1))
+    write(name, tensors, metadata(arch, channels, size, mode="train", batch=2, bn_momentum=0.1))
     return y, loss
 
 
@@ -147,6 +164,10 @@ def main():
     y = make_eval(f"microaunet-w8_{SMALL}.safetensors", "microaunet-w8", SMALL, 3, True)
     print(f"  output mean {y.mean():.4f} std {y.std():.4f}")
     y, loss = make_train(f"microaunet_train_{SMALL}.safetensors", "microaunet", SMALL, 4)
+    print(f"  output mean {y.mean():.4f} std {y.std():.4f}, loss {loss.item():.6f}")
+    y = make_eval(f"malunet_{SMALL}.safetensors", "malunet", SMALL, 5, True)
+    print(f"  output mean {y.mean():.4f} std {y.std():.4f}")
+    y, loss = make_train(f"malunet_train_{SMALL}.safetensors", "malunet", SMALL, 6, MALUNET_HALF)
     print(f"  output mean {y.mean():.4f} std {y.std():.4f}, loss {loss.item():.6f}")
 
 

@@ -184,12 +184,22 @@ def channel_cases(out_dir):
            {"c0": 2, "count": 3})
 
 
+def attention_cases(out_dir):
+    # MALUNet's external attention: softmax over the positions of each plane, then each
+    # position's channel vector divided by (eps + its sum).
+    record(out_dir, "softmax_spatial", lambda x: F.softmax(x.flatten(2), -1).view_as(x),
+           {"x": req(torch.randn(2, 3, 4, 5) * 2)})
+    eps = 1e-9
+    record(out_dir, "channel_normalize", lambda x: x / (eps + x.sum(1, keepdim=True)),
+           {"x": req(torch.rand(2, 6, 3, 4) + 0.1)}, {"eps": eps})
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "tests", "fixtures", "ops")
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)  # fixed reduction order: reproducible values
     groups = (conv_cases, norm_cases, elementwise_cases, pool_cases, broadcast_cases,
-              channel_cases)
+              channel_cases, attention_cases)
     for seed, group in enumerate(groups):
         torch.manual_seed(1000 + seed)
         group(out_dir)

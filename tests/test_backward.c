@@ -244,10 +244,25 @@ static void reflect_pad_bwd(const ps_tensor *x, const ps_tensor *y)
     ps_reflect_pad_backward(x, (y->h - x->h) / 2, y);
 }
 
+/* External attention's eps, as the channel_normalize fixture's metadata says. */
+#define EA_EPS 1e-9f
+
+static void channel_normalize_fwd(const ps_tensor *x, ps_tensor *y)
+{
+    ps_channel_normalize_ref(x, EA_EPS, y);
+}
+
+static void channel_normalize_bwd(const ps_tensor *x, const ps_tensor *y)
+{
+    ps_channel_normalize_backward(x, EA_EPS, y);
+}
+
 static const unary_case unary_cases[] = {
     {"relu", ps_relu_ref, ps_relu_backward},
     {"gelu", ps_gelu_ref, ps_gelu_backward},
     {"sigmoid", ps_sigmoid_ref, ps_sigmoid_backward},
+    {"softmax_spatial", ps_softmax_spatial_ref, ps_softmax_spatial_backward},
+    {"channel_normalize", channel_normalize_fwd, channel_normalize_bwd},
     {"maxpool_odd", ps_maxpool2x2_ref, ps_maxpool2x2_backward},
     {"maxpool_even", ps_maxpool2x2_ref, ps_maxpool2x2_backward},
     {"global_avgpool", ps_global_avgpool_ref, ps_global_avgpool_backward},
@@ -352,12 +367,14 @@ static void test_conv2d_partial_grads(void)
 typedef enum fd_kind {
     FD_CONV2D, FD_CONV1D, FD_LINEAR, FD_BATCHNORM, FD_GROUPNORM, FD_RELU, FD_GELU, FD_SIGMOID,
     FD_MAXPOOL, FD_AVGPOOL, FD_MEAN_MAX, FD_REFLECT_PAD, FD_UPSAMPLE, FD_ADD, FD_MUL, FD_CONCAT,
-    FD_SLICE,
+    FD_SLICE, FD_SOFTMAX_SPATIAL, FD_CHANNEL_NORMALIZE,
 } fd_kind;
 
-/* How an input is initialised: smooth ops take any values; relu needs them away from 0 and
- * max-based ops need distinct values further apart than the step. */
-typedef enum fd_fill { FILL_UNIFORM, FILL_AWAY_FROM_ZERO, FILL_DISTINCT } fd_fill;
+/* How an input is initialised: smooth ops take any values; relu needs them away from 0,
+ * max-based ops need distinct values further apart than the step, and channel_normalize
+ * positive ones (as softmax gives it) so its denominators stay away from 0. */
+typedef enum fd_fill { FILL_UNIFORM, FILL_AWAY_FROM_ZERO, FILL_DISTINCT, FILL_POSITIVE } fd_fill;
+
 
 #define FD_MAX_IN 4
 #define FD_MAX_C 16
@@ -411,6 +428,8 @@ static void fd_forward(fd_state *st)
     case FD_MUL: ps_mul_ref(in[0], in[1], st->y); break;
     case FD_CONCAT: ps_concat_channels_ref((const ps_tensor *const *)in, c->n_in, st->y); break;
     case FD_SLICE: ps_slice_channels_ref(in[0], c->iarg, st->y); break;
+    case FD_SOFTMAX_SPATIAL: ps_softmax_spatial_ref(in[0], st->y); break;
+    case FD_CHANNEL_NORMALIZE: ps_channel_normalize_ref(in[0], EA_EPS, st->y); break;
     }
 }
 
@@ -444,6 +463,8 @@ static void fd_backward(fd_state *st)
     case FD_MUL: ps_mul_backward(in[0], in[1], st->y); break;
     case FD_CONCAT: ps_concat_channels_backward(in, c->n_in, st->y); break;
     case FD_SLICE: ps_slice_channels_backward(in[0], c->iarg, st->y); break;
+    case FD_SOFTMAX_SPATIAL: ps_softmax_spatial_backward(in[0], st->y); break;
+    case FD_CHANNEL_NORMALIZE: ps_channel_normalize_backward(in[0], EA_EPS, st->y); break;
     }
 }
 
@@ -489,6 +510,9 @@ static void test_fd(gconstpointer data)
         if (c->fill == FILL_AWAY_FROM_ZERO)
             for (size_t j = 0; j < ps_numel(t); j++)
                 t->data[j] += t->data[j] >= 0 ? 0.1f : -0.1f;
+        if (c->fill == FILL_POSITIVE)
+            for (size_t j = 0; j < ps_numel(t); j++)
+                t->data[j] = 0.6f + 0.5f * t->data[j]; /* 0.1 .. 1.1 */
     }
     st.y = ps_tensor_new(c->y_shape[0], c->y_shape[1], c->y_shape[2], c->y_shape[3]);
     ps_tensor_ensure_grad(st.y);
@@ -568,6 +592,8 @@ static const fd_case fd_cases[] = {
     {"concat3", FD_CONCAT, FILL_UNIFORM, 3, {{2, 1, 2, 3}, {2, 2, 2, 3}, {2, 3, 2, 3}},
      {2, 6, 2, 3}, {0}, 0},
     {"slice", FD_SLICE, FILL_UNIFORM, 1, {{2, 5, 2, 3}}, {2, 2, 2, 3}, {0}, 1},
+    {"softmax_spatial", FD_SOFTMAX_SPATIAL, FILL_UNIFORM, 1, {{2, 3, 3, 4}}, {2, 3, 3, 4}, {0}, 0},
+    {"channel_normalize", FD_CHANNEL_NORMALIZE, FILL_POSITIVE, 1, {{2, 5, 3, 2}}, {2, 5, 3, 2}, {0}, 0},
 };
 
 int main(int argc, char **argv)

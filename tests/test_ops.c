@@ -252,10 +252,18 @@ static void reflect_pad_from_meta(const ps_tensor *x, ps_tensor *y)
     ps_reflect_pad_ref(x, (y->h - x->h) / 2, y);
 }
 
+/* External attention's eps, as the channel_normalize fixture's metadata says. */
+static void channel_normalize_ea(const ps_tensor *x, ps_tensor *y)
+{
+    ps_channel_normalize_ref(x, 1e-9f, y);
+}
+
 static const unary_case unary_cases[] = {
     {"relu", ps_relu_ref},
     {"gelu", ps_gelu_ref},
     {"sigmoid", ps_sigmoid_ref},
+    {"softmax_spatial", ps_softmax_spatial_ref},
+    {"channel_normalize", channel_normalize_ea},
     {"maxpool_odd", ps_maxpool2x2_ref},
     {"maxpool_even", ps_maxpool2x2_ref},
     {"global_avgpool", ps_global_avgpool_ref},

@@ -17,10 +17,12 @@
 /* Long enough (3 steps an epoch) that signals land mid-run. */
 #define TRAIN_EPOCHS 40
 
-/* One training-mode forward + BCE/Dice loss + backward on the PyTorch fixture. */
-static void test_model_gradients(void)
+/* One training-mode forward + BCE/Dice loss + backward on a PyTorch fixture (name). */
+static void test_model_gradients(gconstpointer data)
 {
-    ps_st_file *f = tu_load_fixture("models/microaunet_train_128.safetensors");
+    char *rel = g_strdup_printf("models/%s.safetensors", (const char *)data);
+    ps_st_file *f = tu_load_fixture(rel);
+    g_free(rel);
     ps_model *m = tu_model_from_fixture(f);
     ps_tensor *x = tu_tensor_from(f, "input"), *t = tu_tensor_from(f, "target");
     ps_tensor *want = tu_tensor_from(f, "output");
@@ -453,7 +455,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     tmpdir = g_dir_make_tmp("polypseg-train-XXXXXX", NULL);
-    g_test_add_func("/train/model-gradients", test_model_gradients);
+    g_test_add_data_func("/train/model-gradients", "microaunet_train_128", test_model_gradients);
+    g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
     g_test_add_func("/train/adamw", test_adamw);
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);

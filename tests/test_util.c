@@ -1,5 +1,6 @@
 #include "test_util.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <glib/gstdio.h>
 #include "../core/train/dataset.h"
@@ -91,9 +92,16 @@ char *tu_data_root_or_skip(void)
 
 ps_model *tu_model_from_fixture(const ps_st_file *f)
 {
-    const char *arch = ps_st_meta(f, "arch");
+    const char *arch = ps_st_meta(f, "arch"), *list = ps_st_meta(f, "channels");
+    int channels[PS_MAX_CHANNELS], n = 0;
+    /* "[a,b,...]": a fixture may use other widths than the architecture's default. */
+    char **parts = g_strsplit_set(list ? list : "", "[], ", -1);
+    for (char **p = parts; *p && n < PS_MAX_CHANNELS; p++)
+        if (**p)
+            channels[n++] = atoi(*p);
+    g_strfreev(parts);
     GError *err = NULL;
-    ps_model *m = ps_model_new(arch ? arch : "microaunet", NULL, 0, 0, &err);
+    ps_model *m = ps_model_new(arch ? arch : "microaunet", n ? channels : NULL, n, 0, &err);
     g_assert_no_error(err);
     for (int i = 0; i < m->n_params; i++) {
         const ps_st_tensor *t = ps_st_find(f, m->params[i].name);

@@ -251,6 +251,7 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
 UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
 UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
 UNARY(channel_mean_max, PS_OP_CHANNEL_MEAN_MAX, x->n, 2, x->h, x->w)
+UNARY(softmax_spatial, PS_OP_SOFTMAX_SPATIAL, x->n, x->c, x->h, x->w)
 #undef UNARY
 
 /* ---- plane-wise reference ops split over the pool ----
@@ -314,6 +315,16 @@ ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x)
     job j = {.k = ps_kernels_best(), .x = x, .y = y};
     ps_pool_for(g->pool, chunks(x), sigmoid_part, &j);
     record(g, PS_OP_SIGMOID, y, 1, &x);
+    return y;
+}
+
+ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)
+{
+    ps_tensor *y = new_like(g, x);
+    ps_channel_normalize_ref(x, eps, y);
+    ps_node *nd = record(g, PS_OP_CHANNEL_NORMALIZE, y, 1, &x);
+    if (nd)
+        nd->eps = eps;
     return y;
 }
 

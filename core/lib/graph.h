@@ -12,7 +12,7 @@ typedef enum ps_op_kind {
     PS_OP_CONV2D, PS_OP_CONV1D, PS_OP_LINEAR, PS_OP_BATCHNORM_TRAIN, PS_OP_GROUPNORM,
     PS_OP_RELU, PS_OP_GELU, PS_OP_SIGMOID, PS_OP_MAXPOOL2X2, PS_OP_GLOBAL_AVGPOOL,
     PS_OP_CHANNEL_MEAN_MAX, PS_OP_REFLECT_PAD, PS_OP_UPSAMPLE2X, PS_OP_ADD, PS_OP_MUL,
-    PS_OP_CONCAT, PS_OP_SLICE, PS_OP_RESHAPE,
+    PS_OP_CONCAT, PS_OP_SLICE, PS_OP_RESHAPE, PS_OP_SOFTMAX_SPATIAL, PS_OP_CHANNEL_NORMALIZE,
 } ps_op_kind;
 
 typedef struct ps_node {
@@ -22,7 +22,7 @@ typedef struct ps_node {
     ps_tensor *out;
     ps_conv2d_params conv; /* conv2d, conv1d (pad_w = pad) */
     int iarg;              /* groups (groupnorm), pad (reflect), c0 (slice) */
-    float eps;
+    float eps;             /* batch-norm, groupnorm, channel_normalize */
     float *save_mean, *save_invstd; /* batch-norm training */
 } ps_node;
 
@@ -64,6 +64,8 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_softmax_spatial(ps_graph *g, ps_tensor *x);
+ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps);
 ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_global_avgpool(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x);

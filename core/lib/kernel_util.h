@@ -49,6 +49,19 @@ static inline float dot_f(const float *a, const float *b, size_t n)
     return t;
 }
 
+/* den[i] = eps + sum over the c planes of x at position i, accumulated in float channel by
+ * channel (as torch sums over a non-innermost dimension). */
+static inline void channel_sum_eps(const float *x, int c, size_t plane, float eps, float *den)
+{
+    for (size_t i = 0; i < plane; i++)
+        den[i] = x[i];
+    for (int k = 1; k < c; k++)
+        for (size_t i = 0; i < plane; i++)
+            den[i] += x[k * plane + i];
+    for (size_t i = 0; i < plane; i++)
+        den[i] += eps;
+}
+
 typedef struct conv_geom {
     int h, w, ho, wo, stride;
 } conv_geom;

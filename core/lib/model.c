@@ -5,10 +5,24 @@
 
 G_DEFINE_QUARK(ps-model-error-quark, ps_model_error)
 
-const char *const ps_model_archs[] = {"microaunet", "microaunet-w8", NULL};
+const char *const ps_model_archs[] = {"microaunet", "microaunet-w8", "malunet", NULL};
 
-/* Architecture builders (one file each). */
+/* Architecture builders (one file each), by name. */
 gboolean ps_microaunet_build(ps_model *m, uint64_t seed, GError **err);
+gboolean ps_malunet_build(ps_model *m, uint64_t seed, GError **err);
+
+typedef gboolean (*build_fn)(ps_model *m, uint64_t seed, GError **err);
+/* The builder of each entry of ps_model_archs, same order. */
+static const build_fn arch_builders[] = {ps_microaunet_build, ps_microaunet_build, ps_malunet_build};
+G_STATIC_ASSERT(G_N_ELEMENTS(arch_builders) == G_N_ELEMENTS(ps_model_archs) - 1);
+
+static build_fn builder_of(const char *arch)
+{
+    for (int i = 0; ps_model_archs[i]; i++)
+        if (strcmp(arch, ps_model_archs[i]) == 0)
+            return arch_builders[i];
+    return NULL;
+}
 
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
@@ -42,20 +56,14 @@ ps_tensor *ps_model_add_param(ps_model *m, const char *name, int trainable, int 
     return p->t;
 }
 
-static gboolean arch_known(const char *arch)
-{
-    for (int i = 0; ps_model_archs[i]; i++)
-        if (strcmp(arch, ps_model_archs[i]) == 0)
-            return TRUE;
-    return FALSE;
-}
-
 ps_model *ps_model_new(const char *arch, const int *channels, int n_channels, uint64_t seed,
                        GError **err)
 {
-    if (!arch_known(arch)) {
-        g_set_error(err, PS_MODEL_ERROR, 1, "unknown architecture '%s' (known: microaunet, microaunet-w8)",
-                    arch);
+    build_fn build = builder_of(arch);
+    if (!build) {
+        char *known = g_strjoinv(", ", (char **)ps_model_archs);
+        g_set_error(err, PS_MODEL_ERROR, 1, "unknown architecture '%s' (known: %s)", arch, known);
+        g_free(known);
         return NULL;
     }
     ps_model *m = g_new0(ps_model, 1);
@@ -72,7 +80,7 @@ ps_model *ps_model_new(const char *arch, const int *channels, int n_channels, ui
         m->info.n_channels = n_channels;
         memcpy(m->info.channels, channels, (size_t)n_channels * sizeof(int));
     }
-    if (!ps_microaunet_build(m, seed, err)) {
+    if (!build(m, seed, err)) {
         ps_model_free(m);
         return NULL;
     }

@@ -22,7 +22,7 @@ typedef struct ps_param {
 } ps_param;
 
 typedef struct ps_model_info {
-    char arch[32];                /* "microaunet" or "microaunet-w8" */
+    char arch[32];                /* one of ps_model_archs */
     int n_channels;
     int channels[PS_MAX_CHANNELS];
     int input_size;               /* square side the model was trained at */

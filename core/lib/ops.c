@@ -193,6 +193,45 @@ void ps_sigmoid_ref(const ps_tensor *x, ps_tensor *y)
         y->data[i] = 1.f / (1.f + expf(-x->data[i]));
 }
 
+/* ---- normalised exponentials ---- */
+
+void ps_softmax_spatial_ref(const ps_tensor *x, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w, planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x->data + pl * plane;
+        float *yp = y->data + pl * plane;
+        float max = xp[0];
+        for (size_t i = 1; i < plane; i++)
+            max = xp[i] > max ? xp[i] : max;
+        /* Shifted by the maximum so exp cannot overflow (the result is the same). */
+        for (size_t i = 0; i < plane; i++)
+            yp[i] = expf(xp[i] - max);
+        const float inv = (float)(1.0 / sum_d(yp, plane));
+        for (size_t i = 0; i < plane; i++)
+            yp[i] *= inv;
+    }
+}
+
+void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w;
+    float *den = malloc(plane * sizeof(float));
+    if (!den)
+        abort();
+    for (int n = 0; n < x->n; n++) {
+        const size_t base = (size_t)n * x->c * plane;
+        channel_sum_eps(x->data + base, x->c, plane, eps, den);
+        for (int c = 0; c < x->c; c++) {
+            const float *xc = x->data + base + c * plane;
+            float *yc = y->data + base + c * plane;
+            for (size_t i = 0; i < plane; i++)
+                yc[i] = xc[i] / den[i];
+        }
+    }
+    free(den);
+}
+
 /* ---- pooling and resampling ---- */
 
 void ps_maxpool2x2_ref(const ps_tensor *x, ps_tensor *y)

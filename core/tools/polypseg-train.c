@@ -35,7 +35,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
                 .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
     GOptionEntry entries[] = {
-        {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default) or microaunet-w8", "NAME"},
+        {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default), microaunet-w8 or malunet (the distillation teacher)", "NAME"},
         {"data", 0, 0, G_OPTION_ARG_FILENAME, &o->data, "Training folder with images/ and masks/ (required)", "DIR"},
         {"split", 0, 0, G_OPTION_ARG_FILENAME, &o->split, "Only the file names listed in FILE", "FILE"},
         {"add-data", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &o->add_data, "Also train on every pair of this folder (repeatable; e.g. Kvasir-SEG beside CVC-ClinicDB)", "DIR"},

@@ -87,6 +87,12 @@ static void node_backward(const ps_node *nd)
     case PS_OP_SLICE:
         ps_slice_channels_backward(in[0], nd->iarg, y);
         break;
+    case PS_OP_SOFTMAX_SPATIAL:
+        ps_softmax_spatial_backward(in[0], y);
+        break;
+    case PS_OP_CHANNEL_NORMALIZE:
+        ps_channel_normalize_backward(in[0], nd->eps, y);
+        break;
     case PS_OP_RESHAPE:
         if (in[0]->grad)
             for (size_t i = 0, n = ps_numel(y); i < n; i++)

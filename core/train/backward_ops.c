@@ -257,6 +257,52 @@ void ps_sigmoid_backward(const ps_tensor *x, const ps_tensor *y)
     }
 }
 
+/* ---- normalised exponentials ---- */
+
+void ps_softmax_spatial_backward(const ps_tensor *x, const ps_tensor *y)
+{
+    if (!x->grad)
+        return;
+    /* dx = s * (dy - sum(dy * s)) over each plane. */
+    const size_t plane = (size_t)x->h * x->w, planes = (size_t)x->n * x->c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *s = y->data + pl * plane, *dy = y->grad + pl * plane;
+        float *gx = x->grad + pl * plane;
+        const float dot = dot_f(dy, s, plane);
+        for (size_t i = 0; i < plane; i++)
+            gx[i] += s[i] * (dy[i] - dot);
+    }
+}
+
+void ps_channel_normalize_backward(const ps_tensor *x, float eps, const ps_tensor *y)
+{
+    if (!x->grad)
+        return;
+    /* With y_c = x_c / D and D = eps + sum_c x_c: dx_c = (dy_c - sum_c(dy_c * y_c)) / D. */
+    const size_t plane = (size_t)x->h * x->w;
+    float *den = malloc(2 * plane * sizeof(float));
+    if (!den)
+        abort();
+    float *dot = den + plane;
+    for (int n = 0; n < x->n; n++) {
+        const size_t base = (size_t)n * x->c * plane;
+        channel_sum_eps(x->data + base, x->c, plane, eps, den);
+        memset(dot, 0, plane * sizeof(float));
+        for (int c = 0; c < x->c; c++) {
+            const float *dy = y->grad + base + c * plane, *yc = y->data + base + c * plane;
+            for (size_t i = 0; i < plane; i++)
+                dot[i] += dy[i] * yc[i];
+        }
+        for (int c = 0; c < x->c; c++) {
+            const float *dy = y->grad + base + c * plane;
+            float *gx = x->grad + base + c * plane;
+            for (size_t i = 0; i < plane; i++)
+                gx[i] += (dy[i] - dot[i]) / den[i];
+        }
+    }
+    free(den);
+}
+
 /* ---- pooling and resampling ---- */
 
 void ps_maxpool2x2_backward(const ps_tensor *x, const ps_tensor *y)

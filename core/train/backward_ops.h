@@ -21,6 +21,9 @@ void ps_groupnorm_backward(const ps_tensor *x, int groups, const ps_tensor *gamm
 void ps_relu_backward(const ps_tensor *x, const ps_tensor *y);
 void ps_gelu_backward(const ps_tensor *x, const ps_tensor *y);
 void ps_sigmoid_backward(const ps_tensor *x, const ps_tensor *y); /* uses y->data */
+void ps_softmax_spatial_backward(const ps_tensor *x, const ps_tensor *y); /* uses y->data */
+/* Uses y->data and recomputes the denominators from x. */
+void ps_channel_normalize_backward(const ps_tensor *x, float eps, const ps_tensor *y);
 void ps_maxpool2x2_backward(const ps_tensor *x, const ps_tensor *y); /* first max wins ties */
 void ps_global_avgpool_backward(const ps_tensor *x, const ps_tensor *y);
 /* Tied channel maxima share the max's gradient evenly, like torch.amax. */
