@@ -209,23 +209,38 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
     }
 }
 
-/* A subsampled component: each sample takes the strongest mark of the pixels it covers. */
-static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, int comp, PsLut lut)
+/* The subsampled components (U and V of I420/YV12/NV12/NV21 share one subsampling): each sample
+ * takes the strongest mark of the pixels it covers. Unmarked stretches of the covered rows are
+ * skipped 8 bytes at a time, and every component is painted in the same walk. */
+static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut)
 {
     const GstVideoFormatInfo *finfo = frame->info.finfo;
-    int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp);
-    guint8 *data = GST_VIDEO_FRAME_COMP_DATA(frame, comp);
-    int stride = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp), ps = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
+    int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
+    guint8 *data[3];
+    int stride[3], ps[3];
+    for (int i = 0; i < n; i++) {
+        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
+        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
+        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
+    }
+    const int end = c->dx1 + 1;
     for (int cy = c->dy0 >> hs; cy <= c->dy1 >> hs; cy++) {
         int y0 = cy << hs, y1 = MIN((cy + 1) << hs, c->h);
-        guint8 *row = data + (gsize)cy * stride;
-        for (int cx = c->dx0 >> ws; cx <= c->dx1 >> ws; cx++) {
-            int x0 = cx << ws, x1 = MIN((cx + 1) << ws, c->w), mark = COVER_NONE;
+        for (int x = c->dx0;;) {
+            int next = end;
             for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++)
-                    mark = MAX(mark, c->cover[(gsize)y * c->w + x]);
-            if (mark != COVER_NONE)
-                row[cx * ps] = lut[mark][comp][row[cx * ps]];
+                next = MIN(next, next_marked(c->cover + (gsize)y * c->w, x, end));
+            if (next >= end)
+                break;
+            int cx = next >> ws, x0 = cx << ws, x1 = MIN((cx + 1) << ws, c->w), mark = COVER_NONE;
+            for (int y = y0; y < y1; y++)
+                for (int xx = x0; xx < x1; xx++)
+                    mark = MAX(mark, c->cover[(gsize)y * c->w + xx]);
+            for (int i = 0; i < n; i++) {
+                guint8 *px = data[i] + (gsize)cy * stride[i] + cx * ps[i];
+                *px = lut[mark][comps[i]][*px];
+            }
+            x = x1;
         }
     }
 }
@@ -237,13 +252,15 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
     const GstVideoFormatInfo *finfo = frame->info.finfo;
     PsLut lut;
     lut_init(lut, tint, line);
-    int full[3], n_full = 0;
+    int full[3], n_full = 0, sub[3], n_sub = 0;
     for (int comp = 0; comp < 3; comp++) {
         if (GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp))
-            paint_sub(c, frame, comp, lut);
+            sub[n_sub++] = comp;
         else
             full[n_full++] = comp;
     }
+    if (n_sub)
+        paint_sub(c, frame, sub, n_sub, lut);
     paint_full(c, frame, full, n_full, lut);
     for (int y = c->dy0; y <= c->dy1; y++)
         memset(c->cover + (gsize)y * c->w + c->dx0, COVER_NONE, c->dx1 - c->dx0 + 1);
