@@ -170,17 +170,23 @@ static void lut_init(PsLut lut, const PsPaint *tint, const PsPaint *line)
         }
 }
 
+/* Data pointer, stride and pixel stride of each listed component. */
+static void comp_planes(GstVideoFrame *frame, const int *comps, int n, guint8 **data, int *stride, int *ps)
+{
+    for (int i = 0; i < n; i++) {
+        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
+        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
+        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
+    }
+}
+
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
  * every such component blended at each marked pixel. */
 static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut)
 {
     guint8 *data[3];
     int stride[3], ps[3];
-    for (int i = 0; i < n; i++) {
-        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
-        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
-        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
-    }
+    comp_planes(frame, comps, n, data, stride, ps);
     int end = c->dx1 + 1;
     for (int y = c->dy0; y <= c->dy1; y++) {
         const guint8 *marks = c->cover + (gsize)y * c->w;
@@ -218,11 +224,7 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
     int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
     guint8 *data[3];
     int stride[3], ps[3];
-    for (int i = 0; i < n; i++) {
-        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
-        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
-        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
-    }
+    comp_planes(frame, comps, n, data, stride, ps);
     const int end = c->dx1 + 1;
     for (int cy = c->dy0 >> hs; cy <= c->dy1 >> hs; cy++) {
         int y0 = cy << hs, y1 = MIN((cy + 1) << hs, c->h);
