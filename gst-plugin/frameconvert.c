@@ -58,7 +58,8 @@ static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const PsA
     return top + wy * (bottom - top);
 }
 
-void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)
+void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
+                           int y_end)
 {
     int n = c->size;
     const guint8 *data[3];
@@ -68,7 +69,7 @@ void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, g
         stride[comp] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp);
         ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
     }
-    for (int y = 0; y < n; y++) {
+    for (int y = y_begin; y < y_end; y++) {
         guint8 *out = rgb + (size_t)y * n * 3;
         const guint8 *r0[3], *r1[3];
         float wy[3];
@@ -95,4 +96,9 @@ void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, g
             }
         }
     }
+}
+
+void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)
+{
+    ps_frame_convert_rows(c, frame, rgb, 0, c->size);
 }

@@ -25,3 +25,6 @@ void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size
 void ps_frame_convert_clear(PsFrameConvert *c);
 /* Writes size x size interleaved RGB (stride size*3); allocates nothing. */
 void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb);
+/* Output rows [y_begin, y_end) only, so a frame can be converted by several threads. */
+void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
+                           int y_end);

@@ -438,6 +438,22 @@ gst_polyp_seg_post_message (GstPolypSeg * self, GstBuffer * buffer, gboolean inf
   gst_element_post_message (GST_ELEMENT (self), gst_message_new_element (GST_OBJECT (self), s));
 }
 
+/* The frame -> model input conversion, split by output rows over the segmenter's threads. */
+typedef struct
+{
+  const PsFrameConvert *convert;
+  const GstVideoFrame *frame;
+  guint8 *rgb;
+} ConvertJob;
+
+static void
+convert_rows (void *ctx, int begin, int end)
+{
+  ConvertJob *job = ctx;
+
+  ps_frame_convert_rows (job->convert, job->frame, job->rgb, begin, end);
+}
+
 static GstFlowReturn
 gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame)
 {
@@ -451,8 +467,9 @@ gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame
   if (infer) {
     gint64 t0 = g_get_monotonic_time ();
 
-    ps_frame_convert_run (&self->convert, frame, self->rgb);
     ps_segmenter_set_threads (self->segmenter, (gint) s.threads);
+    ConvertJob job = { &self->convert, frame, self->rgb };
+    ps_pool_for (ps_segmenter_pool (self->segmenter), self->size, convert_rows, &job);
     self->prob = ps_segmenter_run_sized (self->segmenter, self->rgb);
     self->since_inference = 0;
     self->result_valid = FALSE;

@@ -80,6 +80,11 @@ int ps_segmenter_threads(const ps_segmenter *s)
     return ps_pool_threads(s->graph.pool);
 }
 
+ps_pool *ps_segmenter_pool(ps_segmenter *s)
+{
+    return s->graph.pool;
+}
+
 void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, const char *stage),
                                  void *user)
 {

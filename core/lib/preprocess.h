@@ -18,6 +18,8 @@ int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
  * depend on it: every value is computed the same way whichever thread computes it. */
 void ps_segmenter_set_threads(ps_segmenter *s, int threads);
 int ps_segmenter_threads(const ps_segmenter *s);
+/* The segmenter's thread pool (NULL on one thread), for the caller's own per-frame work. */
+ps_pool *ps_segmenter_pool(ps_segmenter *s);
 /* Calls on_stage(user, name) at the end of each stage of a frame: "preprocess", the model's
  * blocks, "postprocess" (for per-stage timing; NULL turns it off). */
 void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, const char *stage),
