@@ -116,8 +116,8 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
              p->pad_h == p->dilation && p->pad_w == p->dilation)
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
-    else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
-        ps_pool_for(g->pool, x->n * y->c, valid_part, &j);
+    else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0 && !relu)
+        ps_pool_for(g->pool, x->n * y->c, valid_part, &j); /* (its kernel has no fused ReLU) */
     else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)
