@@ -75,6 +75,69 @@ static void test_model_gradients(gconstpointer data)
     ps_st_free(f);
 }
 
+/* Distillation KL: zero for identical logits, positive otherwise, equal to the direct formula
+ * for moderate logits, finite for saturated ones, gradient = central differences (with and
+ * without pixel weights, at two temperatures). */
+static void test_kd_loss(void)
+{
+    GRand *r = g_rand_new_with_seed(6);
+    ps_tensor *zs = ps_tensor_new(2, 1, 4, 5), *zt = ps_tensor_new(2, 1, 4, 5), *pw = ps_tensor_new(2, 1, 4, 5);
+    const size_t n = ps_numel(zs);
+    tu_fill_uniform(zs->data, n, r, -4, 4);
+    tu_fill_uniform(zt->data, n, r, -4, 4);
+    tu_fill_uniform(pw->data, n, r, 0, 2);
+    pw->data[3] = 0;
+    ps_tensor_ensure_grad(zs);
+    const float temps[] = {1.0f, 4.0f};
+    for (int k = 0; k < 2; k++)
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const float T = temps[k];
+            const ps_tensor *w = weighted ? pw : NULL;
+            double direct = 0, wsum = 0;
+            for (size_t i = 0; i < n; i++) {
+                double pt = 1 / (1 + exp(-zt->data[i] / T)), ps = 1 / (1 + exp(-zs->data[i] / T));
+                double wi = w ? w->data[i] : 1;
+                direct += wi * (pt * log(pt / ps) + (1 - pt) * log((1 - pt) / (1 - ps)));
+                wsum += wi;
+            }
+            memset(zs->grad, 0, n * sizeof(float));
+            double value = ps_loss_kd_binary(zs, zt, w, T, 1.0f);
+            g_assert_cmpfloat_with_epsilon(value, T * T * direct / wsum, 1e-9);
+            g_assert_cmpfloat(value, >, 0);
+            float *analytic = g_memdup2(zs->grad, n * sizeof(float));
+            for (size_t i = 0; i < n; i++) {
+                float keep = zs->data[i], h = 1e-2f;
+                zs->data[i] = keep + h;
+                double up = ps_loss_kd_binary(zs, zt, w, T, 1.0f);
+                zs->data[i] = keep - h;
+                double down = ps_loss_kd_binary(zs, zt, w, T, 1.0f);
+                zs->data[i] = keep;
+                double numeric = (up - down) / (2 * h);
+                if (fabs(numeric - analytic[i]) > 1e-5 + 1e-3 * fabs(numeric))
+                    g_test_fail_printf("kd T=%g weighted=%d grad[%zu]: analytic %g numeric %g", T, weighted, i,
+                                       analytic[i], numeric);
+            }
+            g_free(analytic);
+        }
+    /* identical logits: zero loss and zero gradient */
+    memset(zs->grad, 0, n * sizeof(float));
+    g_assert_cmpfloat(fabs(ps_loss_kd_binary(zs, zs, NULL, 2.0f, 1.0f)), <, 1e-12);
+    for (size_t i = 0; i < n; i++)
+        g_assert_cmpfloat(fabs(zs->grad[i]), <, 1e-9);
+    /* saturated logits stay finite */
+    for (size_t i = 0; i < n; i++) {
+        zs->data[i] = i % 2 ? 80.0f : -80.0f;
+        zt->data[i] = i % 3 ? -90.0f : 90.0f;
+    }
+    memset(zs->grad, 0, n * sizeof(float));
+    double big = ps_loss_kd_binary(zs, zt, NULL, 1.0f, 1.0f);
+    g_assert_true(isfinite(big) && big > 0);
+    for (size_t i = 0; i < n; i++)
+        g_assert_true(isfinite(zs->grad[i]));
+    ps_tensor_free(zs), ps_tensor_free(zt), ps_tensor_free(pw);
+    g_rand_free(r);
+}
+
 /* Loss gradients against central differences. */
 static void test_loss_gradients(void)
 {
@@ -458,6 +521,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/train/model-gradients", "microaunet_train_128", test_model_gradients);
     g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
+    g_test_add_func("/train/kd-loss", test_kd_loss);
     g_test_add_func("/train/adamw", test_adamw);
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
     g_test_add_func("/train/resume-is-exact", test_resume_is_exact);

@@ -39,3 +39,33 @@ double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
     }
     return total / logits->n;
 }
+
+static double softplus(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
+double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,
+                         float temperature, float weight)
+{
+    const size_t n = ps_numel(student);
+    const double T = temperature;
+    double wsum = 0;
+    for (size_t i = 0; i < n; i++)
+        wsum += pixel_weight ? pixel_weight->data[i] : 1.0;
+    if (!(wsum > 0))
+        return 0;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double w = pixel_weight ? pixel_weight->data[i] : 1.0;
+        if (w == 0)
+            continue;
+        const double a = teacher->data[i] / T, b = student->data[i] / T;
+        const double pt = 1.0 / (1.0 + exp(-a)), ps = 1.0 / (1.0 + exp(-b));
+        /* log p = -softplus(-z), log(1 - p) = -softplus(z) */
+        const double kl = pt * (softplus(-b) - softplus(-a)) + (1 - pt) * (softplus(b) - softplus(a));
+        sum += w * kl;
+        student->grad[i] += (float)(weight * T * w * (ps - pt) / wsum); /* T^2 * d/dz of KL(z/T) */
+    }
+    return T * T * sum / wsum;
+}

@@ -7,3 +7,11 @@
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight);
 /* Per sample: 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits); mean over the batch. */
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
+
+/* Knowledge distillation (MicroAUNet's imitation term): binary KL(teacher || student) between the
+ * temperature-softened probabilities sigmoid(z / T) of every pixel, times T^2 (so its gradient
+ * keeps its size as T changes), averaged with pixel weights `pixel_weight` (same shape as the
+ * logits, >= 0; NULL = all 1). Computed from log-sigmoids, so saturated logits stay finite.
+ * Adds the gradient w.r.t. the student's logits only. */
+double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,
+                         float temperature, float weight);
