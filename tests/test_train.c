@@ -138,6 +138,39 @@ static void test_kd_loss(void)
     g_rand_free(r);
 }
 
+/* Feature MSE: value and gradient; stage-2 weights: 1 inside and outside, + boundary gain in
+ * the band of `radius` around the mask's edge, + confidence gain * |2p - 1|. */
+static void test_mse_and_kd_weights(void)
+{
+    GRand *r = g_rand_new_with_seed(7);
+    ps_tensor *a = ps_tensor_new(2, 3, 4, 5), *b = ps_tensor_new(2, 3, 4, 5);
+    tu_fill_uniform(a->data, ps_numel(a), r, -2, 2);
+    tu_fill_uniform(b->data, ps_numel(b), r, -2, 2);
+    ps_tensor_ensure_grad(a);
+    double want = 0;
+    for (size_t i = 0; i < ps_numel(a); i++)
+        want += ((double)a->data[i] - b->data[i]) * ((double)a->data[i] - b->data[i]);
+    g_assert_cmpfloat_with_epsilon(ps_loss_mse(a, b, 1.0f), want / ps_numel(a), 1e-9);
+    for (size_t i = 0; i < ps_numel(a); i++)
+        g_assert_cmpfloat_with_epsilon(a->grad[i], 2.0 * (a->data[i] - b->data[i]) / ps_numel(a), 1e-7);
+
+    /* a 12x12 mask with a 4x4 square at (4..7, 4..7); teacher logits 0 (p = 0.5) except one */
+    ps_tensor *t = ps_tensor_new(1, 1, 12, 12), *z = ps_tensor_new(1, 1, 12, 12), *w = ps_tensor_new(1, 1, 12, 12);
+    for (int y = 4; y < 8; y++)
+        for (int x = 4; x < 8; x++)
+            t->data[y * 12 + x] = 1;
+    z->data[0] = 50; /* confident corner */
+    ps_kd_pixel_weights(t, z, 1, 2.0f, 3.0f, w);
+    g_assert_cmpfloat_with_epsilon(w->data[0], 1 + 3.0, 1e-5);            /* far from the edge, sure */
+    g_assert_cmpfloat_with_epsilon(w->data[11 * 12 + 11], 1.0, 1e-6);     /* far, unsure */
+    g_assert_cmpfloat_with_epsilon(w->data[4 * 12 + 4], 1 + 2.0, 1e-6);   /* inside corner: band */
+    g_assert_cmpfloat_with_epsilon(w->data[3 * 12 + 5], 1 + 2.0, 1e-6);   /* just outside: band */
+    g_assert_cmpfloat_with_epsilon(w->data[2 * 12 + 5], 1.0, 1e-6);       /* two rows out: not */
+    g_assert_cmpfloat_with_epsilon(w->data[5 * 12 + 5], 1.0, 1e-6);       /* inside, its window all polyp */
+    ps_tensor_free(a), ps_tensor_free(b), ps_tensor_free(t), ps_tensor_free(z), ps_tensor_free(w);
+    g_rand_free(r);
+}
+
 /* Loss gradients against central differences. */
 static void test_loss_gradients(void)
 {
@@ -522,6 +555,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
     g_test_add_func("/train/kd-loss", test_kd_loss);
+    g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);
     g_test_add_func("/train/adamw", test_adamw);
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
     g_test_add_func("/train/resume-is-exact", test_resume_is_exact);

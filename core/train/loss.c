@@ -1,4 +1,5 @@
 #include "loss.h"
+#include <glib.h>
 #include <math.h>
 
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
@@ -68,4 +69,40 @@ double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_
         student->grad[i] += (float)(weight * T * w * (ps - pt) / wsum); /* T^2 * d/dz of KL(z/T) */
     }
     return T * T * sum / wsum;
+}
+
+double ps_loss_mse(ps_tensor *pred, const ps_tensor *target, float weight)
+{
+    const size_t n = ps_numel(pred);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)pred->data[i] - target->data[i];
+        sum += d * d;
+        pred->grad[i] += (float)(weight * 2.0 * d / n);
+    }
+    return sum / n;
+}
+
+void ps_kd_pixel_weights(const ps_tensor *target, const ps_tensor *teacher, int radius, float boundary_gain,
+                         float confidence_gain, ps_tensor *out)
+{
+    const int H = target->h, W = target->w;
+    for (int n = 0; n < target->n; n++) {
+        const float *t = target->data + (size_t)n * H * W, *z = teacher->data + (size_t)n * H * W;
+        float *o = out->data + (size_t)n * H * W;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                /* boundary band: some pixel of the (2r+1)^2 window differs from this one */
+                const int self = t[y * W + x] >= 0.5f;
+                int edge = 0;
+                for (int yy = MAX(0, y - radius); yy <= MIN(H - 1, y + radius) && !edge; yy++)
+                    for (int xx = MAX(0, x - radius); xx <= MIN(W - 1, x + radius); xx++)
+                        if ((t[yy * W + xx] >= 0.5f) != self) {
+                            edge = 1;
+                            break;
+                        }
+                const double p = 1.0 / (1.0 + exp(-(double)z[y * W + x]));
+                o[y * W + x] = (float)(1.0 + boundary_gain * edge + confidence_gain * fabs(2 * p - 1));
+            }
+    }
 }

@@ -15,3 +15,14 @@ double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
  * Adds the gradient w.r.t. the student's logits only. */
 double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,
                          float temperature, float weight);
+
+/* Mean squared error between two tensors of one shape (feature alignment of the student's
+ * adapted encoder features to the teacher's); adds the gradient w.r.t. `pred` only. */
+double ps_loss_mse(ps_tensor *pred, const ps_tensor *target, float weight);
+
+/* Stage-2 distillation weights per pixel (N,1,H,W): 1 + boundary_gain where the ground-truth
+ * mask changes within `radius` pixels (a polyp's boundary band) + confidence_gain * |2 p - 1|
+ * with p = sigmoid(teacher logit), so the KL term leans on boundaries and on the pixels the
+ * teacher is sure of. */
+void ps_kd_pixel_weights(const ps_tensor *target, const ps_tensor *teacher, int radius, float boundary_gain,
+                         float confidence_gain, ps_tensor *out);
