@@ -61,6 +61,7 @@ typedef struct job {
     ps_tensor *y;
     int dilation, groups, relu;
     float eps;
+    void (*elementwise)(const float *x, float *y, size_t n); /* gelu, sigmoid */
 } job;
 
 static void pointwise_part(void *ctx, int begin, int end)
@@ -110,7 +111,7 @@ static void depthwise_part(void *ctx, int begin, int end)
 static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
                    const ps_conv2d_params *p, int relu, ps_tensor *y)
 {
-    job j = {ps_kernels_best(), x, w, b, y, p->dilation, 0, relu, 0};
+    job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .dilation = p->dilation, .relu = relu};
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
         ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
@@ -140,32 +141,35 @@ static void groupnorm_part(void *ctx, int begin, int end)
 
 enum { CHUNK = 4096 }; /* values per unit of the element-wise kernels */
 
-static void gelu_part(void *ctx, int begin, int end)
+static void elementwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
     const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
-    j->k->gelu(j->x->data + lo, j->y->data + lo, hi - lo);
+    j->elementwise(j->x->data + lo, j->y->data + lo, hi - lo);
 }
 
-static void sigmoid_part(void *ctx, int begin, int end)
+/* y = fn(x) value by value, split over the pool in chunks. */
+static ps_tensor *elementwise(ps_graph *g, ps_tensor *x, ps_op_kind op,
+                              void (*fn)(const float *x, float *y, size_t n))
 {
-    const job *j = ctx;
-    const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
-    j->k->sigmoid(j->x->data + lo, j->y->data + lo, hi - lo);
+    ps_tensor *y = new_like(g, x);
+    job j = {.x = x, .y = y, .elementwise = fn};
+    ps_pool_for(g->pool, (int)((ps_numel(x) + CHUNK - 1) / CHUNK), elementwise_part, &j);
+    record(g, op, y, 1, &x);
+    return y;
 }
 
-static int chunks(const ps_tensor *x)
+static ps_tensor *conv2d_output(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_conv2d_params *p)
 {
-    return (int)((ps_numel(x) + CHUNK - 1) / CHUNK);
+    return ps_arena_tensor(g->arena, x->n, w->n, ps_conv2d_out_size(x->h, w->h, p->pad_h, p->stride, p->dilation),
+                           ps_conv2d_out_size(x->w, w->w, p->pad_w, p->stride, p->dilation));
 }
 
 ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                        int pad, int dilation, int groups)
 {
     ps_conv2d_params p = {stride, pad, pad, dilation, groups};
-    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
-                                   ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
-                                   ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
+    ps_tensor *y = conv2d_output(g, x, w, &p);
     conv2d(g, x, w, b, &p, 0, y);
     ps_node *nd = record(g, PS_OP_CONV2D, y, 3, (ps_tensor *[]){x, w, b});
     if (nd)
@@ -179,9 +183,7 @@ ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *
     if (g->training)
         g_error("ps_g_conv2d_relu is inference-only (it records no node)");
     ps_conv2d_params p = {stride, pad, pad, dilation, groups};
-    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n,
-                                   ps_conv2d_out_size(x->h, w->h, pad, stride, dilation),
-                                   ps_conv2d_out_size(x->w, w->w, pad, stride, dilation));
+    ps_tensor *y = conv2d_output(g, x, w, &p);
     conv2d(g, x, w, b, &p, 1, y);
     return y;
 }
@@ -229,7 +231,7 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
                           ps_tensor *beta, float eps)
 {
     ps_tensor *y = new_like(g, x);
-    job j = {ps_kernels_best(), x, gamma, beta, y, 0, groups, 0, eps};
+    job j = {.k = ps_kernels_best(), .x = x, .w = gamma, .b = beta, .y = y, .groups = groups, .eps = eps};
     ps_pool_for(g->pool, x->n * groups, groupnorm_part, &j);
     ps_node *nd = record(g, PS_OP_GROUPNORM, y, 3, (ps_tensor *[]){x, gamma, beta});
     if (nd) {
@@ -302,20 +304,12 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
 {
-    ps_tensor *y = new_like(g, x);
-    job j = {.k = ps_kernels_best(), .x = x, .y = y};
-    ps_pool_for(g->pool, chunks(x), gelu_part, &j);
-    record(g, PS_OP_GELU, y, 1, &x);
-    return y;
+    return elementwise(g, x, PS_OP_GELU, ps_kernels_best()->gelu);
 }
 
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x)
 {
-    ps_tensor *y = new_like(g, x);
-    job j = {.k = ps_kernels_best(), .x = x, .y = y};
-    ps_pool_for(g->pool, chunks(x), sigmoid_part, &j);
-    record(g, PS_OP_SIGMOID, y, 1, &x);
-    return y;
+    return elementwise(g, x, PS_OP_SIGMOID, ps_kernels_best()->sigmoid);
 }
 
 ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)

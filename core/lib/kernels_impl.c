@@ -36,7 +36,7 @@ static inline float exp_approx(float x)
     return p * scale;
 }
 
-/* 1 - erf(|x|/sqrt2), Abramowitz-Stegun 7.1.26 (abs error < 1.5e-7), see gelu(). */
+/* 1 - erf(|v|/sqrt2), Abramowitz-Stegun 7.1.26 (abs error < 1.5e-7). */
 static inline float erfc_half(float v)
 {
     float z = (v < 0 ? -v : v) * 0.70710678f;
@@ -45,21 +45,30 @@ static inline float erfc_half(float v)
     return poly * exp_approx(-z * z);
 }
 
+/* Phi(v) = (1 + erf(v/sqrt2)) / 2 = q/2 for v < 0 and 1 - q/2 otherwise, q = erfc_half(v):
+ * the negative tail keeps its relative accuracy. */
+static inline float normal_cdf(float v)
+{
+    float q = erfc_half(v);
+    return 0.5f * (v < 0 ? q : 2.f - q);
+}
+
 static void gelu(const float *restrict x, float *restrict y, size_t n)
 {
-    /* gelu(x) = x/2 (1 + erf(x/sqrt2)). With z = |x|/sqrt2 and Abramowitz-Stegun 7.1.26,
-     * q = poly(t) e^(-z^2) = 1 - erf(z) (abs error < 1.5e-7), so 1 + erf = q for x < 0 and 2 - q
-     * otherwise: the negative tail keeps its relative accuracy. */
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i], q = erfc_half(v);
-        y[i] = 0.5f * v * (v < 0 ? q : 2.f - q);
-    }
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * normal_cdf(x[i]);
 }
 
 static void sigmoid(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = 1.f / (1.f + exp_approx(-x[i]));
+}
+
+static inline void relu_in_place(float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.f ? y[i] : 0.f;
 }
 
 /* Output positions are done in blocks that stay in L1 while every input channel is added in. */
@@ -83,8 +92,7 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
                     acc[i] += wv * xr[i];
             }
             if (relu)
-                for (size_t i = 0; i < len; i++)
-                    acc[i] = acc[i] > 0.f ? acc[i] : 0.f;
+                relu_in_place(acc, len);
             memcpy(y + (size_t)co * plane + p0, acc, len * sizeof(float));
         }
     }
@@ -122,8 +130,7 @@ static void conv_depthwise3x3(const float *restrict x, const float *restrict w, 
             float *yr = y + ch * plane + (size_t)oh * wd;
             dw_row(x + ch * plane, w + ch * 9, b ? b[ch] : 0.f, yr, h, wd, oh, d);
             if (relu)
-                for (int i = 0; i < wd; i++)
-                    yr[i] = yr[i] > 0.f ? yr[i] : 0.f;
+                relu_in_place(yr, (size_t)wd);
         }
 }
 
@@ -173,10 +180,8 @@ static void groupnorm_group(const float *restrict x, float *restrict y, const fl
 static void gelu_backward(const float *restrict x, const float *restrict dy, float *restrict gx, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float v = x[i], q = erfc_half(v);
-        float cdf = 0.5f * (v < 0 ? q : 2.f - q);
-        float pdf = 0.3989422804f * exp_approx(-0.5f * v * v);
-        gx[i] += dy[i] * (cdf + v * pdf);
+        float v = x[i], pdf = 0.3989422804f * exp_approx(-0.5f * v * v);
+        gx[i] += dy[i] * (normal_cdf(v) + v * pdf);
     }
 }
 

@@ -2,14 +2,19 @@
 #include <glib.h>
 #include <math.h>
 
+/* log(1 + e^x) without overflow. */
+static double softplus(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
 {
     size_t n = ps_numel(logits);
     double sum = 0, scale = weight / (double)n;
     for (size_t i = 0; i < n; i++) {
         double z = logits->data[i], t = target->data[i];
-        /* Stable form: max(z,0) - z t + log(1 + exp(-|z|)). */
-        sum += fmax(z, 0.0) - z * t + log1p(exp(-fabs(z)));
+        sum += softplus(z) - z * t; /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
         logits->grad[i] += (float)((1.0 / (1.0 + exp(-z)) - t) * scale);
     }
     return sum / (double)n;
@@ -39,11 +44,6 @@ double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
         }
     }
     return total / logits->n;
-}
-
-static double softplus(double x)
-{
-    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
 }
 
 double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,
