@@ -1,28 +1,5 @@
 #include "frameconvert.h"
 
-/* The same mapping as the core's resize, so RGB frames give the same input as polypseg-infer. */
-static void axis_init(PsAxis *a, int src, int dst)
-{
-    a->i0 = g_new(int, dst);
-    a->i1 = g_new(int, dst);
-    a->w1 = g_new(float, dst);
-    for (int i = 0; i < dst; i++) {
-        double x = (i + 0.5) * src / dst - 0.5;
-        x = CLAMP(x, 0.0, (double)(src - 1));
-        int x0 = (int)x;
-        a->i0[i] = x0;
-        a->i1[i] = MIN(x0 + 1, src - 1);
-        a->w1[i] = (float)(x - x0);
-    }
-}
-
-static void axis_clear(PsAxis *a)
-{
-    g_clear_pointer(&a->i0, g_free);
-    g_clear_pointer(&a->i1, g_free);
-    g_clear_pointer(&a->w1, g_free);
-}
-
 void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size)
 {
     const GstVideoFormatInfo *finfo = info->finfo;
@@ -32,8 +9,9 @@ void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size
     /* Component 0 (R or Y) is never subsampled; the others share one subsampling. */
     for (int k = 0; k < 2; k++) {
         int comp = k == 0 ? 0 : 1;
-        axis_init(&c->ax[k], GST_VIDEO_INFO_COMP_WIDTH(info, comp), size);
-        axis_init(&c->ay[k], GST_VIDEO_INFO_COMP_HEIGHT(info, comp), size);
+        /* the core's resize mapping, so RGB frames give the same input as polypseg-infer */
+        c->ax[k] = ps_axis_map_new(GST_VIDEO_INFO_COMP_WIDTH(info, comp), size, 1);
+        c->ay[k] = ps_axis_map_new(GST_VIDEO_INFO_COMP_HEIGHT(info, comp), size, 1);
     }
     for (int comp = 0; comp < 3; comp++)
         c->comp_axes[comp] = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp);
@@ -42,14 +20,14 @@ void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size
 void ps_frame_convert_clear(PsFrameConvert *c)
 {
     for (int k = 0; k < 2; k++) {
-        axis_clear(&c->ax[k]);
-        axis_clear(&c->ay[k]);
+        ps_axis_map_free(&c->ax[k]);
+        ps_axis_map_free(&c->ay[k]);
     }
 }
 
 /* Bilinear sample of one component: horizontal lerps first, then vertical, in float, in the
  * same order as the core so the results round identically. */
-static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const PsAxis *ax, int x,
+static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const ps_axis_map *ax, int x,
                            float wy)
 {
     int a = ax->i0[x] * ps, b = ax->i1[x] * ps;
@@ -73,9 +51,9 @@ void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, 
         guint8 *out = rgb + (size_t)y * n * 3;
         const guint8 *r0[3], *r1[3];
         float wy[3];
-        const PsAxis *ax[3];
+        const ps_axis_map *ax[3];
         for (int comp = 0; comp < 3; comp++) {
-            const PsAxis *ay = &c->ay[c->comp_axes[comp]];
+            const ps_axis_map *ay = &c->ay[c->comp_axes[comp]];
             r0[comp] = data[comp] + (size_t)ay->i0[y] * stride[comp];
             r1[comp] = data[comp] + (size_t)ay->i1[y] * stride[comp];
             wy[comp] = ay->w1[y];

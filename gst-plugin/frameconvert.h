@@ -6,18 +6,14 @@
 #pragma once
 #include <gst/video/video.h>
 #include "colour.h"
-
-typedef struct {
-    int *i0, *i1; /* sample indices along the axis */
-    float *w1;    /* weight of i1 */
-} PsAxis;
+#include "image.h"
 
 typedef struct {
     int size;         /* side of the output */
     gboolean yuv;
     PsYuv matrix;
     int comp_axes[3]; /* per component: which of the axis pairs below (by its subsampling) */
-    PsAxis ax[2], ay[2];
+    ps_axis_map ax[2], ay[2]; /* per subsampling: sample indices and weights */
 } PsFrameConvert;
 
 /* Builds the sampling tables for frames of `info` (once per caps). */

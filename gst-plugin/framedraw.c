@@ -1,23 +1,21 @@
 #include "framedraw.h"
 #include <string.h>
 #include "colour.h"
+#include "image.h"
 #include "geometry.h"
 
 enum { COVER_NONE, COVER_TINT, COVER_LINE }; /* a line wins over the tint under it */
 
-/* Half-pixel-centre bilinear mapping in 1/256 steps, as the mask is upsampled. */
+/* The core's resize mapping (model mask -> frame), its weights in 1/256 steps. */
 static void axis_init(int frame, int size, int **i0, int **i1, guint16 **w)
 {
-    *i0 = g_new(int, frame);
-    *i1 = g_new(int, frame);
+    ps_axis_map m = ps_axis_map_new(size, frame, 1);
+    *i0 = m.i0;
+    *i1 = m.i1;
     *w = g_new(guint16, frame);
-    for (int i = 0; i < frame; i++) {
-        double x = CLAMP((i + 0.5) * size / frame - 0.5, 0.0, (double)(size - 1));
-        int x0 = (int)x;
-        (*i0)[i] = x0;
-        (*i1)[i] = MIN(x0 + 1, size - 1);
-        (*w)[i] = (guint16)lround((x - x0) * 256);
-    }
+    for (int i = 0; i < frame; i++)
+        (*w)[i] = (guint16)lround(m.w1[i] * 256);
+    g_free(m.w1);
 }
 
 void ps_canvas_init(PsCanvas *c, int width, int height, int size)

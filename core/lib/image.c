@@ -326,16 +326,9 @@ gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err)
 
 /* ---- bilinear resizing ---- */
 
-/* For each output index along one axis: the two source indices (pre-multiplied by `step`) and
- * the weight of the second, from src = (dst + 0.5) * s/d - 0.5 clamped to [0, s-1]. */
-typedef struct axis_map {
-    int *i0, *i1;
-    float *w1;
-} axis_map;
-
-static axis_map axis_map_new(int s, int d, int step)
+ps_axis_map ps_axis_map_new(int s, int d, int step)
 {
-    axis_map m = {g_new(int, d), g_new(int, d), g_new(float, d)};
+    ps_axis_map m = {g_new(int, d), g_new(int, d), g_new(float, d)};
     for (int i = 0; i < d; i++) {
         double x = (i + 0.5) * s / d - 0.5;
         x = CLAMP(x, 0.0, (double)(s - 1));
@@ -347,11 +340,11 @@ static axis_map axis_map_new(int s, int d, int step)
     return m;
 }
 
-static void axis_map_free(axis_map *m)
+void ps_axis_map_free(ps_axis_map *m)
 {
-    g_free(m->i0);
-    g_free(m->i1);
-    g_free(m->w1);
+    g_clear_pointer(&m->i0, g_free);
+    g_clear_pointer(&m->i1, g_free);
+    g_clear_pointer(&m->w1, g_free);
 }
 
 /* Rows interpolated horizontally, cached by parity: the two rows one output row needs are
@@ -373,7 +366,7 @@ static void row_cache_free(row_cache *rc)
     g_free(rc->buf[1]);
 }
 
-static const float *row_u8(row_cache *rc, const uint8_t *src, int sstride, int y, const axis_map *mx,
+static const float *row_u8(row_cache *rc, const uint8_t *src, int sstride, int y, const ps_axis_map *mx,
                            int dw, int c)
 {
     float *out = rc->buf[y & 1];
@@ -390,7 +383,7 @@ static const float *row_u8(row_cache *rc, const uint8_t *src, int sstride, int y
     return out;
 }
 
-static const float *row_f32(row_cache *rc, const float *src, int sw, int y, const axis_map *mx, int dw)
+static const float *row_f32(row_cache *rc, const float *src, int sw, int y, const ps_axis_map *mx, int dw)
 {
     float *out = rc->buf[y & 1];
     if (rc->row[y & 1] == y)
@@ -408,7 +401,7 @@ void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int 
                            uint8_t *dst, int dw, int dh, int dstride)
 {
     g_return_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0);
-    axis_map mx = axis_map_new(sw, dw, c), my = axis_map_new(sh, dh, 1);
+    ps_axis_map mx = ps_axis_map_new(sw, dw, c), my = ps_axis_map_new(sh, dh, 1);
     row_cache rc = row_cache_new((size_t)dw * c);
     size_t n = (size_t)dw * c;
     for (int y = 0; y < dh; y++) {
@@ -422,14 +415,14 @@ void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int 
         }
     }
     row_cache_free(&rc);
-    axis_map_free(&mx);
-    axis_map_free(&my);
+    ps_axis_map_free(&mx);
+    ps_axis_map_free(&my);
 }
 
 void ps_resize_bilinear_f32(const float *src, int sw, int sh, float *dst, int dw, int dh)
 {
     g_return_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0);
-    axis_map mx = axis_map_new(sw, dw, 1), my = axis_map_new(sh, dh, 1);
+    ps_axis_map mx = ps_axis_map_new(sw, dw, 1), my = ps_axis_map_new(sh, dh, 1);
     row_cache rc = row_cache_new((size_t)dw);
     for (int y = 0; y < dh; y++) {
         const float *r0 = row_f32(&rc, src, sw, my.i0[y], &mx, dw);
@@ -440,6 +433,6 @@ void ps_resize_bilinear_f32(const float *src, int sw, int sh, float *dst, int dw
             d[x] = r0[x] + w * (r1[x] - r0[x]);
     }
     row_cache_free(&rc);
-    axis_map_free(&mx);
-    axis_map_free(&my);
+    ps_axis_map_free(&mx);
+    ps_axis_map_free(&my);
 }
