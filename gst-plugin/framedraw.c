@@ -268,15 +268,13 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
     c->dx1 = c->dy1 = -1;
 }
 
-PsPaint ps_paint_from_argb(guint32 argb, double opacity, const GstVideoInfo *info)
+PsPaint ps_paint_from_argb(guint32 argb, double opacity, const PsYuv *matrix)
 {
     PsPaint p;
     guint8 rgb[3] = {(argb >> 16) & 0xff, (argb >> 8) & 0xff, argb & 0xff};
     p.alpha = (guint)lround(CLAMP(opacity, 0.0, 1.0) * ((argb >> 24) & 0xff) / 255.0 * 256);
-    if (GST_VIDEO_INFO_IS_YUV(info)) {
-        PsYuv m;
-        ps_yuv_init(&m, info);
-        ps_rgb_to_yuv(&m, rgb, p.comp);
+    if (matrix) {
+        ps_rgb_to_yuv(matrix, rgb, p.comp);
     } else {
         memcpy(p.comp, rgb, 3);
     }

@@ -4,6 +4,7 @@
  * Everything is allocated per caps; drawing a frame allocates nothing. */
 #pragma once
 #include <gst/video/video.h>
+#include "colour.h"
 
 typedef struct {
     guint8 comp[3]; /* the colour as the frame's component values (R,G,B or Y,U,V) */
@@ -34,5 +35,6 @@ void ps_canvas_polygon(PsCanvas *c, const int *xy, int n, int width);
 /* Blends the marked pixels into the frame (tint where the mask is, line on contours), then
  * clears the marks. */
 void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, const PsPaint *line);
-/* ARGB colour at opacity (alpha byte x opacity) as the frame's component values. */
-PsPaint ps_paint_from_argb(guint32 argb, double opacity, const GstVideoInfo *info);
+/* ARGB colour at opacity (alpha byte x opacity) as the frame's component values: R,G,B, or
+ * Y,U,V by the stream's matrix (NULL for RGB frames). */
+PsPaint ps_paint_from_argb(guint32 argb, double opacity, const PsYuv *matrix);

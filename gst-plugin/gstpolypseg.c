@@ -69,47 +69,34 @@ gst_polyp_seg_set_default_weights (const gchar * path)
   default_weights = g_strdup (path);
 }
 
-/* What one frame needs of the properties, read once under the lock. */
-typedef struct
-{
-  gdouble threshold, min_area, overlay_alpha;
-  gboolean draw_overlay, draw_contours, post_messages;
-  guint overlay_color, contour_color, contour_width, inference_interval, threads;
-} Settings;
+static guint n_cpus; /* for threads = 0; counted once, in class_init */
+static GQuark polyp_quark; /* the ROI type "polyp" */
 
 static void
-gst_polyp_seg_read_settings (GstPolypSeg * self, Settings * s)
+gst_polyp_seg_read_settings (GstPolypSeg * self, PsSettings * s)
 {
   GST_OBJECT_LOCK (self);
-  s->threshold = self->threshold;
-  s->min_area = self->min_area;
-  s->overlay_alpha = self->overlay_alpha;
-  s->draw_overlay = self->draw_overlay;
-  s->draw_contours = self->draw_contours;
-  s->post_messages = self->post_messages;
-  s->overlay_color = self->overlay_color;
-  s->contour_color = self->contour_color;
-  s->contour_width = self->contour_width;
-  s->inference_interval = self->inference_interval;
-  s->threads = self->threads ? self->threads : g_get_num_processors ();
+  *s = self->props;
   GST_OBJECT_UNLOCK (self);
+  if (s->threads == 0)
+    s->threads = n_cpus;
 }
 
 static void
 gst_polyp_seg_init (GstPolypSeg * self)
 {
   self->weights = g_strdup (default_weights);
-  self->threshold = DEFAULT_THRESHOLD;
-  self->draw_overlay = DEFAULT_DRAW_OVERLAY;
-  self->overlay_color = DEFAULT_OVERLAY_COLOR;
-  self->overlay_alpha = DEFAULT_OVERLAY_ALPHA;
-  self->draw_contours = DEFAULT_DRAW_CONTOURS;
-  self->contour_color = DEFAULT_CONTOUR_COLOR;
-  self->contour_width = DEFAULT_CONTOUR_WIDTH;
-  self->min_area = DEFAULT_MIN_AREA;
-  self->inference_interval = DEFAULT_INFERENCE_INTERVAL;
-  self->post_messages = DEFAULT_POST_MESSAGES;
-  self->threads = DEFAULT_THREADS;
+  self->props.threshold = DEFAULT_THRESHOLD;
+  self->props.draw_overlay = DEFAULT_DRAW_OVERLAY;
+  self->props.overlay_color = DEFAULT_OVERLAY_COLOR;
+  self->props.overlay_alpha = DEFAULT_OVERLAY_ALPHA;
+  self->props.draw_contours = DEFAULT_DRAW_CONTOURS;
+  self->props.contour_color = DEFAULT_CONTOUR_COLOR;
+  self->props.contour_width = DEFAULT_CONTOUR_WIDTH;
+  self->props.min_area = DEFAULT_MIN_AREA;
+  self->props.inference_interval = DEFAULT_INFERENCE_INTERVAL;
+  self->props.post_messages = DEFAULT_POST_MESSAGES;
+  self->props.threads = DEFAULT_THREADS;
   self->result_polyps = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_structure_free);
   self->result_boxes = g_array_new (FALSE, FALSE, sizeof (PsBox));
   /* Late frames are dropped before they cost an inference. A synchronous in-place filter
@@ -135,37 +122,37 @@ gst_polyp_seg_set_property (GObject * object, guint prop_id, const GValue * valu
       }
       break;
     case PROP_THRESHOLD:
-      self->threshold = g_value_get_double (value);
+      self->props.threshold = g_value_get_double (value);
       break;
     case PROP_DRAW_OVERLAY:
-      self->draw_overlay = g_value_get_boolean (value);
+      self->props.draw_overlay = g_value_get_boolean (value);
       break;
     case PROP_OVERLAY_COLOR:
-      self->overlay_color = g_value_get_uint (value);
+      self->props.overlay_color = g_value_get_uint (value);
       break;
     case PROP_OVERLAY_ALPHA:
-      self->overlay_alpha = g_value_get_double (value);
+      self->props.overlay_alpha = g_value_get_double (value);
       break;
     case PROP_DRAW_CONTOURS:
-      self->draw_contours = g_value_get_boolean (value);
+      self->props.draw_contours = g_value_get_boolean (value);
       break;
     case PROP_CONTOUR_COLOR:
-      self->contour_color = g_value_get_uint (value);
+      self->props.contour_color = g_value_get_uint (value);
       break;
     case PROP_CONTOUR_WIDTH:
-      self->contour_width = g_value_get_uint (value);
+      self->props.contour_width = g_value_get_uint (value);
       break;
     case PROP_MIN_AREA:
-      self->min_area = g_value_get_double (value);
+      self->props.min_area = g_value_get_double (value);
       break;
     case PROP_INFERENCE_INTERVAL:
-      self->inference_interval = g_value_get_uint (value);
+      self->props.inference_interval = g_value_get_uint (value);
       break;
     case PROP_POST_MESSAGES:
-      self->post_messages = g_value_get_boolean (value);
+      self->props.post_messages = g_value_get_boolean (value);
       break;
     case PROP_THREADS:
-      self->threads = g_value_get_uint (value);
+      self->props.threads = g_value_get_uint (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -186,37 +173,37 @@ gst_polyp_seg_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_string (value, self->weights);
       break;
     case PROP_THRESHOLD:
-      g_value_set_double (value, self->threshold);
+      g_value_set_double (value, self->props.threshold);
       break;
     case PROP_DRAW_OVERLAY:
-      g_value_set_boolean (value, self->draw_overlay);
+      g_value_set_boolean (value, self->props.draw_overlay);
       break;
     case PROP_OVERLAY_COLOR:
-      g_value_set_uint (value, self->overlay_color);
+      g_value_set_uint (value, self->props.overlay_color);
       break;
     case PROP_OVERLAY_ALPHA:
-      g_value_set_double (value, self->overlay_alpha);
+      g_value_set_double (value, self->props.overlay_alpha);
       break;
     case PROP_DRAW_CONTOURS:
-      g_value_set_boolean (value, self->draw_contours);
+      g_value_set_boolean (value, self->props.draw_contours);
       break;
     case PROP_CONTOUR_COLOR:
-      g_value_set_uint (value, self->contour_color);
+      g_value_set_uint (value, self->props.contour_color);
       break;
     case PROP_CONTOUR_WIDTH:
-      g_value_set_uint (value, self->contour_width);
+      g_value_set_uint (value, self->props.contour_width);
       break;
     case PROP_MIN_AREA:
-      g_value_set_double (value, self->min_area);
+      g_value_set_double (value, self->props.min_area);
       break;
     case PROP_INFERENCE_INTERVAL:
-      g_value_set_uint (value, self->inference_interval);
+      g_value_set_uint (value, self->props.inference_interval);
       break;
     case PROP_POST_MESSAGES:
-      g_value_set_boolean (value, self->post_messages);
+      g_value_set_boolean (value, self->props.post_messages);
       break;
     case PROP_THREADS:
-      g_value_set_uint (value, self->threads);
+      g_value_set_uint (value, self->props.threads);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -228,11 +215,8 @@ gst_polyp_seg_get_property (GObject * object, guint prop_id, GValue * value,
 static void
 gst_polyp_seg_free_caps_state (GstPolypSeg * self)
 {
-  if (!self->have_caps)
-    return;
-  ps_frame_convert_clear (&self->convert);
+  ps_frame_convert_clear (&self->convert); /* both safe to call twice */
   ps_canvas_clear (&self->canvas);
-  self->have_caps = FALSE;
 }
 
 static void
@@ -319,7 +303,6 @@ gst_polyp_seg_set_info (GstVideoFilter * filter, GstCaps * incaps, GstVideoInfo 
   ps_frame_convert_init (&self->convert, in_info, self->size);
   ps_canvas_init (&self->canvas, GST_VIDEO_INFO_WIDTH (in_info),
       GST_VIDEO_INFO_HEIGHT (in_info), self->size);
-  self->have_caps = TRUE;
   /* Boxes and contours are in frame coordinates, and the picture may have changed. */
   gst_polyp_seg_reset_result (self);
   GST_DEBUG_OBJECT (self, "configured for %s %dx%d",
@@ -370,7 +353,7 @@ gst_polyp_seg_update_result (GstPolypSeg * self, gdouble threshold, gint min_pix
 }
 
 static void
-gst_polyp_seg_draw (GstPolypSeg * self, GstVideoFrame * frame, const Settings * s)
+gst_polyp_seg_draw (GstPolypSeg * self, GstVideoFrame * frame, const PsSettings * s)
 {
   gint count = self->result_boxes->len;
 
@@ -387,8 +370,9 @@ gst_polyp_seg_draw (GstPolypSeg * self, GstVideoFrame * frame, const Settings * 
 
     ps_canvas_polygon (&self->canvas, g->points, g->n_points, s->contour_width);
   }
-  PsPaint tint = ps_paint_from_argb (s->overlay_color, s->overlay_alpha, &frame->info);
-  PsPaint line = ps_paint_from_argb (s->contour_color, 1.0, &frame->info);
+  const PsYuv *matrix = self->convert.yuv ? &self->convert.matrix : NULL;
+  PsPaint tint = ps_paint_from_argb (s->overlay_color, s->overlay_alpha, matrix);
+  PsPaint line = ps_paint_from_argb (s->contour_color, 1.0, matrix);
   ps_canvas_paint (&self->canvas, frame, &tint, &line);
 }
 
@@ -398,7 +382,7 @@ gst_polyp_seg_attach_metas (GstPolypSeg * self, GstBuffer * buffer)
   for (guint i = 0; i < self->result_boxes->len; i++) {
     const PsBox *box = &g_array_index (self->result_boxes, PsBox, i);
     GstVideoRegionOfInterestMeta *roi =
-        gst_buffer_add_video_region_of_interest_meta (buffer, "polyp", box->x, box->y,
+        gst_buffer_add_video_region_of_interest_meta_id (buffer, polyp_quark, box->x, box->y,
         box->w, box->h);
 
     roi->id = (gint) i;
@@ -458,7 +442,7 @@ static GstFlowReturn
 gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame)
 {
   GstPolypSeg *self = GST_POLYP_SEG (filter);
-  Settings s;
+  PsSettings s;
   gboolean infer;
   gint min_pixels;
 
@@ -512,6 +496,8 @@ gst_polyp_seg_class_init (GstPolypSegClass * klass)
   const GParamFlags live = rw | GST_PARAM_MUTABLE_PLAYING;
 
   GST_DEBUG_CATEGORY_INIT (gst_polyp_seg_debug, "polypseg", 0, "colonoscopy polyp segmentation");
+  n_cpus = g_get_num_processors ();
+  polyp_quark = g_quark_from_static_string ("polyp");
 
   gobject_class->set_property = gst_polyp_seg_set_property;
   gobject_class->get_property = gst_polyp_seg_get_property;

@@ -11,26 +11,23 @@
 
 G_BEGIN_DECLS
 
+/* The properties one frame needs, copied once per frame under the object lock. */
+typedef struct {
+  gdouble threshold, min_area, overlay_alpha;
+  gboolean draw_overlay, draw_contours, post_messages;
+  guint overlay_color, contour_color, contour_width, inference_interval;
+  guint threads;                /* 0: one per CPU core */
+} PsSettings;
+
 #define GST_TYPE_POLYP_SEG (gst_polyp_seg_get_type ())
 G_DECLARE_FINAL_TYPE (GstPolypSeg, gst_polyp_seg, GST, POLYP_SEG, GstVideoFilter)
 
 struct _GstPolypSeg {
   GstVideoFilter parent;
 
-  /* Properties, under the object lock: the drawing ones, threshold, min-area and
-   * inference-interval and threads change while playing. */
+  /* Properties, under the object lock; all but weights change while playing. */
   gchar *weights;
-  gdouble threshold;
-  gboolean draw_overlay;
-  guint overlay_color;
-  gdouble overlay_alpha;
-  gboolean draw_contours;
-  guint contour_color;
-  guint contour_width;
-  gdouble min_area;
-  guint inference_interval;
-  gboolean post_messages;
-  guint threads;
+  PsSettings props;
 
   /* Streaming state: made in start(), sized per caps in set_info(), then used by the
    * streaming thread only. */
@@ -44,7 +41,6 @@ struct _GstPolypSeg {
   guint since_inference;        /* frames since the model last ran */
   PsFrameConvert convert;
   PsCanvas canvas;
-  gboolean have_caps;
 
   /* The current result, rebuilt when the model runs or threshold / min-area change. */
   gboolean result_valid;

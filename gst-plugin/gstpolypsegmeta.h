@@ -30,7 +30,11 @@ typedef struct _GstPolypSegMeta {
 static inline GstPolypSegMeta *
 gst_buffer_get_polyp_seg_meta (GstBuffer * buffer)
 {
-  GType api = g_type_from_name (GST_POLYP_SEG_META_API_NAME);
+  /* the plugin registers the API; look it up until then, and only once after (every thread
+   * that races here stores the same value) */
+  static GType api;
+  if (!api)
+    api = g_type_from_name (GST_POLYP_SEG_META_API_NAME);
   return api ? (GstPolypSegMeta *) gst_buffer_get_meta (buffer, api) : NULL;
 }
 
