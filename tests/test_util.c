@@ -69,6 +69,22 @@ void tu_assert_close(const char *label, const float *got, const float *want, siz
         g_test_fail_printf("%s: relative max error %.3g exceeds %.1g", label, e, tol);
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+double tu_quantile(const float *v, int n, double q)
+{
+    float *s = g_memdup2(v, (gsize)n * sizeof(float));
+    qsort(s, n, sizeof(float), cmp_float);
+    int k = (int)(q * n);
+    double r = s[k < n ? k : n - 1];
+    g_free(s);
+    return r;
+}
+
 void tu_fill_uniform(float *x, size_t n, GRand *r, float lo, float hi)
 {
     for (size_t i = 0; i < n; i++)

@@ -54,12 +54,6 @@ static GstBuffer *frame(int w, int h, int i)
     return buf;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* The random model's 75th-percentile probability on frame 0: a threshold giving real regions. */
 static double pick_threshold(const char *weights)
 {
@@ -78,10 +72,7 @@ static double pick_threshold(const char *weights)
     }
     gst_buffer_unmap(buf, &map);
     const int n = MODEL_SIZE * MODEL_SIZE;
-    float *p = g_memdup2(ps_segmenter_run(s, rgb, 160, 120, 160 * 3), n * sizeof(float));
-    qsort(p, n, sizeof(float), cmp_float);
-    double t = p[n * 3 / 4];
-    g_free(p);
+    double t = tu_quantile(ps_segmenter_run(s, rgb, 160, 120, 160 * 3), n, 0.75);
     g_free(rgb);
     gst_buffer_unref(buf);
     ps_segmenter_free(s);

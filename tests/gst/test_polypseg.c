@@ -11,7 +11,6 @@
 #include "gstpolypsegmeta.h"
 #include "image.h"
 #include "model.h"
-#include "polyps.h"
 #include "preprocess.h"
 #include "test_util.h"
 
@@ -271,11 +270,12 @@ static void check_rois(GstBuffer *buf, int w, int h, double threshold, double mi
         const ps_region *g = ps_regions_get(r, i);
         g_assert_cmpstr(g_quark_to_string(roi->roi_type), ==, "polyp");
         g_assert_cmpint(roi->id, ==, i);
-        PsBox box = ps_polyp_box(g, S, w, h);
-        g_assert_cmpuint(roi->x, ==, box.x);
-        g_assert_cmpuint(roi->y, ==, box.y);
-        g_assert_cmpuint(roi->w, ==, box.w);
-        g_assert_cmpuint(roi->h, ==, box.h);
+        /* Independently of the element's own box code: the box covers the frame pixels of the
+         * region's model pixels, and less than one frame pixel more on each side. */
+        const double fx0 = (double)g->x0 * w / S, fx1 = MIN((double)(g->x1 + 1) * w / S, w);
+        const double fy0 = (double)g->y0 * h / S, fy1 = MIN((double)(g->y1 + 1) * h / S, h);
+        g_assert_true(roi->x <= fx0 && roi->x > fx0 - 1 && roi->x + roi->w >= fx1 && roi->x + roi->w < fx1 + 1);
+        g_assert_true(roi->y <= fy0 && roi->y > fy0 - 1 && roi->y + roi->h >= fy1 && roi->y + roi->h < fy1 + 1);
         g_assert_cmpuint(roi->x + roi->w, <=, (guint)w);
         g_assert_cmpuint(roi->y + roi->h, <=, (guint)h);
         GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "polyp");
@@ -349,23 +349,10 @@ static double quantile_threshold(const ps_image *im, double q)
     g_assert_no_error(err);
     ps_segmenter *s = ps_segmenter_new(m);
     const int n = MODEL_SIZE * MODEL_SIZE;
-    float *p = g_memdup2(ps_segmenter_run(s, im->data, im->w, im->h, im->w * 3), n * sizeof(float));
-    /* Selection by counting: fine for 16k values. */
-    float lo = 0, hi = 1;
-    for (int it = 0; it < 40; it++) {
-        float mid = (lo + hi) / 2;
-        int below = 0;
-        for (int i = 0; i < n; i++)
-            below += p[i] < mid;
-        if (below < q * n)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    g_free(p);
+    double t = tu_quantile(ps_segmenter_run(s, im->data, im->w, im->h, im->w * 3), n, q);
     ps_segmenter_free(s);
     ps_model_free(m);
-    return hi;
+    return t;
 }
 
 /* ---- tests ---- */
@@ -578,18 +565,29 @@ static void test_real_frame(void)
     ps_image_free(gt);
     g_free(gt_path);
     g_assert_cmpint(count_rois(out) > 0, ==, polyp > 0);
-    gst_buffer_unref(out);
 
-    /* The default min-area drops the small regions. */
-    g_object_set(hs->element, "min-area", 0.01, NULL);
-    out = run(hs, in, GST_SECOND / 30);
-    for (int i = 0; i < count_rois(out); i++) {
-        double area;
-        gst_structure_get_double(gst_video_region_of_interest_meta_get_param(roi_n(out, i), "polyp"), "area", &area);
-        g_assert_cmpfloat(area, >=, 0.01);
+    /* min-area just above the smallest region's area drops exactly the regions below it. */
+    const int all = count_rois(out);
+    g_assert_cmpint(all, >, 0);
+    double *areas = g_new(double, (gsize)MAX(all, 1)), smallest = 1;
+    for (int i = 0; i < all; i++) {
+        g_assert_true(gst_structure_get_double(gst_video_region_of_interest_meta_get_param(roi_n(out, i), "polyp"),
+                                               "area", &areas[i]));
+        smallest = MIN(smallest, areas[i]);
     }
-    check_rois(out, im->w, im->h, threshold, 0.01);
     gst_buffer_unref(out);
+    const double min_area = smallest + 0.5 / (S * S); /* half a model pixel more */
+    int kept = 0;
+    for (int i = 0; i < all; i++)
+        kept += areas[i] >= min_area;
+    g_object_set(hs->element, "min-area", min_area, NULL);
+    out = run(hs, in, GST_SECOND / 30);
+    g_test_message("min-area %.5f: %d of %d regions kept", min_area, count_rois(out), all);
+    g_assert_cmpint(count_rois(out), ==, kept);
+    g_assert_cmpint(count_rois(out), <, all);
+    check_rois(out, im->w, im->h, threshold, min_area);
+    gst_buffer_unref(out);
+    g_free(areas);
 
     gst_harness_teardown(hs);
     ps_segmenter_free(seg);
