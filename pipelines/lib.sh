@@ -43,7 +43,7 @@ ps_need_element() {
 
 # Common options. ps_parse_common "$@" consumes one option (and its value) if it is one of
 # these and sets PS_SHIFT to how many arguments it used (0 when it is not one of them).
-PS_WEIGHTS="" PS_THRESHOLD="" PS_INTERVAL="" PS_FRAMES="" PS_FPS=25 PS_PATTERN="" PS_START=""
+PS_WEIGHTS="" PS_THRESHOLD="" PS_INTERVAL="" PS_FRAMES="" PS_FPS=25 PS_PATTERN="" PS_START="" PS_JSONL=""
 PS_CVC="" PS_PRINT=0
 PS_PROPS=()
 ps_parse_common() {
@@ -51,12 +51,13 @@ ps_parse_common() {
   PS_SHIFT=2
   case $opt in
     -w | --weights | -t | --threshold | -i | --inference-interval | -s | --set | -n | --frames | \
-      --fps | --pattern | --start | --cvc-sequence)
+      --fps | --pattern | --start | --cvc-sequence | --jsonl)
       (($# >= 2)) || ps_usage_error "$opt needs a value"
       ;;
   esac
   case $opt in
     -w | --weights) PS_WEIGHTS=$2 ;;
+    --jsonl) PS_JSONL=$2 ;;
     -t | --threshold) PS_THRESHOLD=$2 ;;
     -i | --inference-interval) PS_INTERVAL=$2 ;;
     -s | --set)
@@ -103,9 +104,14 @@ ps_split_equals() {
   done
 }
 
-# PS_SEG: the polypseg element with the chosen properties (extra tokens in "$@").
+# PS_SEG: the polypseg element with the chosen properties (extra tokens in "$@"); with
+# --jsonl it posts the messages the JSON lines are written from.
 ps_polypseg() {
   PS_SEG=(polypseg "$@")
+  if [[ -n $PS_JSONL ]]; then
+    PS_SEG+=(post-messages=true)
+    mkdir -p "$(dirname "$PS_JSONL")"
+  fi
   if [[ -n $PS_WEIGHTS ]]; then
     [[ -f $PS_WEIGHTS ]] || ps_die "weights file $PS_WEIGHTS not found"
     PS_SEG+=("weights=$(realpath "$PS_WEIGHTS")")
@@ -204,15 +210,20 @@ ps_cameras() {
   echo "cameras: ${devs[*]}"
 }
 
+# PS_SRC for a V4L2 camera device.
+ps_camera_source() {
+  [[ -c $1 ]] || ps_die "no camera at $1 ($(ps_cameras))"
+  ps_need_element v4l2src gstreamer1.0-plugins-good
+  PS_SRC=(v4l2src "device=$1")
+}
+
 # PS_SRC for INPUT (video file, folder of frames or camera device) or the --cvc-sequence.
 ps_source() {
   local input=$1
   if [[ -n $PS_CVC ]]; then
     ps_cvc_source "$PS_CVC"
   elif [[ $input == /dev/* || -c $input ]]; then
-    [[ -c $input ]] || ps_die "no camera at $input ($(ps_cameras))"
-    ps_need_element v4l2src gstreamer1.0-plugins-good
-    PS_SRC=(v4l2src "device=$input")
+    ps_camera_source "$input"
   elif [[ -d $input ]]; then
     ps_frames_source "$input"
   elif [[ -f $input ]]; then
@@ -248,15 +259,14 @@ ps_recorder() {
   fi
 }
 
-# ps_run JSONL TOKENS...: runs the pipeline through polypseg-record when JSONL or --frames is
-# set (it writes the JSON lines and stops after exactly N frames of the element), else through
+# ps_run TOKENS...: runs the pipeline through polypseg-record when --jsonl or --frames is set
+# (it writes the JSON lines and stops after exactly N frames of the element), else through
 # gst-launch-1.0; both turn the first Ctrl-C into end-of-stream. --print shows the command.
 ps_run() {
-  local jsonl=$1 cmd
-  shift
-  if [[ -n $jsonl || -n $PS_FRAMES ]]; then
+  local cmd
+  if [[ -n $PS_JSONL || -n $PS_FRAMES ]]; then
     cmd=("$(ps_recorder)")
-    [[ -z $jsonl ]] || cmd+=(--jsonl "$jsonl")
+    [[ -z $PS_JSONL ]] || cmd+=(--jsonl "$PS_JSONL")
     [[ -z $PS_FRAMES ]] || cmd+=(--frames "$PS_FRAMES")
     cmd+=(-- "$@")
   else

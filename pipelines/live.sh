@@ -43,7 +43,7 @@ Examples:
 EOF
 }
 
-device=/dev/video0 caps="" sink="" jsonl="" test_pattern=0
+device=/dev/video0 caps="" sink="" test_pattern=0
 ps_split_equals "$@"
 set -- "${PS_ARGS[@]}"
 while (($#)); do
@@ -56,13 +56,12 @@ while (($#)); do
       test_pattern=1
       shift
       ;;
-    -d | --device | --caps | --sink | --jsonl)
+    -d | --device | --caps | --sink)
       (($# >= 2)) || ps_usage_error "$1 needs a value"
       case $1 in
         -d | --device) device=$2 ;;
         --caps) caps=$2 ;;
         --sink) sink=$2 ;;
-        --jsonl) jsonl=$2 ;;
       esac
       shift 2
       ;;
@@ -81,21 +80,15 @@ if ((test_pattern)); then
   PS_SRC=(videotestsrc is-live=true pattern=ball)
   [[ -n $caps ]] || caps=video/x-raw,width=640,height=480,framerate=30/1
 else
-  [[ -c $device ]] || ps_die "no camera at $device ($(ps_cameras)); choose one with --device"
-  ps_source "$device"
+  ps_camera_source "$device"
 fi
 if [[ -n $caps ]]; then
   PS_SRC+=(! "$caps")
   [[ $caps != image/jpeg* ]] || PS_SRC+=(! jpegdec)
 fi
 ps_display_sink "$sink"
-if [[ -n $jsonl ]]; then
-  ps_polypseg post-messages=true
-  mkdir -p "$(dirname "$jsonl")"
-else
-  ps_polypseg
-fi
+ps_polypseg
 # The queue lets the display run in its own thread; leaky so a slow model drops frames
 # instead of delaying the picture.
-ps_run "$jsonl" "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! queue leaky=downstream \
+ps_run "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! queue leaky=downstream \
   max-size-buffers=2 ! videoconvert ! "${PS_SINK[@]}"

@@ -41,7 +41,7 @@ Examples:
 EOF
 }
 
-sink="" jsonl="" positional=()
+sink="" positional=()
 ps_split_equals "$@"
 set -- "${PS_ARGS[@]}"
 while (($#)); do
@@ -50,12 +50,9 @@ while (($#)); do
       usage
       exit 0
       ;;
-    --sink | --jsonl)
+    --sink)
       (($# >= 2)) || ps_usage_error "$1 needs a value"
-      case $1 in
-        --sink) sink=$2 ;;
-        --jsonl) jsonl=$2 ;;
-      esac
+      sink=$2
       shift 2
       ;;
     --)
@@ -87,10 +84,5 @@ fi
 ps_find_plugin
 ps_source "$input"
 ps_display_sink "$sink"
-if [[ -n $jsonl ]]; then
-  ps_polypseg post-messages=true
-  mkdir -p "$(dirname "$jsonl")"
-else
-  ps_polypseg
-fi
-ps_run "$jsonl" "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! queue ! videoconvert ! "${PS_SINK[@]}"
+ps_polypseg
+ps_run "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! queue ! videoconvert ! "${PS_SINK[@]}"

@@ -32,7 +32,7 @@ typedef struct
   gint interrupts;
   guint64 max_frames, passed;
   gint rc;
-  gboolean write_failed, quiet;
+  gboolean write_failed;
 } Recorder;
 
 static JsonNode *value_to_json (const GValue * v);
@@ -138,15 +138,20 @@ write_frame (Recorder * r, const GstStructure * s)
     r->with_polyps++;
 }
 
+/* An ERROR or WARNING message as one line naming its element; errors add the debug detail. */
 static void
-print_error (GstMessage * msg)
+print_problem (GstMessage * msg)
 {
   GError *err = NULL;
   gchar *debug = NULL, *name = gst_object_get_path_string (GST_MESSAGE_SRC (msg));
+  gboolean error = GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR;
 
-  gst_message_parse_error (msg, &err, &debug);
-  g_printerr ("polypseg-record: error from %s: %s\n", name, err->message);
-  if (debug)
+  if (error)
+    gst_message_parse_error (msg, &err, &debug);
+  else
+    gst_message_parse_warning (msg, &err, &debug);
+  g_printerr ("polypseg-record: %s from %s: %s\n", error ? "error" : "warning", name, err->message);
+  if (error && debug)
     g_printerr ("  (%s)\n", debug);
   g_error_free (err);
   g_free (debug);
@@ -167,21 +172,13 @@ on_message (GstBus * bus, GstMessage * msg, gpointer data)
       break;
     }
     case GST_MESSAGE_ERROR:
-      print_error (msg);
+      print_problem (msg);
       r->rc = 1;
       g_main_loop_quit (r->loop);
       break;
-    case GST_MESSAGE_WARNING:{
-      GError *err = NULL;
-      gchar *debug = NULL, *name = gst_object_get_path_string (GST_MESSAGE_SRC (msg));
-
-      gst_message_parse_warning (msg, &err, &debug);
-      g_printerr ("polypseg-record: warning from %s: %s\n", name, err->message);
-      g_error_free (err);
-      g_free (debug);
-      g_free (name);
+    case GST_MESSAGE_WARNING:
+      print_problem (msg);
       break;
-    }
     case GST_MESSAGE_EOS:
       g_main_loop_quit (r->loop);
       break;
@@ -262,7 +259,7 @@ print_start_error (GstBus * bus)
     g_printerr ("polypseg-record: the pipeline could not start\n");
     return;
   }
-  print_error (msg);
+  print_problem (msg);
   gst_message_unref (msg);
 }
 
@@ -354,7 +351,6 @@ main (int argc, char **argv)
   }
   r.gen = json_generator_new ();
   r.loop = g_main_loop_new (NULL, FALSE);
-  r.quiet = quiet;
   bus = gst_element_get_bus (r.pipeline);
   gst_bus_add_watch (bus, on_message, &r);
   g_unix_signal_add (SIGINT, on_signal, &r);

@@ -56,7 +56,7 @@ Examples:
 EOF
 }
 
-bitrate=4000 preset=faster jsonl="" positional=()
+bitrate=4000 preset=faster positional=()
 ps_split_equals "$@"
 set -- "${PS_ARGS[@]}"
 while (($#)); do
@@ -65,10 +65,9 @@ while (($#)); do
       usage
       exit 0
       ;;
-    --jsonl | --bitrate | --preset)
+    --bitrate | --preset)
       (($# >= 2)) || ps_usage_error "$1 needs a value"
       case $1 in
-        --jsonl) jsonl=$2 ;;
         --bitrate)
           [[ $2 =~ ^[1-9][0-9]*$ ]] || ps_usage_error "--bitrate wants kbit/s, not '$2'"
           bitrate=$2
@@ -102,7 +101,7 @@ else
   input=${positional[0]} out=${positional[1]}
 fi
 [[ $out == *.mp4 ]] || ps_usage_error "OUT must end in .mp4: $out"
-jsonl=${jsonl:-${out%.mp4}.jsonl}
+PS_JSONL=${PS_JSONL:-${out%.mp4}.jsonl}
 case $preset in
   ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | veryslow | placebo) ;;
   *) ps_usage_error "unknown x264 preset '$preset'" ;;
@@ -112,12 +111,11 @@ ps_find_plugin
 ps_need_element x264enc gstreamer1.0-plugins-ugly
 ps_need_element mp4mux gstreamer1.0-plugins-good
 ps_source "$input"
-ps_polypseg post-messages=true
-mkdir -p "$(dirname "$out")" "$(dirname "$jsonl")"
-[[ -n $PS_CVC ]] || echo "$PS_NAME: $input -> $out, $jsonl" >&2
-[[ -z $PS_CVC ]] || echo "$PS_NAME: -> $out, $jsonl" >&2
+ps_polypseg
+mkdir -p "$(dirname "$out")"
+echo "$PS_NAME: ${input:+$input }-> $out, $PS_JSONL" >&2
 
 # I420 for the encoder: the most widely playable H.264 (High profile, 4:2:0).
-ps_run "$jsonl" "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! videoconvert \
+ps_run "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! videoconvert \
   ! video/x-raw,format=I420 ! queue ! x264enc "bitrate=$bitrate" "speed-preset=$preset" \
   ! mp4mux ! filesink "location=$(realpath -m "$out")"
