@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frames="${1:-600}"; shift || true
-export GST_PLUGIN_PATH=$PWD/build/gst-plugin GST_DEBUG_NO_COLOR=1
+[[ $frames =~ ^[1-9][0-9]*$ ]] || { echo "bench_element: FRAMES must come first, a number (see the header)" >&2; exit 2; }
+source pipelines/lib.sh # ps_find_plugin: the build tree's plugin, with a clear error when missing
+ps_find_plugin
+export GST_DEBUG_NO_COLOR=1
 mkdir -p out
 runs=()
 for format in BGRx I420 NV12; do
@@ -16,7 +19,7 @@ for format in BGRx I420 NV12; do
   GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" gst-launch-1.0 -q \
     videotestsrc num-buffers="$frames" ! "video/x-raw,format=$format,width=1920,height=1080" \
     ! polypseg name=polypseg weights=weights/microaunet-kvasir.safetensors draw-overlay=true draw-contours=true "$@" \
-    ! fakesink sync=false 2>"$log"
+    ! fakesink sync=false 2>"$log" || { tail -n 20 "$log" >&2; exit 1; }
   end=$(date +%s.%N)
   runs+=("$format 1080p=$log,$frames,$(awk "BEGIN { print $end - $start }")")
 done

@@ -6,27 +6,28 @@
 # $POLYPSEG_DATA or ../shared/datasets, or the video file or folder of numbered frames you name.
 #   scripts/demo.sh [--weights FILE] [VIDEO | FRAME-FOLDER]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
+# Paths given are taken from where the script is run, so they are made absolute before the cd.
 weights="" input=""
 while (($#)); do
   case $1 in
     -h | --help)
-      sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -w | --weights)
       (($# >= 2)) || { echo "demo: $1 needs a file" >&2; exit 2; }
-      weights=$2
+      weights=$(realpath -m -- "$2")
       shift 2
       ;;
     *)
       [[ -z $input ]] || { echo "demo: one input only (see --help)" >&2; exit 2; }
-      input=$1
+      input=$(realpath -m -- "$1")
       shift
       ;;
   esac
 done
+cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 mkdir -p out

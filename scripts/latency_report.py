@@ -13,7 +13,7 @@ import re
 import sys
 
 from pngplot import (BOTTOM, COLORS, LEFT, RIGHT, TOP, H, W, Canvas, draw_grid, draw_legend,
-                     nice_ticks, text_width)
+                     nice_ticks)
 
 
 def latencies_ms(path, element):
@@ -34,7 +34,7 @@ def pct(sorted_values, p):
 def histogram(out, runs, element):
     c = Canvas(W, H)
     x0, y0, x1, y1 = LEFT, TOP, W - RIGHT, H - BOTTOM
-    hi = max(pct(v, 99.5) for _, v, _, _ in runs) * 1.05
+    hi = max(max(pct(v, 99.5) for _, v, _, _ in runs) * 1.05, 1e-3)  # the last bar holds all slower frames
     bins = 60
     width = hi / bins
     counts = []
@@ -48,7 +48,8 @@ def histogram(out, runs, element):
     yt, ys = nice_ticks(0, top)
     sx = lambda v: round(x0 + v / xt[-1] * (x1 - x0))
     sy = lambda v: round(y1 - v / yt[-1] * (y1 - y0))
-    draw_grid(c, (x0, y0, x1, y1), (xt, xs), (yt, ys), sx, sy)
+    label = f"{element} latency per frame (ms, last bar: {hi:.1f} ms and slower)"
+    draw_grid(c, (x0, y0, x1, y1), (xt, xs), (yt, ys), sx, sy, label, "% of frames")
     for i, h in enumerate(counts):  # outlined bars, one colour per run
         col = COLORS[i % len(COLORS)]
         for b, v in enumerate(h):
@@ -57,9 +58,6 @@ def histogram(out, runs, element):
                 c.line(xa, sy(v), xb, sy(v), col)
                 c.rect(xa, sy(v), xa + 1, y1, col)
                 c.rect(xb - 1, sy(v), xb, y1, col)
-    label = f"{element} latency per frame (ms)"
-    c.text((x0 + x1 - text_width(label)) // 2, H - 22, label)
-    c.text(6, (y0 + y1 + text_width("% of frames")) // 2, "% of frames", vertical=True)
     entries = [f"{lab}: p50 {pct(v, 50):.2f} p99 {pct(v, 99):.2f} ms" for lab, v, _, _ in runs]
     draw_legend(c, entries, x1, y0)
     c.save_png(out)

@@ -37,11 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_write import save  # noqa: E402
 import torch_malunet  # noqa: E402
 import torch_microaunet  # noqa: E402
-from torch_malunet import MALUNet  # noqa: E402
 from torch_microaunet import MicroAUNet, bce_dice_loss  # noqa: E402
 
 CHANNELS = {**torch_microaunet.CHANNELS, **torch_malunet.CHANNELS}
-MODELS = {"microaunet": MicroAUNet, "microaunet-w8": MicroAUNet, "malunet": MALUNet}
+MODELS = {"microaunet": MicroAUNet, "microaunet-w8": MicroAUNet, "malunet": torch_malunet.MALUNet}
 MALUNET_HALF = [4, 8, 12, 16, 24, 32]
 
 OUT_DIR = os.path.join("tests", "fixtures", "models")
@@ -143,7 +142,8 @@ def make_train(name, arch, size, seed, channels=None):
     for k, b in model.named_buffers():
         if not k.endswith("num_batches_tracked"):
             tensors["after." + k] = b
-    write(name, tensors, metadata(arch, channels, size, mode="train", batch=2, bn_momentum=0.1))
+    bn = {"bn_momentum": 0.1} if arch.startswith("microaunet") else {}  # MALUNet has no batch-norm
+    write(name, tensors, metadata(arch, channels, size, mode="train", batch=2, **bn))
     return y, loss
 
 

@@ -19,7 +19,7 @@ import os
 import sys
 
 from pngplot import (BOTTOM, COLORS, LEFT, RIGHT, TOP, H, W, Canvas, draw_grid, draw_legend,
-                     nice_ticks, text_width)
+                     nice_ticks)
 
 
 def read_log(spec):
@@ -63,11 +63,7 @@ def plot(out, series, title=None, ymax=None):
     yt, ys = nice_ticks(min(min(losses), hi), hi)
     sx = lambda e: round(x0 + (e - xt[0]) / (xt[-1] - xt[0]) * (x1 - x0))
     sy = lambda v: round(y1 - (v - yt[0]) / (yt[-1] - yt[0]) * (y1 - y0))
-    draw_grid(c, (x0, y0, x1, y1), (xt, xs), (yt, ys), sx, sy)
-    c.text((x0 + x1 - text_width("epoch")) // 2, H - 22, "epoch")
-    c.text(6, (y0 + y1 + text_width("training loss")) // 2, "training loss", vertical=True)
-    if title:
-        c.text((W - text_width(title)) // 2, 12, title)
+    draw_grid(c, (x0, y0, x1, y1), (xt, xs), (yt, ys), sx, sy, "epoch", "training loss", title)
     clip = (x0 + 2, y0, x1, y1 - 1)
     for i, (_, pts) in enumerate(series):        # curves
         col = COLORS[i % len(COLORS)]

@@ -130,12 +130,15 @@ def fmt_tick(v, step):
     return f"{v:.{decimals}f}"
 
 
-
-
-def draw_grid(c, box, xticks, yticks, sx, sy):
-    """Grid lines, tick marks, tick labels and the two axes of the plot area box = (x0, y0, x1, y1);
-    xticks / yticks are (ticks, step) from nice_ticks, sx / sy map values to pixels."""
+def draw_grid(c, box, xticks, yticks, sx, sy, xlabel, ylabel, title=None):
+    """Grid lines, tick marks, tick labels, the two axes and their labels of the plot area
+    box = (x0, y0, x1, y1), and the title above; xticks / yticks are (ticks, step) from
+    nice_ticks, sx / sy map values to pixels."""
     x0, y0, x1, y1 = box
+    c.text((x0 + x1 - text_width(xlabel)) // 2, c.h - 22, xlabel)
+    c.text(6, (y0 + y1 + text_width(ylabel)) // 2, ylabel, vertical=True)
+    if title:
+        c.text((c.w - text_width(title)) // 2, 12, title)
     for t in xticks[0]:
         px, lab = sx(t), fmt_tick(t, xticks[1])
         c.rect(px, y0, px, y1, GRID)

@@ -22,34 +22,25 @@ dec{k} maps c[k] -> c[k-1] as in MicroAUNet (dec5 is the deepest). Inside blocks
 The public code ties EA's linear_1 to linear_0 by sharing storage (so every optimiser step
 writes both); here they are two parameters, linear1 initialised as the transpose of linear0.
 
+Inputs: sides a multiple of 32 (five 2x poolings). DWC, up2 and count_params come from
+torch_microaunet.py, with the same module names.
+
 Run it directly for a self-check (parameter count, shapes):
     /usr/bin/python3 scripts/torch_malunet.py
 """
 import math
+import os
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_microaunet import DWC, count_params, up2  # noqa: E402  (blocks both models share)
+
 CHANNELS = {"malunet": [8, 16, 24, 32, 48, 64]}
 PARAMS = {"malunet": 177943}
-
-
-def up2(x):
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-
-
-class DWC(nn.Module):
-    """Depthwise kxk (bias, padding k//2) -> GroupNorm(4) -> pointwise i->o (bias)."""
-
-    def __init__(self, i, o, k):
-        super().__init__()
-        self.dw = nn.Conv2d(i, i, k, padding=k // 2, groups=i, bias=True)
-        self.gn = nn.GroupNorm(4, i)
-        self.pw = nn.Conv2d(i, o, 1, bias=True)
-
-    def forward(self, x):
-        return self.pw(self.gn(self.dw(x)))
 
 
 class GAU(nn.Module):
@@ -228,10 +219,6 @@ def init_weights(m):
         m.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
         if m.bias is not None:
             m.bias.data.zero_()
-
-
-def count_params(m):
-    return sum(p.numel() for p in m.parameters())
 
 
 if __name__ == "__main__":

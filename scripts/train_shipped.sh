@@ -5,7 +5,7 @@
 #   kv1 = 160 epochs on Kvasir train from scratch at 256 -> kv2 = 80 epochs at lr 1e-3 ->
 #   kv320 = 40 epochs at 320 (-> weights/microaunet-kvasir) -> jointk = 36 epochs on CVC train +
 #   Kvasir train at 320 (-> weights/microaunet-cvc)
-# About 2 h 20 min on a 2-core machine. Then:
+# About 2.5 hours on a 2-core machine (the stages took 70 + 32 + 21 + 26 min). Then:
 #   cp runs/kv320.safetensors weights/microaunet-kvasir.safetensors
 #   cp runs/jointk.safetensors weights/microaunet-cvc.safetensors
 # and update the scores in weights/README.md (polypseg-eval prints them).
@@ -18,7 +18,7 @@ train() { # NAME ARGS...: one stage, logged to runs/NAME.{log,jsonl}
   local name=$1
   shift
   build/core/polypseg-train --arch microaunet --log "runs/$name.jsonl" --out "runs/$name.safetensors" "$@" \
-    >"runs/$name.log" 2>&1
+    >"runs/$name.log" 2>&1 || { echo "stage $name failed:" >&2; tail -n 20 "runs/$name.log" >&2; return 1; }
 }
 kvasir=(--data "$D/kvasir-seg/train" --val "$D/kvasir-seg/val" --dataset-name kvasir-seg/train)
 joint=(--data "$D/cvc-clinicdb" --split "$D/cvc-clinicdb/splits/train.txt" --add-data "$D/kvasir-seg/train"
