@@ -126,13 +126,18 @@ static void segment(PsCanvas *c, int x0, int y0, int x1, int y1, int width)
 
 void ps_canvas_polygon(PsCanvas *c, const int *xy, int n, int width)
 {
-    int S = c->size;
-    if (n == 1)
+    const int S = c->size;
+    if (n == 1) {
         stamp(c, ps_model_to_frame(xy[0], S, c->w), ps_model_to_frame(xy[1], S, c->h), width);
-    for (int i = 0; i < n && n > 1; i++) {
-        int j = (i + 1) % n;
-        segment(c, ps_model_to_frame(xy[2 * i], S, c->w), ps_model_to_frame(xy[2 * i + 1], S, c->h),
-                ps_model_to_frame(xy[2 * j], S, c->w), ps_model_to_frame(xy[2 * j + 1], S, c->h), width);
+        return;
+    }
+    /* each point mapped once; the first segment closes the polygon (marks do not depend on order) */
+    int px = ps_model_to_frame(xy[2 * n - 2], S, c->w), py = ps_model_to_frame(xy[2 * n - 1], S, c->h);
+    for (int i = 0; i < n; i++) {
+        int x = ps_model_to_frame(xy[2 * i], S, c->w), y = ps_model_to_frame(xy[2 * i + 1], S, c->h);
+        segment(c, px, py, x, y, width);
+        px = x;
+        py = y;
     }
 }
 
