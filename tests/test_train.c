@@ -9,6 +9,7 @@
 #include <json-glib/json-glib.h>
 #include "backward.h"
 #include "checkpoint.h"
+#include "distill.h"
 #include "image.h"
 #include "loss.h"
 #include "optim.h"
@@ -378,6 +379,47 @@ static void test_resume_is_exact(void)
     g_free(part);
 }
 
+/* --teacher: the run stopped by Ctrl-C in stage 1 and resumed ends exactly as the uninterrupted
+ * one (the adapters and their optimiser state travel in the checkpoint); the final file is the
+ * plain student with the teacher and distillation settings in its metadata; resuming without
+ * the teacher is refused. */
+static void test_distill_resume_is_exact(void)
+{
+    char *teacher = g_build_filename(tmpdir, "teacher.safetensors", NULL);
+    char *full = g_build_filename(tmpdir, "kd-full.safetensors", NULL);
+    char *part = g_build_filename(tmpdir, "kd-part.safetensors", NULL);
+    char *ckpt = g_strconcat(part, ".ckpt", NULL);
+    ps_model *t = ps_model_new("malunet", NULL, 0, 6, NULL);
+    g_assert_true(ps_model_save(t, teacher, NULL, NULL));
+    ps_model_free(t);
+    char *args = g_strdup_printf("--teacher %s --stage1-epochs %d", teacher, TRAIN_EPOCHS / 2);
+    g_assert_cmpint(run_train(full, args, 0, 0), ==, 0);
+    g_unlink(ckpt);
+    int st = run_train(part, args, SIGINT, 100);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 130);
+    ps_st_file *f = read_ok(ckpt);
+    g_test_message("stopped at epoch %s of %d", ps_st_meta(f, "checkpoint_epoch"), TRAIN_EPOCHS);
+    g_assert_nonnull(ps_st_find(f, PS_DISTILL_PREFIX "adapter5.weight"));
+    g_assert_nonnull(ps_st_find(f, "optim.v." PS_DISTILL_PREFIX "adapter5.weight"));
+    ps_st_free(f);
+    GError *err = NULL;
+    ps_model *student = ps_model_load(ckpt, &err); /* a checkpoint with adapters still loads as a model */
+    g_assert_no_error(err);
+    ps_model_free(student);
+    st = run_train(part, "--resume", 0, 0);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char *resume = g_strconcat(args, " --resume", NULL);
+    g_assert_cmpint(run_train(part, resume, 0, 0), ==, 0);
+    assert_same_weights(full, part);
+    f = read_ok(full);
+    for (int i = 0; i < f->n_tensors; i++)
+        g_assert_false(g_str_has_prefix(f->tensors[i].name, PS_DISTILL_PREFIX));
+    g_assert_cmpstr(ps_st_meta(f, "teacher"), ==, teacher);
+    g_assert_nonnull(strstr(ps_st_meta(f, "distillation"), "stage 1 epochs 20"));
+    ps_st_free(f);
+    g_free(resume), g_free(args), g_free(ckpt), g_free(part), g_free(full), g_free(teacher);
+}
+
 /* SIGKILL at several moments: the checkpoint on disk is always complete and loadable, and
  * --resume finishes the run. */
 static void test_kill9_leaves_valid_checkpoint(void)
@@ -560,6 +602,7 @@ int main(int argc, char **argv)
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
     g_test_add_func("/train/resume-is-exact", test_resume_is_exact);
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
+    g_test_add_func("/train/distill-resume-is-exact", test_distill_resume_is_exact);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);
     g_test_add_func("/train/bad-arguments", test_bad_arguments);
     g_test_add_func("/tools/add-data-and-per-image", test_add_data_and_per_image);

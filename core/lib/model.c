@@ -132,8 +132,16 @@ static char *shape_str(int ndim, const int64_t *shape)
     return g_string_free(s, FALSE);
 }
 
+static gboolean ignored(const char *name, const char *const *prefixes)
+{
+    for (; prefixes && *prefixes; prefixes++)
+        if (g_str_has_prefix(name, *prefixes))
+            return TRUE;
+    return FALSE;
+}
+
 gboolean ps_model_set_weights(ps_model *m, const ps_st_file *f, const char *path,
-                              const char *ignore_prefix, GError **err)
+                              const char *const *ignore_prefixes, GError **err)
 {
     /* Check everything before copying anything, so a bad file leaves the model untouched. */
     for (int i = 0; i < m->n_params; i++) {
@@ -168,7 +176,7 @@ gboolean ps_model_set_weights(ps_model *m, const ps_st_file *f, const char *path
             }
     }
     for (int i = 0; i < f->n_tensors; i++) {
-        if (ignore_prefix && g_str_has_prefix(f->tensors[i].name, ignore_prefix))
+        if (ignored(f->tensors[i].name, ignore_prefixes))
             continue;
         if (!ps_model_find(m, f->tensors[i].name)) {
             g_set_error(err, PS_MODEL_ERROR, 4, "%s: unexpected tensor '%s' (not part of %s)", path,
@@ -213,7 +221,7 @@ static int parse_list(const char *s, double *out, int max)
     }
 }
 
-ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *ignore_prefix,
+ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *const *ignore_prefixes,
                              GError **err)
 {
     ps_model *m = NULL;
@@ -268,7 +276,7 @@ ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *
         for (int i = 0; i < 3; i++)
             m->info.std[i] = (float)v[i];
     }
-    if (ps_model_set_weights(m, f, path, ignore_prefix, err))
+    if (ps_model_set_weights(m, f, path, ignore_prefixes, err))
         goto out;
 fail:
     ps_model_free(m);
@@ -282,9 +290,11 @@ ps_model *ps_model_load(const char *path, GError **err)
     ps_st_file *f = ps_st_read(path, err);
     if (!f)
         return NULL;
-    /* A training checkpoint also holds the optimiser's state; its model loads the same way. */
-    const char *skip = ps_st_meta(f, "checkpoint_epoch") ? "optim." : NULL;
-    ps_model *m = ps_model_from_file(f, path, skip, err);
+    /* A training checkpoint also holds the optimiser's state (and, distilling, the feature
+     * adapters); its model loads the same way. */
+    const char *const train_only[] = {PS_TRAIN_ONLY_PREFIXES, NULL};
+    const int ckpt = ps_st_meta(f, "checkpoint_epoch") != NULL;
+    ps_model *m = ps_model_from_file(f, path, ckpt ? train_only : NULL, err);
     ps_st_free(f);
     return m;
 }

@@ -52,14 +52,19 @@ ps_model *ps_model_new(const char *arch, const int *channels, int n_channels, ui
  * naming the file and tensor) missing, extra and mis-shaped tensors. Training checkpoints
  * (polypseg-train's .ckpt files) load too. */
 ps_model *ps_model_load(const char *path, GError **err);
-/* The same from an already-read file; tensors named with ignore_prefix (may be NULL) are
- * allowed beside the model's (a training checkpoint's optimiser state). */
-ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *ignore_prefix,
+/* Name prefixes of a training checkpoint's tensors that are not the model's: the optimiser's
+ * state and distillation's feature adapters. */
+#define PS_OPTIM_PREFIX "optim."
+#define PS_DISTILL_PREFIX "distill."
+#define PS_TRAIN_ONLY_PREFIXES PS_OPTIM_PREFIX, PS_DISTILL_PREFIX
+/* The same from an already-read file; tensors named with one of ignore_prefixes (NULL-terminated;
+ * the list may be NULL) are allowed beside the model's. */
+ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *const *ignore_prefixes,
                              GError **err);
 /* Loads weights from an already-read file into an existing model (same checks); nothing is
  * changed when it fails. */
 gboolean ps_model_set_weights(ps_model *m, const ps_st_file *f, const char *path,
-                              const char *ignore_prefix, GError **err);
+                              const char *const *ignore_prefixes, GError **err);
 /* Writes all parameters and buffers plus metadata (architecture, channels, input_size, mean,
  * std, and every key of `extra`, e.g. provenance) atomically. */
 gboolean ps_model_save(const ps_model *m, const char *path, GHashTable *extra, GError **err);

@@ -7,6 +7,7 @@
 #include "backward.h"
 #include "checkpoint.h"
 #include "dataset.h"
+#include "distill.h"
 #include "evaluate.h"
 #include "loss.h"
 #include "optim.h"
@@ -22,8 +23,9 @@ static void on_signal(int sig)
 typedef struct opts {
     char **add_data;
     char *crop_scale;
-    char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init;
+    char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init, *teacher;
     int epochs, batch, size, threads, warmup, limit;
+    ps_distill_opts kd; /* with --teacher; kd.stage1_epochs < 0 = half of the epochs */
     double lr, wd, min_lr;
     gint64 seed;
     gboolean resume;
@@ -33,7 +35,11 @@ typedef struct opts {
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
     *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
-                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1};
+                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1,
+                .kd = ps_distill_defaults(0)};
+    o->kd.stage1_epochs = -1;
+    double kd_t = o->kd.temperature, kd_w = o->kd.kd_weight, kd_f = o->kd.feature_weight,
+           kd_focus = o->kd.focus_weight, kd_bg = o->kd.boundary_gain, kd_cg = o->kd.confidence_gain;
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &o->arch, "Architecture: microaunet (default), microaunet-w8 or malunet (the distillation teacher)", "NAME"},
         {"data", 0, 0, G_OPTION_ARG_FILENAME, &o->data, "Training folder with images/ and masks/ (required)", "DIR"},
@@ -59,8 +65,23 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
         {"limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "Use only the first N images (quick checks)", "N"},
         {NULL}};
+    GOptionEntry kd_entries[] = {
+        {"teacher", 0, 0, G_OPTION_ARG_FILENAME, &o->teacher, "Distil from these trained weights (e.g. a malunet); off by default", "W"},
+        {"stage1-epochs", 0, 0, G_OPTION_ARG_INT, &o->kd.stage1_epochs, "Epochs of stage 1 (imitation: KL + adapted-feature MSE); the rest are stage 2 (boundary- and confidence-weighted KL). Default: half, rounded up", "N"},
+        {"kd-temperature", 0, 0, G_OPTION_ARG_DOUBLE, &kd_t, "Temperature T of the softened probabilities sigmoid(z/T) (default 2)", "T"},
+        {"kd-weight", 0, 0, G_OPTION_ARG_DOUBLE, &kd_w, "Stage 1: weight of the binary KL, times T^2 (default 1)", "W"},
+        {"feature-weight", 0, 0, G_OPTION_ARG_DOUBLE, &kd_f, "Stage 1: weight of the MSE between the adapted student features t1..t5 and the teacher's, relative to the teacher feature's mean square and averaged over the five (default 1; 0 = off)", "W"},
+        {"focus-weight", 0, 0, G_OPTION_ARG_DOUBLE, &kd_focus, "Stage 2: weight of the pixel-weighted KL (default 1)", "W"},
+        {"boundary-radius", 0, 0, G_OPTION_ARG_INT, &o->kd.boundary_radius, "Stage 2: half-width in pixels of the band around the true boundary (default 5)", "PX"},
+        {"boundary-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_bg, "Stage 2: extra pixel weight inside the boundary band (default 2)", "G"},
+        {"confidence-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_cg, "Stage 2: extra pixel weight times the teacher's confidence |2p-1| (default 1)", "G"},
+        {NULL}};
     GOptionContext *ctx = g_option_context_new("- train a polyp segmentation model");
     g_option_context_add_main_entries(ctx, entries, NULL);
+    GOptionGroup *kd_group = g_option_group_new("distillation", "Knowledge distillation from a teacher (two stages):",
+                                                "Show the distillation options", NULL, NULL);
+    g_option_group_add_entries(kd_group, kd_entries);
+    g_option_context_add_group(ctx, kd_group);
     g_option_context_set_description(ctx,
         "Example:\n  polypseg-train --data ../shared/datasets/kvasir-seg/train "
         "--val ../shared/datasets/kvasir-seg/val --epochs 100 -o weights/microaunet-kvasir.safetensors\n");
@@ -80,6 +101,22 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
                         "32 in %d..%d, lr > 0, min-lr >= 0, warmup-epochs >= 0\n", PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
+    }
+    if (ok) {
+        o->kd.temperature = (float)kd_t;
+        o->kd.kd_weight = (float)kd_w;
+        o->kd.feature_weight = (float)kd_f;
+        o->kd.focus_weight = (float)kd_focus;
+        o->kd.boundary_gain = (float)kd_bg;
+        o->kd.confidence_gain = (float)kd_cg;
+        if (o->kd.stage1_epochs < 0)
+            o->kd.stage1_epochs = ps_distill_defaults(o->epochs).stage1_epochs;
+        if (!(kd_t > 0) || kd_w < 0 || kd_f < 0 || kd_focus < 0 || kd_bg < 0 || kd_cg < 0 ||
+            o->kd.boundary_radius < 0 || o->kd.stage1_epochs > o->epochs) {
+            fprintf(stderr, "polypseg-train: bad distillation value: temperature > 0, weights and gains >= 0, "
+                            "boundary-radius >= 0, stage1-epochs <= epochs\n");
+            ok = FALSE;
+        }
     }
     g_clear_error(&err);
     g_option_context_free(ctx);
@@ -110,11 +147,26 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
     g_hash_table_insert(t, g_strdup("loss"), g_strdup("bce_with_logits + dice"));
+    if (o->teacher) {
+        const ps_distill_opts *k = &o->kd;
+        g_hash_table_insert(t, g_strdup("teacher"), g_strdup(o->teacher));
+        g_hash_table_insert(t, g_strdup("distillation"), g_strdup_printf(
+            "stage 1 epochs %d: kl(T=%g) x %g + relative adapted-feature mse x %g; then stage 2: kl(T=%g) x %g weighted "
+            "1 + %g in a %d px boundary band + %g |2p_teacher - 1|", k->stage1_epochs, k->temperature,
+            k->kd_weight, k->feature_weight, k->temperature, k->focus_weight, k->boundary_gain,
+            k->boundary_radius, k->confidence_gain));
+    }
     g_hash_table_insert(t, g_strdup("optimizer"), g_strdup_printf("adamw wd=%g, cosine, warm-up %d epochs",
                                                                   o->wd, o->warmup));
     g_hash_table_insert(t, g_strdup("command"), g_strdup(command));
     g_hash_table_insert(t, g_strdup("train_seconds"), g_strdup_printf("%.0f", train_seconds));
     return t;
+}
+
+static const char *setting_or_none(GHashTable *config, const char *key)
+{
+    const char *v = g_hash_table_lookup(config, key);
+    return v ? v : "(none)";
 }
 
 static void eval_progress(int done, int total, void *user)
@@ -155,7 +207,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    ps_adamw opt;
+    ps_adamw opt = {0};
     ps_train_pos pos = {0, 0};
     ps_model *m;
     double prior_seconds = 0;
@@ -168,13 +220,14 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "add_data", "split", "crop_scale", "optimizer", "dataset", "init"};
+                              "add_data", "split", "crop_scale", "optimizer", "dataset", "init",
+                              "teacher", "distillation"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
                 fprintf(stderr, "polypseg-train: %s was written with %s=%s, this run has %s; "
                                 "resume with the same settings\n", o.checkpoint, keys[i],
-                        (char *)g_hash_table_lookup(meta, keys[i]), (char *)g_hash_table_lookup(now, keys[i]));
+                        setting_or_none(meta, keys[i]), setting_or_none(now, keys[i]));
                 return 1;
             }
         }
@@ -197,9 +250,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "polypseg-train: --init %s holds %s, not %s\n", o.init, m->info.arch, o.arch);
             return 2;
         }
-        ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
     }
     m->info.input_size = o.size;
+    ps_distiller *kd = NULL;
+    if (o.teacher) {
+        ps_model *teacher = ps_model_load(o.teacher, &err);
+        if (!teacher || !(kd = ps_distiller_new(teacher, m, &o.kd, (uint64_t)o.seed, &err))) {
+            fprintf(stderr, "polypseg-train: --teacher: %s\n", err->message);
+            return 2;
+        }
+        printf("distilling from %s (%s, %zu parameters): stage 1 for %d epochs, then stage 2\n", o.teacher,
+               teacher->info.arch, ps_model_count_trainable(teacher), o.kd.stage1_epochs);
+    }
+    if (!opt.m) /* a new run: after the adapters, so that they train too */
+        ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = (float)o.crop_min,
@@ -245,17 +309,21 @@ int main(int argc, char **argv)
             float lr = ps_cosine_lr(opt.step, total_steps, warmup, (float)o.lr, (float)o.min_lr);
             ps_model_zero_grad(m);
             ps_graph_clear(&g);
-            ps_tensor *logits = ps_model_forward(m, &g, images, NULL);
+            ps_tensor *features[5];
+            ps_tensor *logits = ps_model_forward(m, &g, images, features);
             logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
             double loss = ps_loss_bce_logits(logits, masks, 1.0f) + ps_loss_dice(logits, masks, 1.0f);
+            if (kd)
+                loss += ps_distiller_loss(kd, &g, ps_distiller_stage(kd, epoch), images, masks, logits, features);
             ps_backward(&g, logits);
             ps_adamw_step(&opt, m, lr);
             loss_sum += loss;
             seen++;
             double ips = seen * o.batch / ((g_get_monotonic_time() - t_epoch) / 1e6);
             char extra[96];
-            snprintf(extra, sizeof extra, "epoch %d/%d loss %.4f lr %.2e %.1f img/s", epoch + 1, o.epochs,
-                     loss_sum / seen, lr, ips);
+            snprintf(extra, sizeof extra, "epoch %d/%d%s loss %.4f lr %.2e %.1f img/s", epoch + 1, o.epochs,
+                     !kd ? "" : ps_distiller_stage(kd, epoch) == 1 ? " (stage 1)" : " (stage 2)", loss_sum / seen,
+                     lr, ips);
             ps_progress_update(&bar, opt.step, extra);
             if (stop_requested)
                 break;
@@ -278,8 +346,9 @@ int main(int argc, char **argv)
                seen ? loss_sum / seen : 0.0, seen * o.batch / secs, secs);
         fflush(stdout);
         if (log) {
-            fprintf(log, "{\"epoch\":%d,\"loss\":%.6f,\"img_per_s\":%.2f,\"seconds\":%.2f}\n", epoch + 1,
-                    seen ? loss_sum / seen : 0.0, seen * o.batch / secs, train_seconds);
+            fprintf(log, "{\"epoch\":%d,\"stage\":%d,\"loss\":%.6f,\"img_per_s\":%.2f,\"seconds\":%.2f}\n",
+                    epoch + 1, kd ? ps_distiller_stage(kd, epoch) : 0, seen ? loss_sum / seen : 0.0,
+                    seen * o.batch / secs, train_seconds);
             fflush(log);
         }
         if (stop_requested) {
@@ -293,6 +362,7 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (exit_code == 0) {
+        ps_model_drop_params(m, PS_DISTILL_PREFIX); /* the adapters only served training */
         double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
         GHashTable *meta = run_config(&o, command, train_seconds);
         if (vds) {
@@ -334,6 +404,7 @@ int main(int argc, char **argv)
     ps_loader_free(loader);
     ps_adamw_free(&opt);
     ps_model_free(m);
+    ps_distiller_free(kd);
     ps_dataset_free(ds);
     ps_dataset_free(vds);
     g_free(command);

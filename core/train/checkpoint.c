@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OPT_PREFIX "optim."
+#define OPT_PREFIX PS_OPTIM_PREFIX
 
 gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw *opt,
                             ps_train_pos pos, GHashTable *extra, GError **err)
@@ -61,9 +61,24 @@ ps_model *ps_checkpoint_load(const char *path, ps_adamw *opt, float lr, float we
         !meta_int(f, path, "checkpoint_batch", &batch, err) ||
         !meta_int(f, path, "optim_step", &step, err))
         goto out;
-    m = ps_model_from_file(f, path, OPT_PREFIX, err);
+    const char *const train_only[] = {PS_TRAIN_ONLY_PREFIXES, NULL};
+    m = ps_model_from_file(f, path, train_only, err);
     if (!m)
         goto out;
+    /* Distillation's adapters train with the model: back as trainable parameters. */
+    for (int i = 0; i < f->n_tensors; i++) {
+        const ps_st_tensor *t = &f->tensors[i];
+        if (!g_str_has_prefix(t->name, PS_DISTILL_PREFIX))
+            continue;
+        if (t->ndim < 1 || t->ndim > 4) {
+            g_set_error(err, PS_MODEL_ERROR, 6, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim);
+            ps_model_free(m);
+            m = NULL;
+            goto out;
+        }
+        ps_tensor *p = ps_model_add_param(m, t->name, 1, t->ndim, t->shape);
+        memcpy(p->data, t->data, t->numel * sizeof(float));
+    }
     ps_adamw_init(opt, m, lr, weight_decay);
     opt->step = step;
     for (int i = 0; i < m->n_params; i++) {

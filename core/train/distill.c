@@ -1,0 +1,137 @@
+#include "distill.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "loss.h"
+
+#define N_FEATURES 5
+
+struct ps_distiller {
+    ps_model *teacher;
+    ps_distill_opts o;
+    ps_arena *arena; /* the teacher's pass and the stage-2 pixel weights, reset every batch */
+    ps_graph g;
+    ps_tensor *adapter_w[N_FEATURES], *adapter_b[N_FEATURES];
+};
+
+ps_distill_opts ps_distill_defaults(int epochs)
+{
+    return (ps_distill_opts){.stage1_epochs = (epochs + 1) / 2, .temperature = 2.0f, .kd_weight = 1.0f,
+                             .feature_weight = 1.0f, .focus_weight = 1.0f, .boundary_radius = 5,
+                             .boundary_gain = 2.0f, .confidence_gain = 1.0f};
+}
+
+static char *adapter_name(int k, const char *leaf)
+{
+    return g_strdup_printf(PS_DISTILL_PREFIX "adapter%d.%s", k + 1, leaf);
+}
+
+ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_distill_opts *o,
+                               uint64_t seed, GError **err)
+{
+    if (teacher->info.n_channels < N_FEATURES + 1 || student->info.n_channels < N_FEATURES + 1) {
+        g_set_error(err, PS_MODEL_ERROR, 7, "teacher %s and student %s need %d encoder stages each",
+                    teacher->info.arch, student->info.arch, N_FEATURES + 1);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        if (teacher->info.mean[i] != student->info.mean[i] || teacher->info.std[i] != student->info.std[i]) {
+            g_set_error(err, PS_MODEL_ERROR, 7, "teacher and student normalise their input differently "
+                        "(mean/std); the teacher would see other numbers than it was trained on");
+            return NULL;
+        }
+    ps_distiller *d = g_new0(ps_distiller, 1);
+    d->teacher = teacher;
+    d->o = *o;
+    d->arena = ps_arena_new();
+    ps_graph_init(&d->g, d->arena, 0);
+    GRand *rng = g_rand_new_with_seed((guint32)(seed ^ 0x5eed));
+    for (int k = 0; k < N_FEATURES; k++) {
+        const int in = student->info.channels[k], out = teacher->info.channels[k];
+        char *wn = adapter_name(k, "weight"), *bn = adapter_name(k, "bias");
+        ps_param *w = ps_model_find(student, wn), *b = ps_model_find(student, bn);
+        if (!w || !b) { /* new run; a resumed one restored them from its checkpoint */
+            const int64_t ws[4] = {out, in, 1, 1}, bs[1] = {out};
+            ps_tensor *wt = ps_model_add_param(student, wn, 1, 4, ws);
+            ps_model_add_param(student, bn, 1, 1, bs); /* zero */
+            /* uniform with the He (fan-out) standard deviation of every other conv here */
+            const double half_width = sqrt(3.0) * sqrt(2.0 / out);
+            for (size_t i = 0; i < ps_numel(wt); i++)
+                wt->data[i] = (float)g_rand_double_range(rng, -half_width, half_width);
+            w = ps_model_find(student, wn);
+            b = ps_model_find(student, bn);
+        }
+        g_free(wn);
+        g_free(bn);
+        if (w->t->n != out || w->t->c != in || ps_numel(b->t) != (size_t)out) {
+            g_set_error(err, PS_MODEL_ERROR, 7, "adapter %d is %dx%d, student and teacher need %dx%d", k + 1,
+                        w->t->n, w->t->c, out, in);
+            g_rand_free(rng);
+            d->teacher = NULL; /* still the caller's */
+            ps_distiller_free(d);
+            return NULL;
+        }
+        d->adapter_w[k] = w->t;
+        d->adapter_b[k] = b->t;
+    }
+    g_rand_free(rng);
+    return d;
+}
+
+void ps_distiller_free(ps_distiller *d)
+{
+    if (!d)
+        return;
+    ps_graph_release(&d->g);
+    ps_arena_free(d->arena);
+    ps_model_free(d->teacher);
+    g_free(d);
+}
+
+int ps_distiller_stage(const ps_distiller *d, int epoch)
+{
+    return epoch < d->o.stage1_epochs ? 1 : 2;
+}
+
+double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tensor *images,
+                         const ps_tensor *masks, ps_tensor *logits, ps_tensor *const *features)
+{
+    ps_graph_clear(&d->g);
+    ps_tensor *tfeat[N_FEATURES];
+    ps_tensor *tlogits = ps_model_forward(d->teacher, &d->g, (ps_tensor *)images, tfeat);
+    if (stage == 2) {
+        ps_tensor *pw = ps_arena_tensor(d->arena, logits->n, 1, logits->h, logits->w);
+        ps_kd_pixel_weights(masks, tlogits, d->o.boundary_radius, d->o.boundary_gain, d->o.confidence_gain,
+                            pw);
+        return d->o.focus_weight * ps_loss_kd_binary(logits, tlogits, pw, d->o.temperature, d->o.focus_weight);
+    }
+    /* the losses return their unweighted value and add weighted gradients */
+    double loss = d->o.kd_weight * ps_loss_kd_binary(logits, tlogits, NULL, d->o.temperature, d->o.kd_weight);
+    if (d->o.feature_weight > 0)
+        for (int k = 0; k < N_FEATURES; k++) {
+            ps_tensor *a = ps_g_conv2d(g, features[k], d->adapter_w[k], d->adapter_b[k], 1, 0, 1, 1);
+            a->grad = ps_arena_calloc(g->arena, ps_numel(a) * sizeof(float));
+            /* relative to the teacher feature's mean square, averaged over t1..t5: scale-free, so
+             * no level's magnitude drowns the others or the segmentation loss */
+            double ms = 0;
+            for (size_t i = 0, n = ps_numel(tfeat[k]); i < n; i++)
+                ms += (double)tfeat[k]->data[i] * tfeat[k]->data[i];
+            const double w = d->o.feature_weight / (N_FEATURES * (ms / ps_numel(tfeat[k]) + 1e-6));
+            loss += w * ps_loss_mse(a, tfeat[k], (float)w);
+        }
+    return loss;
+}
+
+void ps_model_drop_params(ps_model *m, const char *prefix)
+{
+    int kept = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (g_str_has_prefix(m->params[i].name, prefix)) {
+            g_free(m->params[i].name);
+            ps_tensor_free(m->params[i].t);
+        } else {
+            m->params[kept++] = m->params[i];
+        }
+    }
+    m->n_params = kept;
+}

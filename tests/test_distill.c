@@ -1,0 +1,204 @@
+/* Distillation: the two stages' losses reach the student's parameters and (stage 1 only) the
+ * feature adapters with the gradients central differences give; adapters are added once and
+ * dropped cleanly; teachers that do not fit are refused with a message. */
+#include <math.h>
+#include <string.h>
+#include "backward.h"
+#include "distill.h"
+#include "optim.h"
+#include "test_util.h"
+
+#define SIDE 128
+
+typedef struct fixture {
+    ps_model *student;
+    ps_distiller *kd;
+    ps_tensor *x, *mask;
+} fixture;
+
+static void setup(fixture *f, const ps_distill_opts *o)
+{
+    f->student = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    ps_model *teacher = ps_model_new("malunet", NULL, 0, 4, NULL);
+    GError *err = NULL;
+    f->kd = ps_distiller_new(teacher, f->student, o, 5, &err);
+    g_assert_no_error(err);
+    GRand *r = g_rand_new_with_seed(8);
+    f->x = ps_tensor_new(2, 3, SIDE, SIDE);
+    f->mask = ps_tensor_new(2, 1, SIDE, SIDE);
+    tu_fill_uniform(f->x->data, ps_numel(f->x), r, -2, 2);
+    for (int n = 0; n < 2; n++) /* a disc per image */
+        for (int y = 0; y < SIDE; y++)
+            for (int x = 0; x < SIDE; x++)
+                f->mask->data[(n * SIDE + y) * SIDE + x] = hypot(x - 50 - 20 * n, y - 60) < 30;
+    g_rand_free(r);
+}
+
+static void teardown(fixture *f)
+{
+    ps_distiller_free(f->kd);
+    ps_model_free(f->student);
+    ps_tensor_free(f->x);
+    ps_tensor_free(f->mask);
+}
+
+/* The stage's distillation loss alone; with `backward` its gradients land in the parameters. */
+static double distill_loss(fixture *f, int stage, int backward)
+{
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    if (backward)
+        ps_model_zero_grad(f->student);
+    ps_tensor *features[5];
+    ps_tensor *logits = ps_model_forward(f->student, &g, f->x, features);
+    logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
+    double loss = ps_distiller_loss(f->kd, &g, stage, f->x, f->mask, logits, features);
+    if (backward)
+        ps_backward(&g, logits);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    return loss;
+}
+
+/* Central differences on the `picks` largest-gradient entries of parameter `name`. */
+static void check_param(fixture *f, int stage, const char *name, int picks)
+{
+    ps_tensor *p = ps_model_find(f->student, name)->t;
+    const size_t n = ps_numel(p);
+    float *analytic = g_memdup2(p->grad, n * sizeof(float));
+    for (int k = 0; k < picks; k++) {
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (fabsf(analytic[i]) > fabsf(analytic[best]))
+                best = i;
+        const float keep = p->data[best], h = 1e-3f * fmaxf(1.0f, fabsf(keep));
+        p->data[best] = keep + h;
+        const double up = distill_loss(f, stage, 0);
+        p->data[best] = keep - h;
+        const double down = distill_loss(f, stage, 0);
+        p->data[best] = keep;
+        const double numeric = (up - down) / (2 * h);
+        g_test_message("stage %d %s[%zu]: analytic %.6g numeric %.6g", stage, name, best, analytic[best], numeric);
+        if (!(fabs(numeric - analytic[best]) <= 1e-4 + 2e-2 * fabs(numeric)))
+            g_test_fail_printf("stage %d %s[%zu]: analytic %g, central difference %g", stage, name, best,
+                               analytic[best], numeric);
+        analytic[best] = 0; /* next pick */
+    }
+    g_free(analytic);
+}
+
+static gboolean all_zero(const ps_tensor *t)
+{
+    for (size_t i = 0; i < ps_numel(t); i++)
+        if (t->grad[i] != 0)
+            return FALSE;
+    return TRUE;
+}
+
+static void test_stage1_gradients(void)
+{
+    fixture f;
+    ps_distill_opts o = ps_distill_defaults(2);
+    o.feature_weight = 0.5f; /* not 1, so a weight applied twice or not at all shows */
+    o.kd_weight = 1.5f;
+    setup(&f, &o);
+    const double loss = distill_loss(&f, 1, 1);
+    g_assert_true(isfinite(loss) && loss > 0);
+    check_param(&f, 1, PS_DISTILL_PREFIX "adapter1.weight", 3);
+    check_param(&f, 1, PS_DISTILL_PREFIX "adapter5.bias", 2);
+    /* Reached through the KL and the features. A GroupNorm's scale before a max-pool leaves every
+     * pool's choice as it is, so central differences see no kinks (a conv weight's would). */
+    check_param(&f, 1, "gn5.weight", 3);
+    check_param(&f, 1, "gn5.bias", 2);
+    check_param(&f, 1, "final.weight", 2);       /* through the KL only */
+    teardown(&f);
+}
+
+static void test_stage2_gradients(void)
+{
+    fixture f;
+    ps_distill_opts o = ps_distill_defaults(2);
+    o.focus_weight = 0.7f;
+    setup(&f, &o);
+    const double loss = distill_loss(&f, 2, 1);
+    g_assert_true(isfinite(loss) && loss > 0);
+    g_assert_true(all_zero(ps_model_find(f.student, PS_DISTILL_PREFIX "adapter3.weight")->t));
+    check_param(&f, 2, "gn5.weight", 3);
+    check_param(&f, 2, "final.weight", 2);
+    teardown(&f);
+}
+
+/* Stage 2's boundary and confidence gains change the loss; with both 0 it is the plain KL
+ * (stage 1 without features) scaled by the focus weight over the kd weight. */
+static void test_stage2_weights(void)
+{
+    fixture f;
+    ps_distill_opts o = ps_distill_defaults(2);
+    o.feature_weight = 0;
+    o.boundary_gain = o.confidence_gain = 0;
+    o.kd_weight = 1.0f;
+    o.focus_weight = 1.0f;
+    setup(&f, &o);
+    const double plain1 = distill_loss(&f, 1, 0), plain2 = distill_loss(&f, 2, 0);
+    g_assert_cmpfloat_with_epsilon(plain1, plain2, 1e-9 * fabs(plain1));
+    teardown(&f);
+    o.boundary_gain = 4;
+    setup(&f, &o);
+    const double banded = distill_loss(&f, 2, 0);
+    g_test_message("plain KL %.6g, with a boundary band %.6g", plain2, banded);
+    g_assert_cmpfloat(fabs(banded - plain2), >, 1e-6 * plain2);
+    teardown(&f);
+}
+
+/* A resumed run's student already holds the adapters: they are reused, not added again, and
+ * dropping them leaves exactly the architecture's parameters. */
+static void test_adapters_once_and_dropped(void)
+{
+    fixture f;
+    ps_distill_opts o = ps_distill_defaults(4);
+    setup(&f, &o);
+    const int with = f.student->n_params;
+    ps_model *fresh = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    g_assert_cmpint(with, ==, fresh->n_params + 10);
+    g_assert_cmpint(ps_model_find(f.student, PS_DISTILL_PREFIX "adapter2.weight")->t->n, ==, 16); /* malunet c2 */
+    g_assert_cmpint(ps_model_find(f.student, PS_DISTILL_PREFIX "adapter2.weight")->t->c, ==, 8);  /* microaunet c2 */
+    ps_distiller *again = ps_distiller_new(ps_model_new("malunet", NULL, 0, 4, NULL), f.student, &o, 5, NULL);
+    g_assert_nonnull(again);
+    g_assert_cmpint(f.student->n_params, ==, with);
+    ps_distiller_free(again);
+    g_assert_cmpint(ps_distiller_stage(f.kd, 1), ==, 1);
+    g_assert_cmpint(ps_distiller_stage(f.kd, 2), ==, 2); /* defaults: half of 4 epochs */
+    ps_model_drop_params(f.student, PS_DISTILL_PREFIX);
+    g_assert_cmpint(f.student->n_params, ==, fresh->n_params);
+    for (int i = 0; i < fresh->n_params; i++)
+        g_assert_cmpstr(f.student->params[i].name, ==, fresh->params[i].name);
+    ps_model_free(fresh);
+    teardown(&f);
+}
+
+static void test_mismatched_teacher(void)
+{
+    ps_model *student = ps_model_new("microaunet", NULL, 0, 1, NULL);
+    ps_model *teacher = ps_model_new("malunet", NULL, 0, 2, NULL);
+    teacher->info.mean[0] += 0.1f;
+    ps_distill_opts o = ps_distill_defaults(2);
+    GError *err = NULL;
+    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
+    g_assert_nonnull(strstr(err->message, "normalise"));
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    ps_model_free(teacher);
+    ps_model_free(student);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/distill/stage1-gradients", test_stage1_gradients);
+    g_test_add_func("/distill/stage2-gradients", test_stage2_gradients);
+    g_test_add_func("/distill/stage2-weights", test_stage2_weights);
+    g_test_add_func("/distill/adapters-once-and-dropped", test_adapters_once_and_dropped);
+    g_test_add_func("/distill/mismatched-teacher", test_mismatched_teacher);
+    return g_test_run();
+}
