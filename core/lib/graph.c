@@ -106,8 +106,21 @@ static void depthwise_part(void *ctx, int begin, int end)
     }
 }
 
+/* x with `pad` zeros on every side, from the arena. */
+static ps_tensor *zero_padded(ps_graph *g, const ps_tensor *x, int pad)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
+    memset(y->data, 0, ps_numel(y) * sizeof(float));
+    for (int p = 0; p < x->n * x->c; p++)
+        for (int r = 0; r < x->h; r++)
+            memcpy(y->data + ((size_t)p * y->h + r + pad) * y->w + pad, x->data + ((size_t)p * x->h + r) * x->w,
+                   x->w * sizeof(float));
+    return y;
+}
+
 /* The kernels cover the model's convs (pointwise, depthwise 3x3 'same', dense 'valid' such as
- * LSCAB's 7x7 on its reflect-padded input); any other shape runs the reference. */
+ * LSCAB's 7x7 on its reflect-padded input, and dense zero-padded ones such as MALUNet's 3x3
+ * through a padded copy); any other shape runs the reference. */
 static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
                    const ps_conv2d_params *p, int relu, ps_tensor *y)
 {
@@ -119,6 +132,10 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0 && !relu)
         ps_pool_for(g->pool, x->n * y->c, valid_part, &j); /* (its kernel has no fused ReLU) */
+    else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
+        j.x = zero_padded(g, x, p->pad_h);
+        ps_pool_for(g->pool, x->n * y->c, valid_part, &j);
+    }
     else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)
