@@ -232,13 +232,16 @@ static void test_conv_backward(gconstpointer data)
     g_rand_free(r);
 }
 
-/* ps_g_conv2d_relu = relu(reference conv) for every shape class: the kernel paths and the
- * reference fallback (a strided conv, and a 'valid' conv whose kernel fuses no ReLU). */
-static void test_conv_relu_paths(void)
+/* ps_g_conv2d(_relu) = (relu of) the reference conv for every shape class: the kernel paths,
+ * dense zero-padded convs (MALUNet's 3x3 'same', dilated, odd padding: the 'valid' kernel on a
+ * padded copy) and the reference fallback (a strided conv, and a 'valid' conv whose kernel fuses
+ * no ReLU). */
+static void test_conv_paths(void)
 {
     static const struct {
-        int cin, cout, k, stride, pad, dil, groups;
-    } cases[] = {{5, 7, 1, 1, 0, 1, 1}, {6, 6, 3, 1, 2, 2, 6}, {2, 3, 7, 1, 0, 1, 1}, {3, 4, 3, 2, 1, 1, 1}};
+        int cin, cout, k, stride, pad, dil, groups, relu;
+    } cases[] = {{5, 7, 1, 1, 0, 1, 1, 1}, {6, 6, 3, 1, 2, 2, 6, 1}, {2, 3, 7, 1, 0, 1, 1, 1}, {3, 4, 3, 2, 1, 1, 1, 1},
+                 {3, 8, 3, 1, 1, 1, 1, 0}, {5, 4, 3, 1, 2, 2, 1, 0},  {2, 3, 5, 1, 1, 1, 1, 0}, {3, 8, 3, 1, 1, 1, 1, 1}};
     GRand *r = g_rand_new_with_seed(19);
     ps_arena *arena = ps_arena_new();
     ps_graph g;
@@ -250,44 +253,16 @@ static void test_conv_relu_paths(void)
         tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
         tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
         tu_fill_uniform(b->data, cout, r, -1, 1);
-        ps_tensor *got = ps_g_conv2d_relu(&g, x, w, b, cases[i].stride, cases[i].pad, cases[i].dil, cases[i].groups);
+        ps_tensor *(*conv)(ps_graph *, ps_tensor *, ps_tensor *, ps_tensor *, int, int, int, int) =
+            cases[i].relu ? ps_g_conv2d_relu : ps_g_conv2d;
+        ps_tensor *got = conv(&g, x, w, b, cases[i].stride, cases[i].pad, cases[i].dil, cases[i].groups);
         ps_tensor *want = ps_tensor_new(got->n, got->c, got->h, got->w);
         ps_conv2d_params p = {cases[i].stride, cases[i].pad, cases[i].pad, cases[i].dil, cases[i].groups};
         ps_conv2d_ref(x, w, b, &p, want);
-        relu_in_place(want);
+        if (cases[i].relu)
+            relu_in_place(want);
         char label[64];
-        g_snprintf(label, sizeof label, "conv+relu case %u", i);
-        tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
-        ps_tensor_free(x), ps_tensor_free(w), ps_tensor_free(b), ps_tensor_free(want);
-    }
-    ps_graph_release(&g);
-    ps_arena_free(arena);
-    g_rand_free(r);
-}
-
-/* ps_g_conv2d = the reference conv for the dense zero-padded shapes it runs through a padded
- * copy and the 'valid' kernel (MALUNet's 3x3 'same', dilated, and an odd padding). */
-static void test_conv_padded_dense(void)
-{
-    static const struct {
-        int cin, cout, k, pad, dil;
-    } cases[] = {{3, 8, 3, 1, 1}, {5, 4, 3, 2, 2}, {2, 3, 5, 1, 1}};
-    GRand *r = g_rand_new_with_seed(23);
-    ps_arena *arena = ps_arena_new();
-    ps_graph g;
-    ps_graph_init(&g, arena, 0);
-    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
-        const int cin = cases[i].cin, cout = cases[i].cout, k = cases[i].k;
-        ps_tensor *x = ps_tensor_new(2, cin, 17, 21), *w = ps_tensor_new(cout, cin, k, k), *b = ps_tensor_new(cout, 1, 1, 1);
-        tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
-        tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
-        tu_fill_uniform(b->data, cout, r, -1, 1);
-        ps_tensor *got = ps_g_conv2d(&g, x, w, b, 1, cases[i].pad, cases[i].dil, 1);
-        ps_tensor *want = ps_tensor_new(got->n, got->c, got->h, got->w);
-        ps_conv2d_params p = {1, cases[i].pad, cases[i].pad, cases[i].dil, 1};
-        ps_conv2d_ref(x, w, b, &p, want);
-        char label[64];
-        g_snprintf(label, sizeof label, "padded dense conv case %u", i);
+        g_snprintf(label, sizeof label, "conv%s case %u", cases[i].relu ? "+relu" : "", i);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         ps_tensor_free(x), ps_tensor_free(w), ps_tensor_free(b), ps_tensor_free(want);
     }
@@ -358,8 +333,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/kernels/best", test_best_is_runnable);
-    g_test_add_func("/graph/conv-relu-paths", test_conv_relu_paths);
-    g_test_add_func("/graph/conv-padded-dense", test_conv_padded_dense);
+    g_test_add_func("/graph/conv-paths", test_conv_paths);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);
