@@ -1,6 +1,6 @@
 /* Distillation: the two stages' losses reach the student's parameters and (stage 1 only) the
  * feature adapters with the gradients central differences give; adapters are added once and
- * dropped cleanly; teachers that do not fit are refused with a message. */
+ * detached cleanly; teachers and adapters that do not fit are refused with a message. */
 #include <math.h>
 #include <string.h>
 #include "backward.h"
@@ -129,25 +129,37 @@ static void test_stage2_gradients(void)
     teardown(&f);
 }
 
-/* Stage 2's boundary and confidence gains change the loss; with both 0 it is the plain KL
- * (stage 1 without features) scaled by the focus weight over the kd weight. */
-static void test_stage2_weights(void)
+/* Each term carries its own weight: stage 2 without gains is stage 1's KL (features off) times
+ * focus/kd weight; the feature term grows linearly with its weight; a boundary band changes
+ * stage 2. */
+static void test_term_weights(void)
 {
     fixture f;
     ps_distill_opts o = ps_distill_defaults(2);
     o.feature_weight = 0;
     o.boundary_gain = o.confidence_gain = 0;
-    o.kd_weight = 1.0f;
-    o.focus_weight = 1.0f;
+    o.kd_weight = 1.5f;
+    o.focus_weight = 0.7f;
     setup(&f, &o);
-    const double plain1 = distill_loss(&f, 1, 0), plain2 = distill_loss(&f, 2, 0);
-    g_assert_cmpfloat_with_epsilon(plain1, plain2, 1e-9 * fabs(plain1));
+    const double kl1 = distill_loss(&f, 1, 0), kl2 = distill_loss(&f, 2, 0);
+    g_assert_cmpfloat_with_epsilon(kl2, kl1 * 0.7 / 1.5, 1e-6 * kl1);
     teardown(&f);
+    double with_features[3];
+    for (int fw = 1; fw <= 2; fw++) {
+        o.feature_weight = (float)fw;
+        setup(&f, &o);
+        with_features[fw] = distill_loss(&f, 1, 0) - kl1;
+        teardown(&f);
+    }
+    g_test_message("KL %.6g; feature term at weight 1: %.6g, at 2: %.6g", kl1, with_features[1], with_features[2]);
+    g_assert_cmpfloat(with_features[1], >, 0);
+    g_assert_cmpfloat_with_epsilon(with_features[2], 2 * with_features[1], 1e-5 * with_features[1]);
+    o.feature_weight = 0;
     o.boundary_gain = 4;
     setup(&f, &o);
     const double banded = distill_loss(&f, 2, 0);
-    g_test_message("plain KL %.6g, with a boundary band %.6g", plain2, banded);
-    g_assert_cmpfloat(fabs(banded - plain2), >, 1e-6 * plain2);
+    g_test_message("stage 2 KL %.6g, with a boundary band %.6g", kl2, banded);
+    g_assert_cmpfloat(fabs(banded - kl2), >, 1e-6 * kl2);
     teardown(&f);
 }
 
@@ -169,7 +181,7 @@ static void test_adapters_once_and_dropped(void)
     ps_distiller_free(again);
     g_assert_cmpint(ps_distiller_stage(f.kd, 1), ==, 1);
     g_assert_cmpint(ps_distiller_stage(f.kd, 2), ==, 2); /* defaults: half of 4 epochs */
-    ps_model_drop_params(f.student, PS_DISTILL_PREFIX);
+    ps_distiller_detach(f.kd, f.student);
     g_assert_cmpint(f.student->n_params, ==, fresh->n_params);
     for (int i = 0; i < fresh->n_params; i++)
         g_assert_cmpstr(f.student->params[i].name, ==, fresh->params[i].name);
@@ -177,18 +189,37 @@ static void test_adapters_once_and_dropped(void)
     teardown(&f);
 }
 
+/* Refusals leave the student as it was and the teacher with the caller. */
 static void test_mismatched_teacher(void)
 {
     ps_model *student = ps_model_new("microaunet", NULL, 0, 1, NULL);
     ps_model *teacher = ps_model_new("malunet", NULL, 0, 2, NULL);
-    teacher->info.mean[0] += 0.1f;
+    const int n_params = student->n_params;
     ps_distill_opts o = ps_distill_defaults(2);
     GError *err = NULL;
+    const float mean0 = teacher->info.mean[0];
+    teacher->info.mean[0] += 0.1f;
     g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
     g_assert_nonnull(strstr(err->message, "normalise"));
     g_test_message("%s", err->message);
     g_clear_error(&err);
-    ps_model_free(teacher);
+    teacher->info.mean[0] = mean0;
+    /* a checkpoint with only one of the adapters, then one with a mis-shaped adapter */
+    const int64_t wrong[4] = {16, 8, 3, 3}, bias[1] = {8};
+    ps_model_add_param(student, PS_DISTILL_PREFIX "adapter1.bias", 1, 1, bias);
+    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
+    g_assert_nonnull(strstr(err->message, "1 of the 10"));
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    g_assert_cmpint(student->n_params, ==, n_params + 1);
+    ps_model_drop_params(student, PS_DISTILL_PREFIX);
+    ps_model_add_param(student, PS_DISTILL_PREFIX "adapter2.weight", 1, 4, wrong);
+    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
+    g_assert_nonnull(strstr(err->message, "adapter2.weight"));
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    g_assert_cmpint(student->n_params, ==, n_params + 1);
+    ps_model_free(teacher); /* still ours after every refusal */
     ps_model_free(student);
 }
 
@@ -197,7 +228,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/distill/stage1-gradients", test_stage1_gradients);
     g_test_add_func("/distill/stage2-gradients", test_stage2_gradients);
-    g_test_add_func("/distill/stage2-weights", test_stage2_weights);
+    g_test_add_func("/distill/term-weights", test_term_weights);
     g_test_add_func("/distill/adapters-once-and-dropped", test_adapters_once_and_dropped);
     g_test_add_func("/distill/mismatched-teacher", test_mismatched_teacher);
     return g_test_run();

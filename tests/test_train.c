@@ -399,6 +399,8 @@ static void test_distill_resume_is_exact(void)
     g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 130);
     ps_st_file *f = read_ok(ckpt);
     g_test_message("stopped at epoch %s of %d", ps_st_meta(f, "checkpoint_epoch"), TRAIN_EPOCHS);
+    g_assert_cmpint(atoi(ps_st_meta(f, "checkpoint_epoch")), <, TRAIN_EPOCHS / 2); /* in stage 1 */
+    g_assert_nonnull(ps_st_meta(f, "teacher_sha256"));
     g_assert_nonnull(ps_st_find(f, PS_DISTILL_PREFIX "adapter5.weight"));
     g_assert_nonnull(ps_st_find(f, "optim.v." PS_DISTILL_PREFIX "adapter5.weight"));
     ps_st_free(f);
@@ -473,8 +475,13 @@ static void test_init_from_weights(void)
 static void test_bad_arguments(void)
 {
     char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
-    int st = run_train(out, "--batch 0", 0, 0);
-    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    const char *bad[] = {"--batch 0", "--stage1-epochs -1", "--stage1-epochs 41", "--kd-weight nan",
+                         "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        int st = run_train(out, bad[i], 0, 0);
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
+            g_test_fail_printf("%s was not refused with exit code 2", bad[i]);
+    }
     g_free(out);
 }
 

@@ -1,5 +1,7 @@
 /* polypseg-train: trains a segmentation model on an images/ + masks/ dataset.
  * Checkpoints every epoch (atomically), resumes exactly, stops cleanly on Ctrl-C. */
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,8 @@ typedef struct opts {
     char *crop_scale;
     char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init, *teacher;
     int epochs, batch, size, threads, warmup, limit;
-    ps_distill_opts kd; /* with --teacher; kd.stage1_epochs < 0 = half of the epochs */
+    ps_distill_opts kd; /* with --teacher */
+    char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
     double lr, wd, min_lr;
     gint64 seed;
     gboolean resume;
@@ -37,7 +40,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
                 .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1,
                 .kd = ps_distill_defaults(0)};
-    o->kd.stage1_epochs = -1;
+    o->kd.stage1_epochs = INT_MIN; /* unset: half of the epochs */
     double kd_t = o->kd.temperature, kd_w = o->kd.kd_weight, kd_f = o->kd.feature_weight,
            kd_focus = o->kd.focus_weight, kd_bg = o->kd.boundary_gain, kd_cg = o->kd.confidence_gain;
     GOptionEntry entries[] = {
@@ -109,12 +112,16 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         o->kd.focus_weight = (float)kd_focus;
         o->kd.boundary_gain = (float)kd_bg;
         o->kd.confidence_gain = (float)kd_cg;
-        if (o->kd.stage1_epochs < 0)
+        if (o->kd.stage1_epochs == INT_MIN)
             o->kd.stage1_epochs = ps_distill_defaults(o->epochs).stage1_epochs;
-        if (!(kd_t > 0) || kd_w < 0 || kd_f < 0 || kd_focus < 0 || kd_bg < 0 || kd_cg < 0 ||
-            o->kd.boundary_radius < 0 || o->kd.stage1_epochs > o->epochs) {
+        const double nonneg[] = {kd_w, kd_f, kd_focus, kd_bg, kd_cg};
+        gboolean bad = !(kd_t > 0) || !isfinite(kd_t) || o->kd.boundary_radius < 0 || o->kd.stage1_epochs < 0 ||
+                       o->kd.stage1_epochs > o->epochs;
+        for (size_t i = 0; i < G_N_ELEMENTS(nonneg); i++)
+            bad |= !(nonneg[i] >= 0) || !isfinite(nonneg[i]);
+        if (bad) {
             fprintf(stderr, "polypseg-train: bad distillation value: temperature > 0, weights and gains >= 0, "
-                            "boundary-radius >= 0, stage1-epochs <= epochs\n");
+                            "boundary-radius >= 0, 0 <= stage1-epochs <= epochs\n");
             ok = FALSE;
         }
     }
@@ -150,6 +157,7 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     if (o->teacher) {
         const ps_distill_opts *k = &o->kd;
         g_hash_table_insert(t, g_strdup("teacher"), g_strdup(o->teacher));
+        g_hash_table_insert(t, g_strdup("teacher_sha256"), g_strdup(o->teacher_sha256));
         g_hash_table_insert(t, g_strdup("distillation"), g_strdup_printf(
             "stage 1 epochs %d: kl(T=%g) x %g + relative adapted-feature mse x %g; then stage 2: kl(T=%g) x %g weighted "
             "1 + %g in a %d px boundary band + %g |2p_teacher - 1|", k->stage1_epochs, k->temperature,
@@ -207,6 +215,16 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (o.teacher) {
+        gchar *bytes = NULL;
+        gsize len = 0;
+        if (!g_file_get_contents(o.teacher, &bytes, &len, &err)) {
+            fprintf(stderr, "polypseg-train: --teacher: %s\n", err->message);
+            return 2;
+        }
+        o.teacher_sha256 = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)bytes, len);
+        g_free(bytes);
+    }
     ps_adamw opt = {0};
     ps_train_pos pos = {0, 0};
     ps_model *m;
@@ -221,7 +239,7 @@ int main(int argc, char **argv)
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
                               "add_data", "split", "crop_scale", "optimizer", "dataset", "init",
-                              "teacher", "distillation"};
+                              "teacher", "teacher_sha256", "distillation"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -252,6 +270,7 @@ int main(int argc, char **argv)
         }
     }
     m->info.input_size = o.size;
+    const size_t student_params = ps_model_count_trainable(m);
     ps_distiller *kd = NULL;
     if (o.teacher) {
         ps_model *teacher = ps_model_load(o.teacher, &err);
@@ -264,14 +283,18 @@ int main(int argc, char **argv)
     }
     if (!opt.m) /* a new run: after the adapters, so that they train too */
         ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
+    if (opt.n != m->n_params) { /* the checkpoint lacked what this run trains */
+        fprintf(stderr, "polypseg-train: %s has optimiser state for %d tensors, this run trains %d\n",
+                o.checkpoint, opt.n, m->n_params);
+        return 1;
+    }
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = (float)o.crop_min,
                            .crop_max = (float)o.crop_max};
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
-    printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch,
-           ps_model_count_trainable(m), ds->n, o.data, o.add_data ? " and --add-data" : "");
+    printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch, student_params, ds->n, o.data, o.add_data ? " and --add-data" : "");
     fflush(stdout);
     ps_loader *loader = ps_loader_new(ds, &lc, &err);
     if (!loader) {
@@ -362,7 +385,8 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (exit_code == 0) {
-        ps_model_drop_params(m, PS_DISTILL_PREFIX); /* the adapters only served training */
+        if (kd)
+            ps_distiller_detach(kd, m); /* the adapters only served training */
         double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
         GHashTable *meta = run_config(&o, command, train_seconds);
         if (vds) {

@@ -26,6 +26,35 @@ static char *adapter_name(int k, const char *leaf)
     return g_strdup_printf(PS_DISTILL_PREFIX "adapter%d.%s", k + 1, leaf);
 }
 
+/* The student's adapters: 0 when it has none (a new run), 1 when it has all five, each of the
+ * shape student and teacher need (a resumed run), -1 (err set) otherwise. */
+static int adapters_present(ps_model *student, const ps_model *teacher, GError **err)
+{
+    int found = 0;
+    for (int k = 0; k < N_FEATURES; k++)
+        for (int leaf = 0; leaf < 2; leaf++) {
+            char *name = adapter_name(k, leaf ? "bias" : "weight");
+            const ps_param *p = ps_model_find(student, name);
+            const int out = teacher->info.channels[k], in = student->info.channels[k];
+            const gboolean fits = !p || (leaf ? p->ndim == 1 && p->shape[0] == out
+                                              : p->ndim == 4 && p->shape[0] == out && p->shape[1] == in &&
+                                                    p->shape[2] == 1 && p->shape[3] == 1);
+            if (!fits)
+                g_set_error(err, PS_MODEL_ERROR, 7, "%s does not fit a %d -> %d channel 1x1 adapter", name, in,
+                            out);
+            g_free(name);
+            if (!fits)
+                return -1;
+            found += p != NULL;
+        }
+    if (found != 0 && found != 2 * N_FEATURES) {
+        g_set_error(err, PS_MODEL_ERROR, 7, "%d of the %d adapter tensors are present; a checkpoint holds all "
+                    "or none", found, 2 * N_FEATURES);
+        return -1;
+    }
+    return found != 0;
+}
+
 ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_distill_opts *o,
                                uint64_t seed, GError **err)
 {
@@ -40,6 +69,9 @@ ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_di
                         "(mean/std); the teacher would see other numbers than it was trained on");
             return NULL;
         }
+    const int present = adapters_present(student, teacher, err);
+    if (present < 0)
+        return NULL;
     ps_distiller *d = g_new0(ps_distiller, 1);
     d->teacher = teacher;
     d->o = *o;
@@ -49,8 +81,7 @@ ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_di
     for (int k = 0; k < N_FEATURES; k++) {
         const int in = student->info.channels[k], out = teacher->info.channels[k];
         char *wn = adapter_name(k, "weight"), *bn = adapter_name(k, "bias");
-        ps_param *w = ps_model_find(student, wn), *b = ps_model_find(student, bn);
-        if (!w || !b) { /* new run; a resumed one restored them from its checkpoint */
+        if (!present) {
             const int64_t ws[4] = {out, in, 1, 1}, bs[1] = {out};
             ps_tensor *wt = ps_model_add_param(student, wn, 1, 4, ws);
             ps_model_add_param(student, bn, 1, 1, bs); /* zero */
@@ -58,24 +89,21 @@ ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_di
             const double half_width = sqrt(3.0) * sqrt(2.0 / out);
             for (size_t i = 0; i < ps_numel(wt); i++)
                 wt->data[i] = (float)g_rand_double_range(rng, -half_width, half_width);
-            w = ps_model_find(student, wn);
-            b = ps_model_find(student, bn);
         }
+        d->adapter_w[k] = ps_model_find(student, wn)->t;
+        d->adapter_b[k] = ps_model_find(student, bn)->t;
         g_free(wn);
         g_free(bn);
-        if (w->t->n != out || w->t->c != in || ps_numel(b->t) != (size_t)out) {
-            g_set_error(err, PS_MODEL_ERROR, 7, "adapter %d is %dx%d, student and teacher need %dx%d", k + 1,
-                        w->t->n, w->t->c, out, in);
-            g_rand_free(rng);
-            d->teacher = NULL; /* still the caller's */
-            ps_distiller_free(d);
-            return NULL;
-        }
-        d->adapter_w[k] = w->t;
-        d->adapter_b[k] = b->t;
     }
     g_rand_free(rng);
     return d;
+}
+
+void ps_distiller_detach(ps_distiller *d, ps_model *student)
+{
+    ps_model_drop_params(student, PS_DISTILL_PREFIX);
+    memset(d->adapter_w, 0, sizeof d->adapter_w);
+    memset(d->adapter_b, 0, sizeof d->adapter_b);
 }
 
 void ps_distiller_free(ps_distiller *d)
@@ -107,6 +135,7 @@ double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tenso
     }
     /* the losses return their unweighted value and add weighted gradients */
     double loss = d->o.kd_weight * ps_loss_kd_binary(logits, tlogits, NULL, d->o.temperature, d->o.kd_weight);
+    g_assert(d->adapter_w[0]); /* not detached */
     if (d->o.feature_weight > 0)
         for (int k = 0; k < N_FEATURES; k++) {
             ps_tensor *a = ps_g_conv2d(g, features[k], d->adapter_w[k], d->adapter_b[k], 1, 0, 1, 1);

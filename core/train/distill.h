@@ -27,9 +27,9 @@ ps_distill_opts ps_distill_defaults(int epochs);
 typedef struct ps_distiller ps_distiller;
 
 /* Checks that teacher and student fit together (five encoder features, one normalisation) and,
- * unless the student already carries them (a resumed checkpoint), adds the adapters to it,
- * initialised from `seed`. Owns the teacher from then on; NULL (err set, the teacher still the
- * caller's) when they do not fit. */
+ * unless the student already carries all of them in the right shapes (a resumed checkpoint),
+ * adds the adapters to it, initialised from `seed`. Owns the teacher from then on. NULL (err
+ * set; the student unchanged, the teacher still the caller's) when they do not fit. */
 ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_distill_opts *o,
                                uint64_t seed, GError **err);
 void ps_distiller_free(ps_distiller *d);
@@ -44,5 +44,9 @@ int ps_distiller_stage(const ps_distiller *d, int epoch);
 double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tensor *images,
                          const ps_tensor *masks, ps_tensor *logits, ps_tensor *const *features);
 
-/* Removes every parameter named with `prefix` from m (the adapters, before saving the student). */
+/* After training: removes the adapters from the student (which then saves as the plain
+ * architecture); the distiller computes no stage-1 loss any more. */
+void ps_distiller_detach(ps_distiller *d, ps_model *student);
+
+/* Removes every parameter named with `prefix` from m. */
 void ps_model_drop_params(ps_model *m, const char *prefix);
