@@ -8,6 +8,7 @@
 #include "threadpool.h"
 #include "backward_ops.h"
 #include "test_util.h"
+#include "../core/lib/kernel_util.h"
 
 /* Max abs error relative to max(1, |ref|) per element: the approximations' contract. */
 static double max_err_vs(const float *got, const float *ref, size_t n)
@@ -160,6 +161,87 @@ static void test_groupnorm(gconstpointer data)
         g_snprintf(label, sizeof label, "groupnorm c%d/%d %dx%d", c, groups, h, w);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(want), ps_tensor_free(got);
+    }
+    g_rand_free(r);
+}
+
+/* The decoder step on one plane against the references in the model's order: GroupNorm's affine,
+ * bilinear x2 (or none), exact GELU, + skip; and the GroupNorm statistics alone. */
+static void test_decoder_step(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(29);
+    for (int trial = 0; trial < 40; trial++) {
+        const int h = g_rand_int_range(r, 1, 24), w = g_rand_int_range(r, 1, 24), up = trial % 3 != 0;
+        const int ho = up ? 2 * h : h, wo = up ? 2 * w : w;
+        const float scale = (float)g_rand_double_range(r, -2, 2), shift = (float)g_rand_double_range(r, -1, 1);
+        ps_tensor *x = ps_tensor_new(1, 1, h, w), *skip = ps_tensor_new(1, 1, ho, wo);
+        ps_tensor *up2 = ps_tensor_new(1, 1, ho, wo), *want = ps_tensor_new(1, 1, ho, wo), *got = ps_tensor_new(1, 1, ho, wo);
+        tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
+        tu_fill_uniform(skip->data, ps_numel(skip), r, -1, 1);
+        ps_tensor *affine = ps_tensor_new(1, 1, h, w);
+        for (size_t i = 0; i < ps_numel(x); i++)
+            affine->data[i] = x->data[i] * scale + shift;
+        if (up)
+            ps_upsample2x_ref(affine, up2);
+        else
+            memcpy(up2->data, affine->data, ps_numel(affine) * sizeof(float));
+        ps_gelu_ref(up2, want);
+        ps_add_ref(want, skip, want);
+        ps_lin_tap rows[48], cols[48];
+        for (int o = 0; o < ho; o++)
+            rows[o] = ps_lin_tap_at(o, h, ho);
+        for (int o = 0; o < wo; o++)
+            cols[o] = ps_lin_tap_at(o, w, wo);
+        k->affine_up2_gelu_add(x->data, h, w, up ? rows : NULL, ho, cols, wo, scale, shift, skip->data, got->data);
+        char label[96];
+        g_snprintf(label, sizeof label, "decoder step %dx%d%s", h, w, up ? " up2" : "");
+        tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        float mean, invstd;
+        k->groupnorm_stats(x->data, ps_numel(x), 1e-5f, &mean, &invstd);
+        double m = 0, v = 0;
+        for (size_t i = 0; i < ps_numel(x); i++)
+            m += x->data[i];
+        m /= ps_numel(x);
+        for (size_t i = 0; i < ps_numel(x); i++)
+            v += (x->data[i] - m) * (x->data[i] - m);
+        v /= ps_numel(x);
+        g_assert_cmpfloat(fabs(mean - m), <=, 1e-6);
+        g_assert_cmpfloat(fabs(invstd - 1 / sqrt(v + 1e-5)), <=, 1e-5 / sqrt(v + 1e-5));
+        ps_tensor_free(x), ps_tensor_free(skip), ps_tensor_free(up2), ps_tensor_free(want), ps_tensor_free(got),
+            ps_tensor_free(affine);
+    }
+    g_rand_free(r);
+}
+
+/* The graph's decoder step: the fused inference pass equals the separate ops training records. */
+static void test_graph_decoder_step(void)
+{
+    GRand *r = g_rand_new_with_seed(31);
+    for (int up = 0; up < 2; up++) {
+        ps_tensor *x = ps_tensor_new(2, 8, 9, 13), *gm = ps_tensor_new(8, 1, 1, 1), *bt = ps_tensor_new(8, 1, 1, 1);
+        ps_tensor *skip = ps_tensor_new(2, 8, up ? 18 : 9, up ? 26 : 13);
+        tu_fill_uniform(x->data, ps_numel(x), r, -2, 4);
+        tu_fill_uniform(gm->data, 8, r, -1.5f, 1.5f);
+        tu_fill_uniform(bt->data, 8, r, -1, 1);
+        tu_fill_uniform(skip->data, ps_numel(skip), r, -1, 1);
+        ps_tensor *out[2];
+        ps_arena *arena[2];
+        ps_graph g[2];
+        for (int training = 0; training < 2; training++) {
+            arena[training] = ps_arena_new();
+            ps_graph_init(&g[training], arena[training], training);
+            out[training] = ps_g_groupnorm_up2_gelu_add(&g[training], x, 4, gm, bt, 1e-5f, up, skip);
+        }
+        g_assert_cmpint(g[1].n_nodes, ==, up ? 4 : 3); /* training: each op recorded */
+        g_assert_cmpint(g[0].n_nodes, ==, 0);
+        tu_assert_close(up ? "fused decoder step, x2" : "fused decoder step", out[0]->data, out[1]->data,
+                        ps_numel(out[1]), 1e-5);
+        for (int training = 0; training < 2; training++) {
+            ps_graph_release(&g[training]);
+            ps_arena_free(arena[training]);
+        }
+        ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(skip);
     }
     g_rand_free(r);
 }
@@ -334,6 +416,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/kernels/best", test_best_is_runnable);
     g_test_add_func("/graph/conv-paths", test_conv_paths);
+    g_test_add_func("/graph/decoder-step", test_graph_decoder_step);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);
@@ -347,6 +430,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/decoder-step", k->name), k, test_decoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }

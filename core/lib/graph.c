@@ -1,4 +1,5 @@
 #include "graph.h"
+#include "kernel_util.h"
 #include "kernels.h"
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,68 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
     plane_job j = {.a = x, .y = y, .unary = ps_upsample2x_ref};
     ps_pool_for(g->pool, x->n * x->c, planes_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
+    return y;
+}
+
+typedef struct decoder_job {
+    const ps_kernels *k;
+    const ps_tensor *x, *gamma, *beta, *skip;
+    ps_tensor *y;
+    int groups;
+    float eps;
+    float *mean, *invstd;          /* per (image, group) */
+    const ps_lin_tap *rows, *cols; /* NULL: no upsampling */
+} decoder_job;
+
+static void decoder_stats_part(void *ctx, int begin, int end)
+{
+    const decoder_job *j = ctx;
+    const size_t len = (size_t)j->x->c / j->groups * j->x->h * j->x->w; /* values of one group */
+    for (int u = begin; u < end; u++)
+        j->k->groupnorm_stats(j->x->data + u * len, len, j->eps, &j->mean[u], &j->invstd[u]);
+}
+
+static void decoder_planes_part(void *ctx, int begin, int end)
+{
+    const decoder_job *j = ctx;
+    const int C = j->x->c, cpg = C / j->groups;
+    const size_t xplane = (size_t)j->x->h * j->x->w, yplane = (size_t)j->y->h * j->y->w;
+    for (int u = begin; u < end; u++) {
+        const int c = u % C, grp = u / C * j->groups + c / cpg;
+        const float scale = j->invstd[grp] * (j->gamma ? j->gamma->data[c] : 1.f);
+        const float shift = (j->beta ? j->beta->data[c] : 0.f) - j->mean[grp] * scale;
+        j->k->affine_up2_gelu_add(j->x->data + u * xplane, j->x->h, j->x->w, j->rows, j->y->h, j->cols, j->y->w,
+                                  scale, shift, j->skip->data + u * yplane, j->y->data + u * yplane);
+    }
+}
+
+ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
+                                       float eps, int up, ps_tensor *skip)
+{
+    if (g->training) { /* the separate ops, so the backward sees each */
+        ps_tensor *y = ps_g_groupnorm(g, x, groups, gamma, beta, eps);
+        return ps_g_add(g, ps_g_gelu(g, up ? ps_g_upsample2x(g, y) : y), skip);
+    }
+    const int ho = up ? 2 * x->h : x->h, wo = up ? 2 * x->w : x->w;
+    if (skip->n != x->n || skip->c != x->c || skip->h != ho || skip->w != wo)
+        g_error("decoder skip is %dx%dx%dx%d, not %dx%dx%dx%d", skip->n, skip->c, skip->h, skip->w, x->n, x->c,
+                ho, wo);
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, ho, wo);
+    decoder_job j = {.k = ps_kernels_best(), .x = x, .gamma = gamma, .beta = beta, .skip = skip, .y = y,
+                     .groups = groups, .eps = eps};
+    j.mean = ps_arena_alloc(g->arena, 2 * (size_t)x->n * groups * sizeof(float));
+    j.invstd = j.mean + (size_t)x->n * groups;
+    if (up) {
+        ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(ho + wo) * sizeof *taps);
+        for (int o = 0; o < ho; o++)
+            taps[o] = ps_lin_tap_at(o, x->h, ho);
+        for (int o = 0; o < wo; o++)
+            taps[ho + o] = ps_lin_tap_at(o, x->w, wo);
+        j.rows = taps;
+        j.cols = taps + ho;
+    }
+    ps_pool_for(g->pool, x->n * groups, decoder_stats_part, &j);
+    ps_pool_for(g->pool, x->n * x->c, decoder_planes_part, &j);
     return y;
 }
 

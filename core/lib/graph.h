@@ -61,6 +61,11 @@ ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor
                           ps_tensor *mean, ps_tensor *var, float eps);
 ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma,
                           ps_tensor *beta, float eps);
+/* The U-Net decoder's step: gelu(upsample2x(groupnorm(x))) + skip (up = 1), or without the
+ * upsampling (up = 0). Inference runs it as one pass per plane after the GroupNorm statistics;
+ * training records the separate ops. */
+ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
+                                       float eps, int up, ps_tensor *skip);
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);

@@ -2,6 +2,21 @@
  * (core/train/backward_ops.c); internal, not part of the library's API. */
 #pragma once
 #include <stddef.h>
+#include "kernels.h"
+
+/* The taps of output coordinate o when `in` values are stretched to `out` (align_corners=True),
+ * computed in float like PyTorch. */
+static inline ps_lin_tap ps_lin_tap_at(int o, int in, int out)
+{
+    const float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.f;
+    const float src = scale * o;
+    ps_lin_tap t;
+    t.i0 = (int)src;
+    t.i1 = t.i0 < in - 1 ? t.i0 + 1 : t.i0;
+    t.l1 = src - t.i0;
+    t.l0 = 1.f - t.l1;
+    return t;
+}
 
 /* Sum in double with independent partial sums (vectorisable without -ffast-math). */
 static inline double sum_d(const float *x, size_t n)

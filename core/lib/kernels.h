@@ -6,6 +6,13 @@
 
 typedef enum ps_isa { PS_ISA_SCALAR, PS_ISA_AVX2, PS_ISA_AVX512, PS_ISA_COUNT } ps_isa;
 
+/* Source indices and weights of one output coordinate of align_corners=True linear
+ * interpolation (ps_lin_tap_at in kernel_util.h computes them). */
+typedef struct ps_lin_tap {
+    int i0, i1;
+    float l0, l1;
+} ps_lin_tap;
+
 typedef struct ps_kernels {
     const char *name; /* "scalar", "avx2", "avx512" */
     /* y = gelu(x) (erf form) and y = sigmoid(x) over n values; max abs error ~1e-6 of the ref */
@@ -27,6 +34,15 @@ typedef struct ps_kernels {
      * (per channel, or NULL) start at the group's first channel. */
     void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,
                             int channels, size_t plane, float eps);
+    /* The statistics alone: mean and 1/sqrt(var + eps) of n values, as groupnorm_group uses. */
+    void (*groupnorm_stats)(const float *x, size_t n, float eps, float *mean, float *invstd);
+    /* The decoder's step on one plane (inference): y = gelu(up(x) * scale + shift) + skip, up
+     * the bilinear x2 of the h x w plane x with the given row and column taps (ho x wo output),
+     * or no upsampling when rows is NULL (y and skip then h x w). scale/shift are a GroupNorm's
+     * per-channel affine; as up is linear with weights summing to 1, it may come first. */
+    void (*affine_up2_gelu_add)(const float *x, int h, int w, const ps_lin_tap *rows, int ho,
+                                const ps_lin_tap *cols, int wo, float scale, float shift, const float *skip,
+                                float *y);
 
     /* Backward (training), adding into the gradients like core/train/backward_ops.c, whose
      * reference versions they are tested against. gx / gw may be NULL (not wanted). */

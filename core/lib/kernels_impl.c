@@ -195,21 +195,69 @@ static inline double sqdev_lanes(const float *restrict x, size_t n, float mean)
     return t;
 }
 
+/* two-pass statistics (no cancellation when the mean is far from 0) */
+static void groupnorm_stats(const float *restrict x, size_t n, float eps, float *mean_out, float *invstd_out)
+{
+    const double mean = sum_lanes(x, n) / n;
+    const double var = sqdev_lanes(x, n, (float)mean) / n;
+    *mean_out = (float)mean;
+    *invstd_out = (float)(1.0 / sqrt(var + eps));
+}
+
 static void groupnorm_group(const float *restrict x, float *restrict y, const float *restrict gamma,
                             const float *restrict beta, int channels, size_t plane, float eps)
 {
-    /* two-pass statistics (no cancellation when the mean is far from 0) */
-    const size_t n = (size_t)channels * plane;
-    const double mean = sum_lanes(x, n) / n;
-    const double var = sqdev_lanes(x, n, (float)mean) / n;
-    const float invstd = (float)(1.0 / sqrt(var + eps));
+    float mean, invstd;
+    groupnorm_stats(x, (size_t)channels * plane, eps, &mean, &invstd);
     for (int c = 0; c < channels; c++) {
         const float scale = invstd * (gamma ? gamma[c] : 1.f);
-        const float shift = (beta ? beta[c] : 0.f) - (float)mean * scale;
+        const float shift = (beta ? beta[c] : 0.f) - mean * scale;
         const float *xp = x + (size_t)c * plane;
         float *yp = y + (size_t)c * plane;
         for (size_t i = 0; i < plane; i++)
             yp[i] = xp[i] * scale + shift;
+    }
+}
+
+/* v = in * scale + shift; out = gelu(v) + skip, over n values. */
+static inline void affine_gelu_add_row(const float *restrict in, float scale, float shift, const float *restrict skip,
+                                       float *restrict out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const float v = in[i] * scale + shift;
+        out[i] = v * normal_cdf(v) + skip[i];
+    }
+}
+
+static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_lin_tap *rows, int ho,
+                                const ps_lin_tap *cols, int wo, float scale, float shift,
+                                const float *restrict skip, float *restrict y)
+{
+    if (!rows) {
+        affine_gelu_add_row(x, scale, shift, skip, y, h * w);
+        return;
+    }
+    /* Input rows interpolated along w on demand into two slots (row i in slot i % 2: an output
+     * row needs rows i0 and i0 + 1), then each output row a blend of two slots. */
+    float slot[2][wo], blend[wo];
+    int held[2] = {-1, -1};
+    for (int oh = 0; oh < ho; oh++) {
+        const ps_lin_tap r = rows[oh];
+        const int need[2] = {r.i0, r.i1};
+        for (int k = 0; k < 2; k++) {
+            const int i = need[k];
+            float *t = slot[i % 2];
+            if (held[i % 2] == i)
+                continue;
+            const float *xr = x + (size_t)i * w;
+            for (int ow = 0; ow < wo; ow++)
+                t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
+            held[i % 2] = i;
+        }
+        const float *t0 = slot[r.i0 % 2], *t1 = slot[r.i1 % 2];
+        for (int ow = 0; ow < wo; ow++)
+            blend[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
+        affine_gelu_add_row(blend, scale, shift, skip + (size_t)oh * wo, y + (size_t)oh * wo, wo);
     }
 }
 
@@ -303,6 +351,8 @@ const ps_kernels SET_NAME = {
     .conv_depthwise3x3 = conv_depthwise3x3,
     .conv_valid = conv_valid,
     .groupnorm_group = groupnorm_group,
+    .groupnorm_stats = groupnorm_stats,
+    .affine_up2_gelu_add = affine_up2_gelu_add,
     .gelu_backward = gelu_backward,
     .conv_pointwise_backward = conv_pointwise_backward,
     .conv_depthwise3x3_backward = conv_depthwise3x3_backward,

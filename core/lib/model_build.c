@@ -131,11 +131,9 @@ ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tenso
         memcpy(features, t, sizeof t);
     u->bridge(g, u->net, t, tb);
     ps_g_stage(g, u->bridge_name);
-    for (int k = 4; k >= 0; k--) {
-        y = ps_fwd_gn(g, u->dec(g, u->net, k, o), &u->dgn[k]);
-        if (k < 4) /* dec5 works at t5's resolution */
-            y = ps_g_upsample2x(g, y);
-        o = ps_g_add(g, ps_g_gelu(g, y), tb[k]);
+    for (int k = 4; k >= 0; k--) { /* dec5 works at t5's resolution, the others upsample */
+        o = ps_g_groupnorm_up2_gelu_add(g, u->dec(g, u->net, k, o), PS_GN_GROUPS, u->dgn[k].w, u->dgn[k].b,
+                                        PS_NORM_EPS, k < 4, tb[k]);
         ps_g_stage(g, dec[k]);
     }
     o = ps_g_upsample2x(g, ps_g_conv2d(g, o, u->final_w, u->final_b, 1, 0, 1, 1));

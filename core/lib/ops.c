@@ -301,37 +301,18 @@ void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y)
         }
 }
 
-/* Source indices and weights of one output coordinate of align_corners=True linear
- * interpolation, computed in float like PyTorch. */
-typedef struct lin_tap {
-    int i0, i1;
-    float l0, l1;
-} lin_tap;
-
-static lin_tap lin_tap_at(int o, int in, int out)
-{
-    const float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.f;
-    const float src = scale * o;
-    lin_tap t;
-    t.i0 = (int)src;
-    t.i1 = t.i0 < in - 1 ? t.i0 + 1 : t.i0;
-    t.l1 = src - t.i0;
-    t.l0 = 1.f - t.l1;
-    return t;
-}
-
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
 {
     const int h = x->h, w = x->w, ho = y->h, wo = y->w;
     /* Column taps, then per plane: every input row interpolated along w once (rows), then each
      * output row a contiguous blend of two of those. Same arithmetic as PyTorch's
      * l0h * (l0w * x00 + l1w * x01) + l1h * (l0w * x10 + l1w * x11). */
-    lin_tap *cols = malloc((size_t)wo * sizeof *cols);
+    ps_lin_tap *cols = malloc((size_t)wo * sizeof *cols);
     float *rows = malloc((size_t)h * wo * sizeof *rows);
     if (!cols || !rows)
         abort();
     for (int ow = 0; ow < wo; ow++)
-        cols[ow] = lin_tap_at(ow, w, wo);
+        cols[ow] = ps_lin_tap_at(ow, w, wo);
     const size_t planes = (size_t)x->n * x->c;
     for (size_t pl = 0; pl < planes; pl++) {
         for (int i = 0; i < h; i++) {
@@ -341,7 +322,7 @@ void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
                 t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
         }
         for (int oh = 0; oh < ho; oh++) {
-            const lin_tap r = lin_tap_at(oh, h, ho);
+            const ps_lin_tap r = ps_lin_tap_at(oh, h, ho);
             const float *t0 = rows + (size_t)r.i0 * wo, *t1 = rows + (size_t)r.i1 * wo;
             float *yr = y->data + (pl * ho + oh) * wo;
             for (int ow = 0; ow < wo; ow++)

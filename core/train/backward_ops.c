@@ -405,24 +405,6 @@ void ps_reflect_pad_backward(const ps_tensor *x, int pad, const ps_tensor *y)
         }
 }
 
-/* Same source indices and weights as the forward (align_corners=True, float arithmetic). */
-typedef struct lin_tap {
-    int i0, i1;
-    float l0, l1;
-} lin_tap;
-
-static lin_tap lin_tap_at(int o, int in, int out)
-{
-    const float scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.f;
-    const float src = scale * o;
-    lin_tap t;
-    t.i0 = (int)src;
-    t.i1 = t.i0 < in - 1 ? t.i0 + 1 : t.i0;
-    t.l1 = src - t.i0;
-    t.l0 = 1.f - t.l1;
-    return t;
-}
-
 void ps_upsample2x_backward(const ps_tensor *x, const ps_tensor *y)
 {
     if (!x->grad)
@@ -430,17 +412,17 @@ void ps_upsample2x_backward(const ps_tensor *x, const ps_tensor *y)
     const int h = x->h, w = x->w, ho = y->h, wo = y->w;
     /* Transpose of the forward's two passes: scatter each dy row into two width-wo rows
      * (contiguous), then each of those rows into its input row along w. */
-    lin_tap *cols = malloc((size_t)wo * sizeof *cols);
+    ps_lin_tap *cols = malloc((size_t)wo * sizeof *cols);
     float *rows = malloc((size_t)h * wo * sizeof *rows);
     if (!cols || !rows)
         abort();
     for (int ow = 0; ow < wo; ow++)
-        cols[ow] = lin_tap_at(ow, w, wo);
+        cols[ow] = ps_lin_tap_at(ow, w, wo);
     const size_t planes = (size_t)x->n * x->c;
     for (size_t pl = 0; pl < planes; pl++) {
         memset(rows, 0, (size_t)h * wo * sizeof *rows);
         for (int oh = 0; oh < ho; oh++) {
-            const lin_tap r = lin_tap_at(oh, h, ho);
+            const ps_lin_tap r = ps_lin_tap_at(oh, h, ho);
             const float *dy = y->grad + (pl * ho + oh) * wo;
             float *t0 = rows + (size_t)r.i0 * wo, *t1 = rows + (size_t)r.i1 * wo;
             for (int ow = 0; ow < wo; ow++)
