@@ -214,6 +214,33 @@ static void test_decoder_step(gconstpointer data)
     g_rand_free(r);
 }
 
+/* The encoder step on one plane against the references: affine (both signs of scale), 2x2
+ * max-pool (odd sides drop the last row/column), exact GELU. */
+static void test_encoder_step(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(37);
+    for (int trial = 0; trial < 40; trial++) {
+        const int h = g_rand_int_range(r, 2, 30), w = g_rand_int_range(r, 2, 30);
+        const float scale = trial == 0 ? 0.f : (float)g_rand_double_range(r, -2, 2);
+        const float shift = (float)g_rand_double_range(r, -1, 1);
+        ps_tensor *x = ps_tensor_new(1, 1, h, w), *affine = ps_tensor_new(1, 1, h, w);
+        ps_tensor *pooled = ps_tensor_new(1, 1, h / 2, w / 2), *want = ps_tensor_new(1, 1, h / 2, w / 2);
+        ps_tensor *got = ps_tensor_new(1, 1, h / 2, w / 2);
+        tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
+        for (size_t i = 0; i < ps_numel(x); i++)
+            affine->data[i] = x->data[i] * scale + shift;
+        ps_maxpool2x2_ref(affine, pooled);
+        ps_gelu_ref(pooled, want);
+        k->affine_pool2_gelu(x->data, h, w, scale, shift, got->data);
+        char label[96];
+        g_snprintf(label, sizeof label, "encoder step %dx%d scale %.2f", h, w, scale);
+        tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        ps_tensor_free(x), ps_tensor_free(affine), ps_tensor_free(pooled), ps_tensor_free(want), ps_tensor_free(got);
+    }
+    g_rand_free(r);
+}
+
 /* The graph's decoder step: the fused inference pass equals the separate ops training records. */
 static void test_graph_decoder_step(void)
 {
@@ -243,6 +270,33 @@ static void test_graph_decoder_step(void)
         }
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(skip);
     }
+    g_rand_free(r);
+}
+
+/* The graph's encoder step, likewise (negative GroupNorm scales included). */
+static void test_graph_encoder_step(void)
+{
+    GRand *r = g_rand_new_with_seed(41);
+    ps_tensor *x = ps_tensor_new(2, 8, 17, 22), *gm = ps_tensor_new(8, 1, 1, 1), *bt = ps_tensor_new(8, 1, 1, 1);
+    tu_fill_uniform(x->data, ps_numel(x), r, -2, 4);
+    tu_fill_uniform(gm->data, 8, r, -1.5f, 1.5f);
+    tu_fill_uniform(bt->data, 8, r, -1, 1);
+    ps_tensor *out[2];
+    ps_arena *arena[2];
+    ps_graph g[2];
+    for (int training = 0; training < 2; training++) {
+        arena[training] = ps_arena_new();
+        ps_graph_init(&g[training], arena[training], training);
+        out[training] = ps_g_groupnorm_maxpool_gelu(&g[training], x, 4, gm, bt, 1e-5f);
+    }
+    g_assert_cmpint(g[1].n_nodes, ==, 3);
+    g_assert_cmpint(out[0]->h, ==, 8);
+    tu_assert_close("fused encoder step", out[0]->data, out[1]->data, ps_numel(out[1]), 1e-5);
+    for (int training = 0; training < 2; training++) {
+        ps_graph_release(&g[training]);
+        ps_arena_free(arena[training]);
+    }
+    ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt);
     g_rand_free(r);
 }
 
@@ -417,6 +471,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kernels/best", test_best_is_runnable);
     g_test_add_func("/graph/conv-paths", test_conv_paths);
     g_test_add_func("/graph/decoder-step", test_graph_decoder_step);
+    g_test_add_func("/graph/encoder-step", test_graph_encoder_step);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);
@@ -431,6 +486,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/decoder-step", k->name), k, test_decoder_step), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/encoder-step", k->name), k, test_encoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }

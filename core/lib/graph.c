@@ -320,36 +320,53 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
     return y;
 }
 
-typedef struct decoder_job {
+/* A GroupNorm fused with what follows it (inference): statistics per (image, group) first,
+ * then one pass per plane with the channel's affine folded into the next step. */
+typedef struct norm_job {
     const ps_kernels *k;
     const ps_tensor *x, *gamma, *beta, *skip;
     ps_tensor *y;
     int groups;
     float eps;
     float *mean, *invstd;          /* per (image, group) */
-    const ps_lin_tap *rows, *cols; /* NULL: no upsampling */
-} decoder_job;
+    const ps_lin_tap *rows, *cols; /* decoder: the x2 taps, NULL = no upsampling */
+    int encoder;                   /* 1: max-pool + GELU; 0: the decoder step */
+} norm_job;
 
-static void decoder_stats_part(void *ctx, int begin, int end)
+static void norm_stats_part(void *ctx, int begin, int end)
 {
-    const decoder_job *j = ctx;
+    const norm_job *j = ctx;
     const size_t len = (size_t)j->x->c / j->groups * j->x->h * j->x->w; /* values of one group */
     for (int u = begin; u < end; u++)
         j->k->groupnorm_stats(j->x->data + u * len, len, j->eps, &j->mean[u], &j->invstd[u]);
 }
 
-static void decoder_planes_part(void *ctx, int begin, int end)
+static void norm_planes_part(void *ctx, int begin, int end)
 {
-    const decoder_job *j = ctx;
+    const norm_job *j = ctx;
     const int C = j->x->c, cpg = C / j->groups;
     const size_t xplane = (size_t)j->x->h * j->x->w, yplane = (size_t)j->y->h * j->y->w;
     for (int u = begin; u < end; u++) {
         const int c = u % C, grp = u / C * j->groups + c / cpg;
         const float scale = j->invstd[grp] * (j->gamma ? j->gamma->data[c] : 1.f);
         const float shift = (j->beta ? j->beta->data[c] : 0.f) - j->mean[grp] * scale;
-        j->k->affine_up2_gelu_add(j->x->data + u * xplane, j->x->h, j->x->w, j->rows, j->y->h, j->cols, j->y->w,
-                                  scale, shift, j->skip->data + u * yplane, j->y->data + u * yplane);
+        if (j->encoder)
+            j->k->affine_pool2_gelu(j->x->data + u * xplane, j->x->h, j->x->w, scale, shift,
+                                    j->y->data + u * yplane);
+        else
+            j->k->affine_up2_gelu_add(j->x->data + u * xplane, j->x->h, j->x->w, j->rows, j->y->h, j->cols,
+                                      j->y->w, scale, shift, j->skip->data + u * yplane, j->y->data + u * yplane);
     }
+}
+
+/* Runs a prepared norm_job over y. */
+static void norm_fused(ps_graph *g, norm_job *j)
+{
+    j->k = ps_kernels_best();
+    j->mean = ps_arena_alloc(g->arena, 2 * (size_t)j->x->n * j->groups * sizeof(float));
+    j->invstd = j->mean + (size_t)j->x->n * j->groups;
+    ps_pool_for(g->pool, j->x->n * j->groups, norm_stats_part, j);
+    ps_pool_for(g->pool, j->x->n * j->x->c, norm_planes_part, j);
 }
 
 ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
@@ -363,11 +380,8 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
     if (skip->n != x->n || skip->c != x->c || skip->h != ho || skip->w != wo)
         g_error("decoder skip is %dx%dx%dx%d, not %dx%dx%dx%d", skip->n, skip->c, skip->h, skip->w, x->n, x->c,
                 ho, wo);
-    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, ho, wo);
-    decoder_job j = {.k = ps_kernels_best(), .x = x, .gamma = gamma, .beta = beta, .skip = skip, .y = y,
-                     .groups = groups, .eps = eps};
-    j.mean = ps_arena_alloc(g->arena, 2 * (size_t)x->n * groups * sizeof(float));
-    j.invstd = j.mean + (size_t)x->n * groups;
+    norm_job j = {.x = x, .gamma = gamma, .beta = beta, .skip = skip, .groups = groups, .eps = eps,
+                  .y = ps_arena_tensor(g->arena, x->n, x->c, ho, wo)};
     if (up) {
         ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(ho + wo) * sizeof *taps);
         for (int o = 0; o < ho; o++)
@@ -377,9 +391,19 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
         j.rows = taps;
         j.cols = taps + ho;
     }
-    ps_pool_for(g->pool, x->n * groups, decoder_stats_part, &j);
-    ps_pool_for(g->pool, x->n * x->c, decoder_planes_part, &j);
-    return y;
+    norm_fused(g, &j);
+    return j.y;
+}
+
+ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
+                                       float eps)
+{
+    if (g->training)
+        return ps_g_gelu(g, ps_g_maxpool2x2(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps)));
+    norm_job j = {.x = x, .gamma = gamma, .beta = beta, .groups = groups, .eps = eps, .encoder = 1,
+                  .y = ps_arena_tensor(g->arena, x->n, x->c, x->h / 2, x->w / 2)};
+    norm_fused(g, &j);
+    return j.y;
 }
 
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)

@@ -66,6 +66,9 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
  * training records the separate ops. */
 ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
                                        float eps, int up, ps_tensor *skip);
+/* The encoder's step: gelu(maxpool2x2(groupnorm(x))), fused for inference in the same way. */
+ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
+                                       float eps);
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);

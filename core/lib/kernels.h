@@ -43,6 +43,10 @@ typedef struct ps_kernels {
     void (*affine_up2_gelu_add)(const float *x, int h, int w, const ps_lin_tap *rows, int ho,
                                 const ps_lin_tap *cols, int wo, float scale, float shift, const float *skip,
                                 float *y);
+    /* The encoder's step on one plane (inference): y = gelu(maxpool2x2(x * scale + shift)),
+     * y (h/2) x (w/2). With scale >= 0 the max of the affine is the affine of the max (min when
+     * scale < 0), exactly, as rounding keeps the order. */
+    void (*affine_pool2_gelu)(const float *x, int h, int w, float scale, float shift, float *y);
 
     /* Backward (training), adding into the gradients like core/train/backward_ops.c, whose
      * reference versions they are tested against. gx / gw may be NULL (not wanted). */

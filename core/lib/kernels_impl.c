@@ -261,6 +261,23 @@ static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_
     }
 }
 
+static void affine_pool2_gelu(const float *restrict x, int h, int w, float scale, float shift, float *restrict y)
+{
+    const int ho = h / 2, wo = w / 2;
+    const float sign = scale < 0 ? -1.f : 1.f; /* max of sign * x, so min when scale < 0 */
+    for (int oh = 0; oh < ho; oh++) {
+        const float *r0 = x + (size_t)2 * oh * w, *r1 = r0 + w;
+        float *yr = y + (size_t)oh * wo;
+        for (int ow = 0; ow < wo; ow++) {
+            float a = sign * r0[2 * ow], b = sign * r0[2 * ow + 1], c = sign * r1[2 * ow], d = sign * r1[2 * ow + 1];
+            a = b > a ? b : a;
+            c = d > c ? d : c;
+            const float v = (a > c ? a : c) * sign * scale + shift;
+            yr[ow] = v * normal_cdf(v);
+        }
+    }
+}
+
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi from the same erf approximation as gelu(). */
 static void gelu_backward(const float *restrict x, const float *restrict dy, float *restrict gx, size_t n)
 {
@@ -353,6 +370,7 @@ const ps_kernels SET_NAME = {
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,
     .affine_up2_gelu_add = affine_up2_gelu_add,
+    .affine_pool2_gelu = affine_pool2_gelu,
     .gelu_backward = gelu_backward,
     .conv_pointwise_backward = conv_pointwise_backward,
     .conv_depthwise3x3_backward = conv_depthwise3x3_backward,

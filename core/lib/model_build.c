@@ -122,7 +122,8 @@ ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tenso
     static const char *const dec[5] = {"dec1", "dec2", "dec3", "dec4", "dec5"};
     ps_tensor *t[5], *tb[5], *y = x;
     for (int k = 0; k < 5; k++) {
-        y = t[k] = ps_g_gelu(g, ps_g_maxpool2x2(g, ps_fwd_gn(g, u->enc(g, u->net, k, y), &u->gn[k])));
+        y = t[k] = ps_g_groupnorm_maxpool_gelu(g, u->enc(g, u->net, k, y), PS_GN_GROUPS, u->gn[k].w, u->gn[k].b,
+                                               PS_NORM_EPS);
         ps_g_stage(g, enc[k]);
     }
     ps_tensor *o = ps_g_gelu(g, u->enc(g, u->net, 5, t[4]));
