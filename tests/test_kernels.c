@@ -93,20 +93,23 @@ static void test_depthwise(gconstpointer data)
     for (int trial = 0; trial < 60; trial++) {
         int c = g_rand_int_range(r, 1, 20), h = g_rand_int_range(r, 1, 45), w = g_rand_int_range(r, 1, 45);
         int d = g_rand_int_range(r, 1, 8); /* up to MALUNet's 7 */
-        int with_bias = trial % 2;
-        ps_tensor *x = ps_tensor_new(1, c, h, w), *wt = ps_tensor_new(c, 1, 3, 3), *b = ps_tensor_new(c, 1, 1, 1);
+        int with_bias = trial % 2, ks = trial % 3 ? 3 : 1; /* every third a 1x1 (LDGA's) */
+        ps_tensor *x = ps_tensor_new(1, c, h, w), *wt = ps_tensor_new(c, 1, ks, ks), *b = ps_tensor_new(c, 1, 1, 1);
         ps_tensor *want = ps_tensor_new(1, c, h, w), *got = ps_tensor_new(1, c, h, w);
         tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
         tu_fill_uniform(wt->data, ps_numel(wt), r, -1, 1);
         tu_fill_uniform(b->data, ps_numel(b), r, -1, 1);
-        ps_conv2d_params p = {1, d, d, d, c};
+        ps_conv2d_params p = {1, ks == 3 ? d : 0, ks == 3 ? d : 0, d, c};
         ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
         int relu = trial % 4 >= 2;
         if (relu)
             relu_in_place(want);
-        k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu);
+        if (ks == 3)
+            k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu);
+        else
+            k->conv_depthwise1x1(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, (size_t)h * w, relu);
         char label[96];
-        g_snprintf(label, sizeof label, "depthwise c%d %dx%d dilation %d relu %d", c, h, w, d, relu);
+        g_snprintf(label, sizeof label, "depthwise %dx%d c%d %dx%d dilation %d relu %d", ks, ks, c, h, w, d, relu);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }
@@ -368,7 +371,8 @@ static void test_conv_backward(gconstpointer data)
     g_rand_free(r);
 }
 
-/* ps_g_conv2d(_relu) = (relu of) the reference conv for every shape class: the kernel paths,
+/* ps_g_conv2d(_relu) = (relu of) the reference conv for every shape class: the kernel paths
+ * (depthwise 1x1 included),
  * dense zero-padded convs (MALUNet's 3x3 'same', dilated, odd padding: the 'valid' kernel on a
  * padded copy) and the reference fallback (a strided conv, and a 'valid' conv whose kernel fuses
  * no ReLU). */
@@ -377,7 +381,8 @@ static void test_conv_paths(void)
     static const struct {
         int cin, cout, k, stride, pad, dil, groups, relu;
     } cases[] = {{5, 7, 1, 1, 0, 1, 1, 1}, {6, 6, 3, 1, 2, 2, 6, 1}, {2, 3, 7, 1, 0, 1, 1, 1}, {3, 4, 3, 2, 1, 1, 1, 1},
-                 {3, 8, 3, 1, 1, 1, 1, 0}, {5, 4, 3, 1, 2, 2, 1, 0},  {2, 3, 5, 1, 1, 1, 1, 0}, {3, 8, 3, 1, 1, 1, 1, 1}};
+                 {3, 8, 3, 1, 1, 1, 1, 0}, {5, 4, 3, 1, 2, 2, 1, 0},  {2, 3, 5, 1, 1, 1, 1, 0}, {3, 8, 3, 1, 1, 1, 1, 1},
+                 {6, 6, 1, 1, 0, 1, 6, 0}, {6, 6, 1, 1, 0, 1, 6, 1}};
     GRand *r = g_rand_new_with_seed(19);
     ps_arena *arena = ps_arena_new();
     ps_graph g;

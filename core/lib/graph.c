@@ -79,6 +79,20 @@ static void pointwise_part(void *ctx, int begin, int end)
     }
 }
 
+static void depthwise1x1_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int C = j->x->c;
+    const size_t plane = (size_t)j->x->h * j->x->w;
+    for (int u = begin, count; u < end; u += count) {
+        const int n = u / C, c = u % C;
+        count = MIN(end, (n + 1) * C) - u;
+        const size_t off = ((size_t)n * C + c) * plane;
+        j->k->conv_depthwise1x1(j->x->data + off, j->w->data + c, j->b ? j->b->data + c : NULL, j->y->data + off,
+                                count, plane, j->relu);
+    }
+}
+
 static void valid_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
@@ -119,7 +133,7 @@ static ps_tensor *zero_padded(ps_graph *g, const ps_tensor *x, int pad)
     return y;
 }
 
-/* The kernels cover the model's convs (pointwise, depthwise 3x3 'same', dense 'valid' such as
+/* The kernels cover the model's convs (pointwise, depthwise 3x3 'same' and 1x1, dense 'valid' such as
  * LSCAB's 7x7 on its reflect-padded input, and dense zero-padded ones such as MALUNet's 3x3
  * through a padded copy); any other shape runs the reference. */
 static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_tensor *b,
@@ -131,6 +145,9 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
              p->pad_h == p->dilation && p->pad_w == p->dilation)
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
+    else if (p->groups == x->c && y->c == x->c && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 &&
+             p->pad_w == 0)
+        ps_pool_for(g->pool, x->n * x->c, depthwise1x1_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0 && !relu)
         ps_pool_for(g->pool, x->n * y->c, valid_part, &j); /* (its kernel has no fused ReLU) */
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {

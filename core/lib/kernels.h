@@ -26,6 +26,10 @@ typedef struct ps_kernels {
      * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL); relu as above. */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
                               int h, int wd, int dilation, int relu);
+    /* One image, depthwise 1x1 (a per-channel scale and bias): y (c, plane) from x (c, plane),
+     * w (c), b (c, or NULL); relu as above. */
+    void (*conv_depthwise1x1)(const float *x, const float *w, const float *b, float *y, int c, size_t plane,
+                              int relu);
     /* One image, dense conv without padding ('valid'), stride 1: y (cout, ho, wo) from
      * x (cin, h, w), w (cout, cin, k, k), b (cout, or NULL); ho = h - dilation (k - 1). */
     void (*conv_valid)(const float *x, const float *w, const float *b, float *y, int cin, int cout,

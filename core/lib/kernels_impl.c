@@ -134,6 +134,20 @@ static void conv_depthwise3x3(const float *restrict x, const float *restrict w, 
         }
 }
 
+static void conv_depthwise1x1(const float *restrict x, const float *restrict w, const float *restrict b,
+                              float *restrict y, int c, size_t plane, int relu)
+{
+    for (int ch = 0; ch < c; ch++) {
+        const float scale = w[ch], shift = b ? b[ch] : 0.f;
+        const float *xp = x + (size_t)ch * plane;
+        float *yp = y + (size_t)ch * plane;
+        for (size_t i = 0; i < plane; i++)
+            yp[i] = xp[i] * scale + shift;
+        if (relu)
+            relu_in_place(yp, plane);
+    }
+}
+
 static void conv_valid(const float *restrict x, const float *restrict w, const float *restrict b,
                        float *restrict y, int cin, int cout, int h, int wd, int k, int d)
 {
@@ -367,6 +381,7 @@ const ps_kernels SET_NAME = {
     .conv_pointwise = conv_pointwise,
     .conv_depthwise3x3 = conv_depthwise3x3,
     .conv_valid = conv_valid,
+    .conv_depthwise1x1 = conv_depthwise1x1,
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,
     .affine_up2_gelu_add = affine_up2_gelu_add,
