@@ -79,20 +79,6 @@ static void pointwise_part(void *ctx, int begin, int end)
     }
 }
 
-static void depthwise1x1_part(void *ctx, int begin, int end)
-{
-    const job *j = ctx;
-    const int C = j->x->c;
-    const size_t plane = (size_t)j->x->h * j->x->w;
-    for (int u = begin, count; u < end; u += count) {
-        const int n = u / C, c = u % C;
-        count = MIN(end, (n + 1) * C) - u;
-        const size_t off = ((size_t)n * C + c) * plane;
-        j->k->conv_depthwise1x1(j->x->data + off, j->w->data + c, j->b ? j->b->data + c : NULL, j->y->data + off,
-                                count, plane, j->relu);
-    }
-}
-
 static void valid_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
@@ -116,8 +102,12 @@ static void depthwise_part(void *ctx, int begin, int end)
         const int n = u / C, c = u % C;
         count = MIN(end, (n + 1) * C) - u;
         const size_t off = ((size_t)n * C + c) * plane;
-        j->k->conv_depthwise3x3(j->x->data + off, j->w->data + (size_t)c * 9, j->b ? j->b->data + c : NULL,
-                                j->y->data + off, count, j->x->h, j->x->w, j->dilation, j->relu);
+        const float *b = j->b ? j->b->data + c : NULL;
+        if (j->w->h == 1) /* a per-channel scale */
+            j->k->conv_depthwise1x1(j->x->data + off, j->w->data + c, b, j->y->data + off, count, plane, j->relu);
+        else
+            j->k->conv_depthwise3x3(j->x->data + off, j->w->data + (size_t)c * 9, b, j->y->data + off, count,
+                                    j->x->h, j->x->w, j->dilation, j->relu);
     }
 }
 
@@ -147,7 +137,7 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 &&
              p->pad_w == 0)
-        ps_pool_for(g->pool, x->n * x->c, depthwise1x1_part, &j);
+        ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0 && !relu)
         ps_pool_for(g->pool, x->n * y->c, valid_part, &j); /* (its kernel has no fused ReLU) */
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
