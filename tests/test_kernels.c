@@ -46,6 +46,13 @@ static void test_unary(gconstpointer data)
     ps_sigmoid_ref(x, want);
     k->sigmoid(x->data, got->data, n);
     check(k->name, "sigmoid", max_err_vs(got->data, want->data, n), 2e-6);
+    ps_tensor *b = ps_tensor_new(1, 1, 1, n), *sum = ps_tensor_new(1, 1, 1, n);
+    tu_fill_uniform(b->data, n, r, -3, 3);
+    ps_add_ref(x, b, sum);
+    ps_gelu_ref(sum, want);
+    k->add_gelu(x->data, b->data, got->data, n);
+    check(k->name, "add_gelu", max_err_vs(got->data, want->data, n), 2e-6);
+    ps_tensor_free(b), ps_tensor_free(sum);
     ps_tensor_free(x);
     ps_tensor_free(want);
     ps_tensor_free(got);

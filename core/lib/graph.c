@@ -170,7 +170,10 @@ static void elementwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
     const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
-    j->elementwise(j->x->data + lo, j->y->data + lo, hi - lo);
+    if (j->w) /* two inputs: add_gelu */
+        j->k->add_gelu(j->x->data + lo, j->w->data + lo, j->y->data + lo, hi - lo);
+    else
+        j->elementwise(j->x->data + lo, j->y->data + lo, hi - lo);
 }
 
 /* y = fn(x) value by value, split over the pool in chunks. */
@@ -181,6 +184,16 @@ static ps_tensor *elementwise(ps_graph *g, ps_tensor *x, ps_op_kind op,
     job j = {.x = x, .y = y, .elementwise = fn};
     ps_pool_for(g->pool, (int)((ps_numel(x) + CHUNK - 1) / CHUNK), elementwise_part, &j);
     record(g, op, y, 1, &x);
+    return y;
+}
+
+ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b)
+{
+    if (g->training || !ps_tensor_same_shape(a, b))
+        return ps_g_gelu(g, ps_g_add(g, a, b));
+    ps_tensor *y = new_like(g, a);
+    job j = {.k = ps_kernels_best(), .x = a, .w = b, .y = y};
+    ps_pool_for(g->pool, (int)((ps_numel(a) + CHUNK - 1) / CHUNK), elementwise_part, &j);
     return y;
 }
 

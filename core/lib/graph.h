@@ -69,6 +69,8 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
 /* The encoder's step: gelu(maxpool2x2(groupnorm(x))), fused for inference in the same way. */
 ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
                                        float eps);
+/* gelu(a + b); one pass in inference when a and b have one shape. */
+ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b);
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);

@@ -18,6 +18,8 @@ typedef struct ps_kernels {
     /* y = gelu(x) (erf form) and y = sigmoid(x) over n values; max abs error ~1e-6 of the ref */
     void (*gelu)(const float *x, float *y, size_t n);
     void (*sigmoid)(const float *x, float *y, size_t n);
+    /* y = gelu(a + b) over n values (a residual add and its activation in one pass) */
+    void (*add_gelu)(const float *a, const float *b, float *y, size_t n);
     /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), then
      * max(0, y) when relu is set (batch-norm folded into w and b, see microaunet.c). */
     void (*conv_pointwise)(const float *x, const float *w, const float *b, float *y, int cin,

@@ -59,6 +59,14 @@ static void gelu(const float *restrict x, float *restrict y, size_t n)
         y[i] = x[i] * normal_cdf(x[i]);
 }
 
+static void add_gelu(const float *restrict a, const float *restrict b, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float v = a[i] + b[i];
+        y[i] = v * normal_cdf(v);
+    }
+}
+
 static void sigmoid(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -381,6 +389,7 @@ const ps_kernels SET_NAME = {
     .conv_pointwise = conv_pointwise,
     .conv_depthwise3x3 = conv_depthwise3x3,
     .conv_valid = conv_valid,
+    .add_gelu = add_gelu,
     .conv_depthwise1x1 = conv_depthwise1x1,
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,

@@ -109,7 +109,7 @@ static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s)
 static ps_tensor *fwd_dwd(ps_graph *g, ps_tensor *x, const dwd_t *w)
 {
     ps_tensor *y = ps_g_gelu(g, fwd_dsd(g, x, &w->dsd1));
-    return ps_g_gelu(g, ps_g_add(g, fwd_dsd(g, y, &w->dsd2), x));
+    return ps_g_add_gelu(g, fwd_dsd(g, y, &w->dsd2), x);
 }
 
 static ps_tensor *fwd_ldga(ps_graph *g, ps_tensor *x, const ldga_t *l)
