@@ -251,6 +251,41 @@ static void test_encoder_step(gconstpointer data)
     g_rand_free(r);
 }
 
+/* LSCAB's output: the kernel per ISA and the graph's fused inference pass against the separate
+ * broadcasting ops training records. */
+static void test_attend_residual(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(43);
+    ps_tensor *t = ps_tensor_new(2, 5, 11, 14), *ca = ps_tensor_new(2, 5, 1, 1), *sa = ps_tensor_new(2, 1, 11, 14);
+    ps_tensor *alpha = ps_tensor_new(1, 1, 1, 1), *beta = ps_tensor_new(1, 1, 1, 1);
+    tu_fill_uniform(t->data, ps_numel(t), r, -2, 2);
+    tu_fill_uniform(ca->data, ps_numel(ca), r, 0, 1);
+    tu_fill_uniform(sa->data, ps_numel(sa), r, 0, 1);
+    alpha->data[0] = 0.7f;
+    beta->data[0] = -0.3f;
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    ps_tensor *want = ps_g_attend_residual(&g, t, ca, sa, alpha, beta); /* training: separate ops */
+    g_assert_cmpint(g.n_nodes, ==, 5);
+    ps_tensor *got = ps_tensor_new(2, 5, 11, 14);
+    const size_t plane = 11 * 14;
+    for (int u = 0; u < 10; u++)
+        k->attend_residual(t->data + u * plane, sa->data + u / 5 * plane, 0.7f * ca->data[u], -0.3f,
+                           got->data + u * plane, plane);
+    tu_assert_close("attend_residual kernel", got->data, want->data, ps_numel(want), 1e-6);
+    ps_graph_release(&g);
+    ps_graph_init(&g, arena, 0);
+    ps_tensor *fused = ps_g_attend_residual(&g, t, ca, sa, alpha, beta);
+    tu_assert_close("attend_residual in the graph", fused->data, want->data, ps_numel(want), 1e-6);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(t), ps_tensor_free(ca), ps_tensor_free(sa), ps_tensor_free(alpha), ps_tensor_free(beta),
+        ps_tensor_free(got);
+    g_rand_free(r);
+}
+
 /* The graph's decoder step: the fused inference pass equals the separate ops training records. */
 static void test_graph_decoder_step(void)
 {
@@ -499,6 +534,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/decoder-step", k->name), k, test_decoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/encoder-step", k->name), k, test_encoder_step), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/attend-residual", k->name), k, test_attend_residual), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }

@@ -197,6 +197,35 @@ ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b)
     return y;
 }
 
+typedef struct attend_job {
+    const ps_kernels *k;
+    const ps_tensor *t, *ca, *sa;
+    float alpha, beta;
+    ps_tensor *y;
+} attend_job;
+
+static void attend_part(void *ctx, int begin, int end)
+{
+    const attend_job *j = ctx;
+    const size_t plane = (size_t)j->t->h * j->t->w;
+    for (int u = begin; u < end; u++)
+        j->k->attend_residual(j->t->data + u * plane, j->sa->data + u / j->t->c * plane, j->alpha * j->ca->data[u],
+                              j->beta, j->y->data + u * plane, plane);
+}
+
+ps_tensor *ps_g_attend_residual(ps_graph *g, ps_tensor *t, ps_tensor *ca, ps_tensor *sa, ps_tensor *alpha,
+                                ps_tensor *beta)
+{
+    if (g->training) {
+        ps_tensor *att = ps_g_add(g, ps_g_mul(g, alpha, ca), ps_g_mul(g, beta, sa));
+        return ps_g_add(g, ps_g_mul(g, att, t), t);
+    }
+    attend_job j = {.k = ps_kernels_best(), .t = t, .ca = ca, .sa = sa, .alpha = alpha->data[0],
+                    .beta = beta->data[0], .y = new_like(g, t)};
+    ps_pool_for(g->pool, t->n * t->c, attend_part, &j);
+    return j.y;
+}
+
 static ps_tensor *conv2d_output(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps_conv2d_params *p)
 {
     return ps_arena_tensor(g->arena, x->n, w->n, ps_conv2d_out_size(x->h, w->h, p->pad_h, p->stride, p->dilation),

@@ -71,6 +71,10 @@ ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps
                                        float eps);
 /* gelu(a + b); one pass in inference when a and b have one shape. */
 ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b);
+/* MicroAUNet's LSCAB output (alpha * ca + beta * sa) * t + t, for t (N,C,H,W), channel attention
+ * ca (N,C,1,1), spatial attention sa (N,1,H,W), scalar alpha and beta; one pass in inference. */
+ps_tensor *ps_g_attend_residual(ps_graph *g, ps_tensor *t, ps_tensor *ca, ps_tensor *sa, ps_tensor *alpha,
+                                ps_tensor *beta);
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);

@@ -67,6 +67,13 @@ static void add_gelu(const float *restrict a, const float *restrict b, float *re
     }
 }
 
+static void attend_residual(const float *restrict t, const float *restrict sa, float a, float beta,
+                            float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = (a + beta * sa[i]) * t[i] + t[i];
+}
+
 static void sigmoid(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -390,6 +397,7 @@ const ps_kernels SET_NAME = {
     .conv_depthwise3x3 = conv_depthwise3x3,
     .conv_valid = conv_valid,
     .add_gelu = add_gelu,
+    .attend_residual = attend_residual,
     .conv_depthwise1x1 = conv_depthwise1x1,
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,

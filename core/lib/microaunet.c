@@ -138,8 +138,7 @@ static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **
         ps_tensor *ca = ps_g_slice(g, v, c0, t[k]->c);
         ps_tensor *sa = ps_g_reflect_pad(g, ps_g_channel_mean_max(g, t[k]), 3);
         sa = ps_g_sigmoid(g, ps_g_conv2d(g, sa, n->sconv, NULL, 1, 0, 1, 1));
-        ps_tensor *att = ps_g_add(g, ps_g_mul(g, n->alpha, ca), ps_g_mul(g, n->beta, sa));
-        out[k] = ps_g_add(g, ps_g_mul(g, att, t[k]), t[k]);
+        out[k] = ps_g_attend_residual(g, t[k], ca, sa, n->alpha, n->beta);
     }
 }
 
