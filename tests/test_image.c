@@ -7,6 +7,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include "../core/lib/image.h"
+#include "../core/lib/preprocess.h"
 #include "test_util.h"
 
 static char *tmpdir;
@@ -703,6 +704,30 @@ static void test_resize_frame_speed(void)
     ps_image_free(frame);
 }
 
+/* Pre-processing an image already at the model's size skips the resize (a copy): the tensor
+ * equals the one the resizing path makes from the same pixels with a padded stride, and the
+ * normalisation matches (v / 255 - mean) / std. */
+static void test_preprocess_model_size(void)
+{
+    const int S = 64, padded = 3 * S + 5;
+    uint8_t *tight = g_malloc(3 * S * S), *loose = g_malloc0((size_t)padded * S), *scratch = g_malloc(3 * S * S);
+    GRand *r = g_rand_new_with_seed(3);
+    for (int i = 0; i < 3 * S * S; i++)
+        tight[i] = (uint8_t)g_rand_int_range(r, 0, 256);
+    for (int y = 0; y < S; y++)
+        memcpy(loose + (size_t)y * padded, tight + (size_t)y * 3 * S, 3 * S);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    ps_tensor *a = ps_tensor_new(1, 3, S, S), *b = ps_tensor_new(1, 3, S, S);
+    ps_preprocess_rgb(tight, S, S, 3 * S, mean, std, a, 0, scratch);
+    ps_preprocess_rgb(loose, S, S, padded, mean, std, b, 0, scratch);
+    g_assert_cmpmem(a->data, ps_numel(a) * sizeof(float), b->data, ps_numel(b) * sizeof(float));
+    for (int c = 0; c < 3; c++)
+        g_assert_cmpfloat_with_epsilon(a->data[c * S * S + 7], (tight[3 * 7 + c] / 255.0 - mean[c]) / std[c], 1e-5);
+    ps_tensor_free(a), ps_tensor_free(b);
+    g_free(tight), g_free(loose), g_free(scratch);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -727,6 +752,7 @@ int main(int argc, char **argv)
     g_test_add_func("/image/save/errors-and-replace", test_save_errors_and_replace);
     g_test_add_func("/image/resize/hand-computed", test_resize_hand_computed);
     g_test_add_func("/image/resize/identity", test_resize_identity);
+    g_test_add_func("/image/preprocess/model-size", test_preprocess_model_size);
     g_test_add_func("/image/resize/constant", test_resize_constant);
     g_test_add_func("/image/resize/matches-definition", test_resize_matches_definition);
     g_test_add_func("/image/resize/frame-speed", test_resize_frame_speed);

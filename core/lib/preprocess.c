@@ -20,6 +20,10 @@ static void normalise(const uint8_t *rgb, const float mean[3], const float std[3
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
                        const float std[3], ps_tensor *out, int n, uint8_t *scratch)
 {
+    if (w == out->w && h == out->h && stride == 3 * w) { /* already the model's size: resizing would copy */
+        normalise(rgb, mean, std, out, n);
+        return;
+    }
     ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
     normalise(scratch, mean, std, out, n);
 }
