@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Re-trains the two shipped weight files with the commands recorded in weights/README.md, into
-# runs/ (logs there too). Stages, one chain (the run names are the ones the shipped files'
-# metadata records):
-#   kv1 = 160 epochs on Kvasir train from scratch at 256 -> kv2 = 80 epochs at lr 1e-3 ->
-#   kv320 = 40 epochs at 320 (-> weights/microaunet-kvasir) -> jointk = 36 epochs on CVC train +
-#   Kvasir train at 320 (-> weights/microaunet-cvc)
-# About 2.5 hours on a 2-core machine (the stages took 70 + 32 + 21 + 26 min). Then:
-#   cp runs/kv320.safetensors weights/microaunet-kvasir.safetensors
-#   cp runs/jointk.safetensors weights/microaunet-cvc.safetensors
-# and update the scores in weights/README.md (polypseg-eval prints them).
+# Re-trains the shipped weight files with the commands recorded in weights/README.md, into
+# runs/ (logs there too). Stages (the run names are the ones the shipped files' metadata records):
+#   students: kv1 = 160 epochs on Kvasir train from scratch at 256 -> kv2 = 80 epochs at lr 1e-3
+#   -> kv320 = 40 epochs at 320 -> jointk = 36 epochs on CVC train + Kvasir train at 320;
+#   teachers (MALUNet, at 256): mal-kv = 90 epochs on Kvasir train, mal-joint = 60 epochs on CVC
+#   train + Kvasir train;
+#   distilled students (at 320): kvkd = kv320 + 84 epochs taught by mal-kv, jointkd = jointk +
+#   56 epochs taught by mal-joint.
+# Each stage took 20-70 min on a 2-core machine with a second run beside it; the whole script
+# runs one stage at a time (about 6 hours). Then copy the files weights/README.md names into
+# weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 D="${POLYPSEG_DATA:-../shared/datasets}"
 mkdir -p runs
-train() { # NAME ARGS...: one stage, logged to runs/NAME.{log,jsonl}
+train() { # NAME ARGS...: one stage, logged to runs/NAME.{log,jsonl}; ARCH= picks the model
   local name=$1
   shift
-  build/core/polypseg-train --arch microaunet --log "runs/$name.jsonl" --out "runs/$name.safetensors" "$@" \
+  build/core/polypseg-train --arch "${ARCH:-microaunet}" --log "runs/$name.jsonl" --out "runs/$name.safetensors" "$@" \
     >"runs/$name.log" 2>&1 || { echo "stage $name failed:" >&2; tail -n 20 "runs/$name.log" >&2; return 1; }
 }
 kvasir=(--data "$D/kvasir-seg/train" --val "$D/kvasir-seg/val" --dataset-name kvasir-seg/train)
@@ -29,7 +30,13 @@ train kv1 "${kvasir[@]}" --epochs 160 --lr 4e-3 --seed 1
 train kv2 "${kvasir[@]}" --init runs/kv1.safetensors --epochs 80 --lr 1e-3 --seed 2
 train kv320 "${kvasir[@]}" --init runs/kv2.safetensors --size 320 --epochs 40 --lr 1e-3 --seed 3
 train jointk "${joint[@]}" --init runs/kv320.safetensors --size 320 --epochs 36 --lr 1e-3 --seed 8
+ARCH=malunet train mal-kv "${kvasir[@]}" --epochs 90 --lr 3e-3 --warmup-epochs 2 --seed 12
+ARCH=malunet train mal-joint "${joint[@]}" --epochs 60 --lr 3e-3 --warmup-epochs 2 --seed 11
+train kvkd "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.safetensors --size 320 \
+  --epochs 84 --lr 1e-3 --seed 13
+train jointkd "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
+  --epochs 56 --lr 1e-3 --seed 14
 python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 runs/kv2.jsonl:kv2 \
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0
-tail -n 2 runs/kv320.log runs/jointk.log
+tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log
