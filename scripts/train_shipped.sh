@@ -5,8 +5,8 @@
 #   -> kv320 = 40 epochs at 320 -> jointk = 36 epochs on CVC train + Kvasir train at 320;
 #   teachers (MALUNet, at 256): mal-kv = 90 epochs on Kvasir train, mal-joint = 60 epochs on CVC
 #   train + Kvasir train;
-#   distilled students (at 320): kvkd = kv320 + 84 epochs taught by mal-kv, jointkd = jointk +
-#   56 epochs taught by mal-joint.
+#   distilled students (at 320): kvkd = kv320 + 80 epochs taught by mal-kv, jointkd = jointk +
+#   50 epochs taught by mal-joint.
 # Each stage took 20-70 min on a 2-core machine with a second run beside it; the whole script
 # runs one stage at a time (about 6 hours). Then copy the files weights/README.md names into
 # weights/ and update its scores (polypseg-eval prints them).
@@ -33,9 +33,9 @@ train jointk "${joint[@]}" --init runs/kv320.safetensors --size 320 --epochs 36 
 ARCH=malunet train mal-kv "${kvasir[@]}" --epochs 90 --lr 3e-3 --warmup-epochs 2 --seed 12
 ARCH=malunet train mal-joint "${joint[@]}" --epochs 60 --lr 3e-3 --warmup-epochs 2 --seed 11
 train kvkd "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.safetensors --size 320 \
-  --epochs 84 --lr 1e-3 --seed 13
+  --epochs 80 --lr 1e-3 --seed 13
 train jointkd "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
-  --epochs 56 --lr 1e-3 --seed 14
+  --epochs 50 --lr 1e-3 --seed 14
 python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 runs/kv2.jsonl:kv2 \
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0

@@ -11,7 +11,8 @@ typedef struct row {
     double mean_dice;
 } row;
 
-/* Rows look like: | microaunet-kvasir.safetensors | kvasir-seg/val | - | 200 | 0.7712 | ... */
+/* Rows look like: | microaunet-kvasir.safetensors | kvasir-seg/val | - | 200 | 0.7712 | ...
+ * (or | malunet-...) */
 static GPtrArray *read_rows(void)
 {
     char *path = g_build_filename(g_getenv("POLYPSEG_REPO"), "weights", "README.md", NULL);
@@ -20,7 +21,7 @@ static GPtrArray *read_rows(void)
     GPtrArray *rows = g_ptr_array_new();
     gchar **lines = g_strsplit(text, "\n", -1);
     for (int i = 0; lines[i]; i++) {
-        if (!g_str_has_prefix(lines[i], "| microaunet"))
+        if (!g_str_has_prefix(lines[i], "| microaunet") && !g_str_has_prefix(lines[i], "| malunet"))
             continue;
         gchar **cells = g_strsplit(lines[i], "|", -1);
         if (g_strv_length(cells) < 7)
@@ -50,7 +51,9 @@ static void test_documented_scores(void)
     GPtrArray *rows = read_rows();
     /* Each shipped file must be scored on its own dataset's held-out split. */
     const char *own[][2] = {{"microaunet-kvasir.safetensors", "kvasir-seg/val"},
-                            {"microaunet-cvc.safetensors", "cvc-clinicdb"}};
+                            {"microaunet-cvc.safetensors", "cvc-clinicdb"},
+                            {"malunet-kvasir.safetensors", "kvasir-seg/val"},
+                            {"malunet-cvc.safetensors", "cvc-clinicdb"}};
     for (size_t k = 0; k < G_N_ELEMENTS(own); k++) {
         gboolean found = FALSE;
         for (guint i = 0; i < rows->len; i++) {
