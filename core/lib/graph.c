@@ -59,6 +59,7 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
 typedef struct job {
     const ps_kernels *k;
     const ps_tensor *x, *w, *b;
+    const ps_tensor *x2; /* add_gelu's second input */
     ps_tensor *y;
     int dilation, groups, relu;
     float eps;
@@ -132,19 +133,14 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .dilation = p->dilation, .relu = relu};
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
         ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
-    else if (p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
-             p->pad_h == p->dilation && p->pad_w == p->dilation)
+    else if (p->groups == x->c && y->c == x->c && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w &&
+             ((w->h == 3 && p->pad_h == p->dilation) || (w->h == 1 && p->pad_h == 0)))
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
-    else if (p->groups == x->c && y->c == x->c && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 &&
-             p->pad_w == 0)
-        ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
-    else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0 && !relu)
-        ps_pool_for(g->pool, x->n * y->c, valid_part, &j); /* (its kernel has no fused ReLU) */
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
-        j.x = zero_padded(g, x, p->pad_h);
+        if (p->pad_h > 0) /* the 'valid' kernel (no fused ReLU) on a zero-padded copy */
+            j.x = zero_padded(g, x, p->pad_h);
         ps_pool_for(g->pool, x->n * y->c, valid_part, &j);
-    }
-    else {
+    } else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)
             y->data[i] = y->data[i] > 0.f ? y->data[i] : 0.f;
@@ -170,8 +166,8 @@ static void elementwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
     const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
-    if (j->w) /* two inputs: add_gelu */
-        j->k->add_gelu(j->x->data + lo, j->w->data + lo, j->y->data + lo, hi - lo);
+    if (j->x2)
+        j->k->add_gelu(j->x->data + lo, j->x2->data + lo, j->y->data + lo, hi - lo);
     else
         j->elementwise(j->x->data + lo, j->y->data + lo, hi - lo);
 }
@@ -192,7 +188,7 @@ ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b)
     if (g->training || !ps_tensor_same_shape(a, b))
         return ps_g_gelu(g, ps_g_add(g, a, b));
     ps_tensor *y = new_like(g, a);
-    job j = {.k = ps_kernels_best(), .x = a, .w = b, .y = y};
+    job j = {.k = ps_kernels_best(), .x = a, .x2 = b, .y = y};
     ps_pool_for(g->pool, (int)((ps_numel(a) + CHUNK - 1) / CHUNK), elementwise_part, &j);
     return y;
 }
