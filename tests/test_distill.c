@@ -189,36 +189,36 @@ static void test_adapters_once_and_dropped(void)
     teardown(&f);
 }
 
+/* ps_distiller_new refuses, with a message containing `why`, and changes neither model. */
+static void assert_refused(ps_model *teacher, ps_model *student, const char *why)
+{
+    const int n_params = student->n_params;
+    const ps_distill_opts o = ps_distill_defaults(2);
+    GError *err = NULL;
+    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, why));
+    g_clear_error(&err);
+    g_assert_cmpint(student->n_params, ==, n_params);
+}
+
 /* Refusals leave the student as it was and the teacher with the caller. */
 static void test_mismatched_teacher(void)
 {
     ps_model *student = ps_model_new("microaunet", NULL, 0, 1, NULL);
     ps_model *teacher = ps_model_new("malunet", NULL, 0, 2, NULL);
-    const int n_params = student->n_params;
-    ps_distill_opts o = ps_distill_defaults(2);
-    GError *err = NULL;
     const float mean0 = teacher->info.mean[0];
     teacher->info.mean[0] += 0.1f;
-    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
-    g_assert_nonnull(strstr(err->message, "normalise"));
-    g_test_message("%s", err->message);
-    g_clear_error(&err);
+    assert_refused(teacher, student, "normalise");
     teacher->info.mean[0] = mean0;
     /* a checkpoint with only one of the adapters, then one with a mis-shaped adapter */
     const int64_t wrong[4] = {16, 8, 3, 3}, bias[1] = {8};
     ps_model_add_param(student, PS_DISTILL_PREFIX "adapter1.bias", 1, 1, bias);
-    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
-    g_assert_nonnull(strstr(err->message, "1 of the 10"));
-    g_test_message("%s", err->message);
-    g_clear_error(&err);
-    g_assert_cmpint(student->n_params, ==, n_params + 1);
+    assert_refused(teacher, student, "1 of the 10");
     ps_model_drop_params(student, PS_DISTILL_PREFIX);
     ps_model_add_param(student, PS_DISTILL_PREFIX "adapter2.weight", 1, 4, wrong);
-    g_assert_null(ps_distiller_new(teacher, student, &o, 1, &err));
-    g_assert_nonnull(strstr(err->message, "adapter2.weight"));
-    g_test_message("%s", err->message);
-    g_clear_error(&err);
-    g_assert_cmpint(student->n_params, ==, n_params + 1);
+    assert_refused(teacher, student, "adapter2.weight");
     ps_model_free(teacher); /* still ours after every refusal */
     ps_model_free(student);
 }
