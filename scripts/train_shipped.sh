@@ -8,7 +8,7 @@
 #   distilled students (at 320): kvkd = kv320 + 80 epochs taught by mal-kv, jointkd = jointk +
 #   50 epochs taught by mal-joint.
 # Each stage took 20-70 min on a 2-core machine with a second run beside it; the whole script
-# runs one stage at a time (about 6 hours). Then copy the files weights/README.md names into
+# runs one stage at a time (the stages took about 6.5 hours in all). Then copy the files weights/README.md names into
 # weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
