@@ -17,9 +17,9 @@ ps_tensor *tu_tensor_from_as(const ps_st_file *f, const char *name, int n, int c
 double tu_rel_err(const float *a, const float *b, size_t n);
 /* Asserts tu_rel_err <= tol, printing the label and error. */
 void tu_assert_close(const char *label, const float *got, const float *want, size_t n, double tol);
-/* Fills with uniform values in [lo, hi) from a seeded generator. */
 /* The value with a fraction q (0..1) of the n values below it (a sorted copy is made). */
 double tu_quantile(const float *v, int n, double q);
+/* Fills with uniform values in [lo, hi) from a seeded generator. */
 void tu_fill_uniform(float *x, size_t n, GRand *r, float lo, float hi);
 /* Dataset root, or NULL. In CI (CI=true) a missing dataset fails the test loudly; on a user's
  * machine the test is skipped with a message saying where the data was looked for. */

@@ -25,7 +25,6 @@ gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err);
  * torch interpolate(mode="bilinear")), any channel count; src stride in bytes. */
 void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int c,
                            uint8_t *dst, int dw, int dh, int dstride);
-/* Same for a float plane (one channel). */
 /* The mapping both resizes use, for one axis from s source to d output samples: for each output
  * index the two source indices (multiplied by `step`) and the weight of the second, from
  * src = (dst + 0.5) * s/d - 0.5 clamped to [0, s-1]. Other code resampling the same way (the
@@ -37,4 +36,5 @@ typedef struct ps_axis_map {
 ps_axis_map ps_axis_map_new(int s, int d, int step);
 void ps_axis_map_free(ps_axis_map *m); /* safe to call twice */
 
+/* The same resize for a float plane (one channel). */
 void ps_resize_bilinear_f32(const float *src, int sw, int sh, float *dst, int dw, int dh);
