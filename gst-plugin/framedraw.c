@@ -231,10 +231,16 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
     const int end = c->dx1 + 1;
     for (int cy = c->dy0 >> hs; cy <= c->dy1 >> hs; cy++) {
         int y0 = cy << hs, y1 = MIN((cy + 1) << hs, c->h);
+        int row_next[1 << 2]; /* per covered row (hs <= 2): its next mark, rescanned only once passed */
+        for (int y = y0; y < y1; y++)
+            row_next[y - y0] = -1;
         for (int x = c->dx0;;) {
             int next = end;
-            for (int y = y0; y < y1; y++)
-                next = MIN(next, next_marked(c->cover + (gsize)y * c->w, x, end));
+            for (int y = y0; y < y1; y++) {
+                if (row_next[y - y0] < x)
+                    row_next[y - y0] = next_marked(c->cover + (gsize)y * c->w, x, end);
+                next = MIN(next, row_next[y - y0]);
+            }
             if (next >= end)
                 break;
             int cx = next >> ws, x0 = cx << ws, x1 = MIN((cx + 1) << ws, c->w), mark = COVER_NONE;
