@@ -400,11 +400,7 @@ int main(int argc, char **argv)
                 g_clear_error(&err);
             } else {
                 ps_progress_finish(&eb);
-                char *metrics = g_strdup_printf(
-                    "{\"data\":\"%s\",\"split\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,"
-                    "\"mean_iou\":%.4f,\"mae\":%.4f,\"pooled_dice\":%.4f}",
-                    o.val, o.val_split ? o.val_split : "all", v.images, v.mean_dice, v.mean_iou, v.mae,
-                    v.pooled_dice);
+                char *metrics = ps_metrics_summary_json(&v, o.val, o.val_split);
                 printf("held-out %s: %s\n", o.val, metrics);
                 g_hash_table_insert(meta, g_strdup("metrics"), metrics);
             }

@@ -33,3 +33,11 @@ gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metr
         *out = ps_metrics_values(&acc);
     return ok;
 }
+
+char *ps_metrics_summary_json(const ps_metric_values *v, const char *data, const char *split)
+{
+    return g_strdup_printf("{\"data\":\"%s\",\"split\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,"
+                           "\"mean_iou\":%.4f,\"mae\":%.4f,\"pooled_dice\":%.4f}",
+                           data, split ? split : "all", v->images, v->mean_dice, v->mean_iou, v->mae,
+                           v->pooled_dice);
+}

@@ -1,0 +1,212 @@
+/* polypseg-average: one weights file whose every tensor is the mean of the same tensor in the
+ * input files ("model soup", Wortsman et al. 2022). Averaging helps only for runs fine-tuned
+ * from one parent (they sit in one basin of the loss); the inputs' provenance goes into the
+ * output's metadata so that the result can be traced and re-made. */
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+#include "evaluate.h"
+#include "progress.h"
+
+typedef struct ingredient {
+    const char *path;
+    char *sha256;
+    ps_st_file *file;
+    ps_model *model;
+} ingredient;
+
+static gboolean same_info(const ps_model_info *a, const ps_model_info *b)
+{
+    if (strcmp(a->arch, b->arch) || a->n_channels != b->n_channels || a->input_size != b->input_size)
+        return FALSE;
+    for (int i = 0; i < a->n_channels; i++)
+        if (a->channels[i] != b->channels[i])
+            return FALSE;
+    for (int i = 0; i < 3; i++)
+        if (a->mean[i] != b->mean[i] || a->std[i] != b->std[i])
+            return FALSE;
+    return TRUE;
+}
+
+static gboolean read_ingredient(ingredient *in, GError **err)
+{
+    char *bytes = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(in->path, &bytes, &len, err))
+        return FALSE;
+    in->sha256 = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)bytes, len);
+    g_free(bytes);
+    in->file = ps_st_read(in->path, err);
+    if (in->file && ps_st_meta(in->file, "checkpoint_epoch")) {
+        g_set_error(err, PS_MODEL_ERROR, 1, "%s is a training checkpoint; average the final weights files",
+                    in->path);
+        return FALSE;
+    }
+    /* Any other tensor beside the model's is refused by the loader. */
+    in->model = in->file ? ps_model_from_file(in->file, in->path, NULL, err) : NULL;
+    return in->model != NULL;
+}
+
+/* JSON list of the inputs: file, SHA-256 and, where their metadata has them, dataset, epochs
+ * and the command that made each. */
+static char *ingredients_json(const ingredient *ins, int n)
+{
+    static const char *const keys[] = {"dataset", "epochs", "command"};
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_array(b);
+    for (int i = 0; i < n; i++) {
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "file");
+        json_builder_add_string_value(b, ins[i].path);
+        json_builder_set_member_name(b, "sha256");
+        json_builder_add_string_value(b, ins[i].sha256);
+        for (size_t k = 0; k < G_N_ELEMENTS(keys); k++) {
+            const char *v = ps_st_meta(ins[i].file, keys[k]);
+            if (v) {
+                json_builder_set_member_name(b, keys[k]);
+                json_builder_add_string_value(b, v);
+            }
+        }
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    JsonNode *root = json_builder_get_root(b);
+    char *s = json_to_string(root, FALSE);
+    json_node_unref(root);
+    g_object_unref(b);
+    return s;
+}
+
+/* The inputs' datasets ("a + b" counts as a and b), each once, in order, joined with " + ". */
+static char *datasets_union(const ingredient *ins, int n)
+{
+    GString *s = g_string_new(NULL);
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (int i = 0; i < n; i++) {
+        const char *d = ps_st_meta(ins[i].file, "dataset");
+        char **parts = g_strsplit(d ? d : "", " + ", -1);
+        for (char **p = parts; *p; p++)
+            if (**p && g_hash_table_add(seen, g_strdup(*p)))
+                g_string_append_printf(s, "%s%s", s->len ? " + " : "", *p);
+        g_strfreev(parts);
+    }
+    g_hash_table_unref(seen);
+    return g_string_free(s, FALSE);
+}
+
+/* Sets every parameter of ins[0].model to the mean over the inputs (summed in double). */
+static void average_into_first(ingredient *ins, int n)
+{
+    ps_model *out = ins[0].model;
+    for (int p = 0; p < out->n_params; p++) {
+        ps_param *dst = &out->params[p];
+        size_t numel = ps_numel(dst->t);
+        double *sum = g_new0(double, numel);
+        for (int i = 0; i < n; i++) {
+            const float *src = ps_model_find(ins[i].model, dst->name)->t->data;
+            for (size_t k = 0; k < numel; k++)
+                sum[k] += src[k];
+        }
+        for (size_t k = 0; k < numel; k++)
+            dst->t->data[k] = (float)(sum[k] / n);
+        g_free(sum);
+    }
+}
+
+static void eval_progress(int done, int total, void *user)
+{
+    (void)total;
+    ps_progress_update(user, done, "evaluating");
+}
+
+int main(int argc, char **argv)
+{
+    char *out = NULL, *val = NULL, *val_split = NULL, *dataset_name = NULL;
+    char *command = g_strjoinv(" ", argv);
+    GOptionEntry entries[] = {
+        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Averaged weights to write (safetensors; required)", "FILE"},
+        {"val", 0, 0, G_OPTION_ARG_FILENAME, &val, "Held-out folder to evaluate the result on (metrics go into its metadata)", "DIR"},
+        {"val-split", 0, 0, G_OPTION_ARG_FILENAME, &val_split, "Split file for --val", "FILE"},
+        {"dataset-name", 0, 0, G_OPTION_ARG_STRING, &dataset_name, "Dataset recorded in the result (default: the inputs' datasets joined with ' + ')", "NAME"},
+        {NULL}};
+    GOptionContext *ctx = g_option_context_new("WEIGHTS WEIGHTS... - average weights files of one architecture");
+    g_option_context_set_description(ctx,
+        "Every tensor of the result is the mean of that tensor over the inputs. Average runs\n"
+        "fine-tuned from one parent; unrelated runs average to a poor model. The inputs' files,\n"
+        "SHA-256, datasets and commands are recorded in the result's metadata ('average_of').\n\n"
+        "Example:\n  polypseg-average -o runs/soup.safetensors runs/a.safetensors runs/b.safetensors");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "polypseg-average: %s\n", err->message);
+        return 2;
+    }
+    g_option_context_free(ctx);
+    int n = argc - 1;
+    if (!out || n < 2) {
+        fprintf(stderr, "polypseg-average: --out and at least two weights files are required (see --help)\n");
+        return 2;
+    }
+
+    ingredient *ins = g_new0(ingredient, n);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        ins[i].path = argv[i + 1];
+        if (!read_ingredient(&ins[i], &err)) {
+            fprintf(stderr, "polypseg-average: %s\n", err->message);
+            rc = 1;
+        } else if (!same_info(&ins[0].model->info, &ins[i].model->info)) {
+            fprintf(stderr, "polypseg-average: %s (%s at %d) and %s (%s at %d) differ in architecture, channels, "
+                    "input size or normalisation; only files of one model can be averaged\n",
+                    ins[0].path, ins[0].model->info.arch, ins[0].model->info.input_size, ins[i].path,
+                    ins[i].model->info.arch, ins[i].model->info.input_size);
+            rc = 1;
+        }
+    }
+    ps_dataset *vds = NULL;
+    if (rc == 0 && val && !(vds = ps_dataset_open(val, val_split, &err))) {
+        fprintf(stderr, "polypseg-average: %s\n", err->message);
+        rc = 1;
+    }
+    if (rc == 0) {
+        average_into_first(ins, n);
+        GHashTable *meta = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_hash_table_insert(meta, g_strdup("command"), g_strdup(command));
+        g_hash_table_insert(meta, g_strdup("average_of"), ingredients_json(ins, n));
+        g_hash_table_insert(meta, g_strdup("dataset"), dataset_name ? g_strdup(dataset_name) : datasets_union(ins, n));
+        if (vds) {
+            ps_metric_values v;
+            ps_progress bar;
+            ps_progress_init(&bar, "eval", vds->n, 0);
+            if (!ps_evaluate(ins[0].model, vds, 0.5f, &v, NULL, eval_progress, &bar, &err)) {
+                fprintf(stderr, "polypseg-average: %s\n", err->message);
+                rc = 1;
+            } else {
+                ps_progress_finish(&bar);
+                char *metrics = ps_metrics_summary_json(&v, val, val_split);
+                printf("held-out %s: %s\n", val, metrics);
+                g_hash_table_insert(meta, g_strdup("metrics"), metrics);
+            }
+        }
+        if (rc == 0 && !ps_model_save(ins[0].model, out, meta, &err)) {
+            fprintf(stderr, "polypseg-average: %s\n", err->message);
+            rc = 1;
+        }
+        if (rc == 0)
+            printf("wrote %s: the mean of %d files\n", out, n);
+        g_hash_table_unref(meta);
+    }
+    for (int i = 0; i < n; i++) {
+        g_free(ins[i].sha256);
+        if (ins[i].file)
+            ps_st_free(ins[i].file);
+        if (ins[i].model)
+            ps_model_free(ins[i].model);
+    }
+    g_free(ins);
+    if (vds)
+        ps_dataset_free(vds);
+    g_clear_error(&err);
+    g_free(command);
+    return rc;
+}
