@@ -88,6 +88,16 @@ static void test_pointwise(gconstpointer data)
         char label[96];
         g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d relu %d", cin, cout, h, w, relu);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        /* channels split in two calls (as threads split them) give the same bits */
+        const size_t plane = (size_t)h * w;
+        const int split = g_rand_int_range(r, 0, cout + 1);
+        float *parts = g_new(float, ps_numel(got));
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, parts, cin, split, plane, relu);
+        k->conv_pointwise(x->data, wt->data + (size_t)split * cin, with_bias ? b->data + split : NULL,
+                          parts + split * plane, cin, cout - split, plane, relu);
+        if (memcmp(parts, got->data, ps_numel(got) * sizeof(float)) != 0)
+            g_test_fail_printf("%s: split at channel %d changes the result", label, split);
+        g_free(parts);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }
     g_rand_free(r);

@@ -86,31 +86,75 @@ static inline void relu_in_place(float *restrict y, size_t n)
         y[i] = y[i] > 0.f ? y[i] : 0.f;
 }
 
-/* Output positions are done in blocks that stay in L1 while every input channel is added in. */
-enum { PW_BLOCK = 256 };
+/* Pointwise conv as a register tile: PW_T output channels x PW_P vectors of positions held in
+ * registers while every input channel is added in, so each input vector is loaded once per tile
+ * and each weight once per PW_P vectors (a loop over one channel at a time loads and stores its
+ * accumulator for every FMA). Every output value is still bias + w[0] x[0] + w[1] x[1] + ...
+ * in input-channel order, the same operations however channels fall into tiles, so the result
+ * does not depend on how threads split the channels. */
+#if defined(__AVX512F__)
+enum { PW_V = 16, PW_T = 8 }; /* 16 zmm accumulators */
+#elif defined(__AVX2__)
+enum { PW_V = 8, PW_T = 6 }; /* 12 of the 16 ymm */
+#else
+enum { PW_V = 4, PW_T = 6 }; /* 12 of the 16 xmm */
+#endif
+enum { PW_P = 2 };
+typedef float pw_vec __attribute__((vector_size(PW_V * sizeof(float)), aligned(sizeof(float))));
+typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
+
+/* t (<= PW_T) output channels at PW_P * PW_V positions starting at x / y. */
+static inline __attribute__((always_inline)) void pw_tile(const float *restrict x, const float *restrict w,
+                                                          const float *restrict b, float *restrict y, int cin,
+                                                          size_t plane, int t, int relu)
+{
+    pw_vec acc[PW_T][PW_P];
+    for (int k = 0; k < PW_T; k++)
+        for (int p = 0; p < PW_P; p++)
+            acc[k][p] = (pw_vec){0} + (b && k < t ? b[k] : 0.f);
+    for (int ci = 0; ci < cin; ci++) {
+        const float *xr = x + (size_t)ci * plane;
+        pw_vec xv[PW_P];
+        for (int p = 0; p < PW_P; p++)
+            xv[p] = *(const pw_vec *)(xr + p * PW_V);
+        for (int k = 0; k < PW_T; k++) {
+            if (k >= t)
+                break;
+            const float wv = w[(size_t)k * cin + ci];
+            for (int p = 0; p < PW_P; p++)
+                acc[k][p] += wv * xv[p];
+        }
+    }
+    for (int k = 0; k < t; k++)
+        for (int p = 0; p < PW_P; p++) {
+            pw_vec v = acc[k][p];
+            if (relu) /* as relu_in_place: v where v > 0, else +0 */
+                v = (pw_vec)((pw_ivec)v & (v > 0.f));
+            *(pw_vec *)(y + (size_t)k * plane + p * PW_V) = v;
+        }
+}
 
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
                            float *restrict y, int cin, int cout, size_t plane, int relu)
 {
-    for (size_t p0 = 0; p0 < plane; p0 += PW_BLOCK) {
-        const size_t len = plane - p0 < PW_BLOCK ? plane - p0 : PW_BLOCK;
-        for (int co = 0; co < cout; co++) {
-            float acc[PW_BLOCK];
-            const float bias = b ? b[co] : 0.f;
-            for (size_t i = 0; i < len; i++)
-                acc[i] = bias;
-            const float *wr = w + (size_t)co * cin;
-            for (int ci = 0; ci < cin; ci++) {
-                const float wv = wr[ci];
-                const float *xr = x + (size_t)ci * plane + p0;
-                for (size_t i = 0; i < len; i++)
-                    acc[i] += wv * xr[i];
-            }
-            if (relu)
-                relu_in_place(acc, len);
-            memcpy(y + (size_t)co * plane + p0, acc, len * sizeof(float));
-        }
+    const size_t step = PW_P * PW_V;
+    size_t p0 = 0;
+    for (; p0 + step <= plane; p0 += step) {
+        int co = 0;
+        for (; co + PW_T <= cout; co += PW_T) /* full tiles: t is a constant here */
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, y + (size_t)co * plane + p0, cin, plane,
+                    PW_T, relu);
+        if (co < cout)
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, y + (size_t)co * plane + p0, cin, plane,
+                    cout - co, relu);
     }
+    for (int co = 0; co < cout && p0 < plane; co++) /* the last positions, one at a time */
+        for (size_t i = p0; i < plane; i++) {
+            float acc = b ? b[co] : 0.f;
+            for (int ci = 0; ci < cin; ci++)
+                acc += w[(size_t)co * cin + ci] * x[(size_t)ci * plane + i];
+            y[(size_t)co * plane + i] = relu && !(acc > 0.f) ? 0.f : acc;
+        }
 }
 
 /* One output row of a depthwise 3x3: yr = bias + sum of the taps whose input row exists.
@@ -315,6 +359,8 @@ static void gelu_backward(const float *restrict x, const float *restrict dy, flo
         gx[i] += dy[i] * (normal_cdf(v) + v * pdf);
     }
 }
+
+enum { PW_BLOCK = 256 }; /* positions per block: the accumulators stay in L1 */
 
 static void conv_pointwise_backward(const float *restrict x, const float *restrict w,
                                     const float *restrict dy, float *restrict gx, float *restrict gw,
