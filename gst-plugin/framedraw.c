@@ -159,6 +159,25 @@ static inline int next_marked(const guint8 *row, int x, int end)
     return x;
 }
 
+/* End of the run of `mark` that starts at row[x] (first index in (x, end) holding another
+ * value, or end), 8 bytes at a time. */
+static inline int run_end_of(const guint8 *row, int x, int end, guint8 mark)
+{
+    const guint64 pattern = mark * 0x0101010101010101ull;
+    for (guint64 v; x + 8 <= end; x += 8) {
+        memcpy(&v, row + x, 8);
+        if (v != pattern)
+#if G_BYTE_ORDER == G_LITTLE_ENDIAN /* the first byte in memory is the lowest */
+            return x + __builtin_ctzll(v ^ pattern) / 8;
+#else
+            return x + __builtin_clzll(v ^ pattern) / 8;
+#endif
+    }
+    while (x < end && row[x] == mark)
+        x++;
+    return x;
+}
+
 /* Blend result per mark and component value: the frame is painted by table lookups. */
 typedef guint8 PsLut[3][3][256]; /* [mark][component][value] */
 
@@ -183,14 +202,71 @@ static void comp_planes(GstVideoFrame *frame, const int *comps, int n, guint8 **
     }
 }
 
+/* Packed 4-byte pixels (RGBx, BGRA, ...) blend a run of one mark as bytes, 16 at a time, with
+ * the table's arithmetic, (v (256 - a) + c a + 128) >> 8 (at most 65408: 16-bit lanes); the
+ * fourth byte (padding or alpha) gets weight 256 and offset 128, which leaves it as it was.
+ * The table path (3-byte RGB and YUV) stays the reference: the element's tests compare RGB and
+ * every 4-byte format byte for byte. */
+typedef struct {
+    guint16 mul[16], add[16];
+} PsBlend16;
+
+/* off[i]: byte of comps[i] within the pixel. */
+static void blend16_init(PsBlend16 *b, const PsPaint *p, const int *comps, const int *off)
+{
+    for (int j = 0; j < 16; j++) {
+        b->mul[j] = 256;
+        b->add[j] = 128;
+        for (int i = 0; i < 3; i++)
+            if (off[i] == (j & 3)) {
+                b->mul[j] = (guint16)(256 - p->alpha);
+                b->add[j] = (guint16)(p->comp[comps[i]] * p->alpha + 128);
+            }
+    }
+}
+
+static void blend_run4(guint8 *restrict px, int npix, const PsBlend16 *restrict b)
+{
+    const size_t n = (size_t)npix * 4;
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int i = 0; i < 16; i++)
+            px[j + i] = (guint8)((guint16)((guint16)(px[j + i] * b->mul[i]) + b->add[i]) >> 8);
+    for (; j < n; j++)
+        px[j] = (guint8)((guint16)((guint16)(px[j] * b->mul[j & 15]) + b->add[j & 15]) >> 8);
+}
+
+/* The frame's first plane and each component's byte within a 4-byte pixel, when the three
+ * components are packed that way; NULL otherwise. */
+static guint8 *packed4_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *const *data, const int *ps,
+                              int *off)
+{
+    guint8 *base = GST_VIDEO_FRAME_PLANE_DATA(frame, 0);
+    if (n != 3)
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        if (ps[i] != 4 || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != 0 || data[i] < base || data[i] - base > 3)
+            return NULL;
+        off[i] = (int)(data[i] - base);
+    }
+    return base;
+}
+
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
  * every such component blended at each marked pixel. */
-static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut)
+static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
+                       const PsPaint *tint, const PsPaint *line)
 {
     guint8 *data[3];
-    int stride[3], ps[3];
+    int stride[3], ps[3], off[3];
     comp_planes(frame, comps, n, data, stride, ps);
     int end = c->dx1 + 1;
+    guint8 *base = packed4_layout(frame, comps, n, data, ps, off);
+    PsBlend16 blend[3];
+    if (base) {
+        blend16_init(&blend[COVER_TINT], tint, comps, off);
+        blend16_init(&blend[COVER_LINE], line, comps, off);
+    }
     for (int y = c->dy0; y <= c->dy1; y++) {
         const guint8 *marks = c->cover + (gsize)y * c->w;
         guint8 *row[3];
@@ -198,6 +274,12 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
             row[i] = data[i] + (gsize)y * stride[i];
         for (int x = next_marked(marks, c->dx0, end); x < end; x = next_marked(marks, x, end)) {
             int run_end = x;
+            if (base) { /* runs of one mark */
+                run_end = run_end_of(marks, x, end, marks[x]);
+                blend_run4(base + (gsize)y * stride[0] + (gsize)x * 4, run_end - x, &blend[marks[x]]);
+                x = run_end;
+                continue;
+            }
             while (run_end < end && marks[run_end])
                 run_end++;
             if (n == 3) /* packed RGB: the common case, kept free of the inner loop */
@@ -272,7 +354,7 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
     }
     if (n_sub)
         paint_sub(c, frame, sub, n_sub, lut);
-    paint_full(c, frame, full, n_full, lut);
+    paint_full(c, frame, full, n_full, lut, tint, line);
     for (int y = c->dy0; y <= c->dy1; y++)
         memset(c->cover + (gsize)y * c->w + c->dx0, COVER_NONE, c->dx1 - c->dx0 + 1);
     c->dx0 = c->dy0 = G_MAXINT;

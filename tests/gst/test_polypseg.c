@@ -443,6 +443,55 @@ static void test_frame_convert(void)
     ps_image_free(im);
 }
 
+/* Translucent tint and contours: every 4-byte RGB format (blended 16 bytes at a time) paints
+ * exactly the bytes the 3-byte RGB one (per-pixel table lookups, the reference) paints, and an
+ * alpha byte stays as it was. 251 wide: runs end at every offset of a 16-byte block. */
+static void test_packed_paint_matches_reference(void)
+{
+    const int w = 251, h = 97;
+    ps_image *im = ps_image_new(w, h, 3);
+    ps_resize_bilinear_u8(fx.picture->data, 160, 120, 160 * 3, 3, im->data, w, h, w * 3);
+    const double threshold = quantile_threshold(im, 0.6);
+    guint8 *want = NULL;
+    const char *const fmts[] = {"RGB", "RGBx", "BGRx", "xRGB", "xBGR", "RGBA", "BGRA", "ARGB", "ABGR"};
+    for (size_t f = 0; f < G_N_ELEMENTS(fmts); f++) {
+        GstElement *e = element_with(fx.random);
+        g_object_set(e, "threshold", threshold, "overlay-color", 0xff20d060, "overlay-alpha", 0.45,
+                     "contour-color", 0xc0f0e010, "contour-width", 2, "min-area", 0.0, NULL);
+        GstHarness *hs = harness_for(e, fmts[f], w, h);
+        GstBuffer *in = frame_of(im, fmts[f]), *out = run(hs, in, 0);
+        g_assert_cmpint(count_rois(out), >, 0);
+        guint8 *rgb = to_rgb(out, fmts[f], w, h);
+        if (!want) {
+            want = rgb;
+            guint8 *before = to_rgb(in, fmts[f], w, h);
+            g_assert_cmpint(memcmp(before, want, (size_t)w * h * 3), !=, 0); /* something was painted */
+            g_free(before);
+        } else {
+            for (int i = 0; i < w * h * 3; i++)
+                if (rgb[i] != want[i])
+                    g_error("%s: byte %d of the RGB picture is %d, the table path gives %d", fmts[f], i, rgb[i],
+                            want[i]);
+            g_free(rgb);
+        }
+        if (strchr(fmts[f], 'A')) { /* alpha untouched: the input's is opaque */
+            GstVideoInfo info;
+            info_for(&info, fmts[f], w, h);
+            GstVideoFrame vf;
+            g_assert_true(gst_video_frame_map(&vf, &info, out, GST_MAP_READ));
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    g_assert_cmpint(((guint8 *)GST_VIDEO_FRAME_COMP_DATA(&vf, 3))[y * GST_VIDEO_FRAME_COMP_STRIDE(&vf, 3) + x * 4], ==, 255);
+            gst_video_frame_unmap(&vf);
+        }
+        gst_buffer_unref(in);
+        gst_buffer_unref(out);
+        gst_harness_teardown(hs);
+    }
+    g_free(want);
+    ps_image_free(im);
+}
+
 /* With an opaque tint and no contours, pixels change exactly where the upsampled mask says
  * polyp; with contours only, changes stay near the mask's boundary. */
 static void test_pixels_follow_mask(void)
@@ -882,6 +931,7 @@ int main(int argc, char **argv)
     g_test_add_func("/polypseg/formats", test_formats);
     g_test_add_func("/polypseg/frame-convert", test_frame_convert);
     g_test_add_func("/polypseg/pixels-follow-mask", test_pixels_follow_mask);
+    g_test_add_func("/polypseg/packed-paint-matches-reference", test_packed_paint_matches_reference);
     g_test_add_func("/polypseg/real-frame", test_real_frame);
     g_test_add_func("/polypseg/messages", test_messages);
     g_test_add_func("/polypseg/properties-while-playing", test_properties_while_playing);
