@@ -585,6 +585,9 @@ static void test_bench_json(void)
         g_assert_true(p50 > 0 && p50 <= json_object_get_double_member(o, "infer_ms_p95") &&
                       json_object_get_double_member(o, "infer_ms_p95") <= p99);
         g_assert_true(json_object_get_double_member(o, "fps") > 0);
+        /* CPU time of the calling thread: positive, and with one thread no more than the wall time */
+        double cpu = json_object_get_double_member(o, "cpu_ms_p50");
+        g_assert_true(cpu > 0 && (i > 0 || cpu <= json_object_get_double_member(o, "infer_ms_p99") * 1.05));
         JsonObject *st = json_object_get_object_member(o, "stage_ms");
         const char *stages[] = {"preprocess", "enc1", "enc6", "lscab", "dec1", "head", "postprocess"};
         for (guint k = 0; k < G_N_ELEMENTS(stages); k++)
