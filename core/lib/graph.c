@@ -488,16 +488,33 @@ static int bdim(int a, int b)
     return a > b ? a : b;
 }
 
-/* Broadcasting only within planes (same N and C, e.g. (N,C,1,1) * (N,C,H,W)) splits by planes;
- * broadcasting across channels or images runs whole. */
+/* One output plane per unit; an operand with one channel (e.g. a (N,1,H,W) gate) gives its
+ * image's plane to every channel. */
+static void channel_bcast_part(void *ctx, int begin, int end)
+{
+    const plane_job *j = ctx;
+    const int C = j->y->c;
+    for (int u = begin; u < end; u++) {
+        const int ia = j->a->c == 1 ? u / C : u, ib = j->b->c == 1 ? u / C : u;
+        ps_tensor a = plane_view(j->a, ia, ia + 1), b = plane_view(j->b, ib, ib + 1), y = plane_view(j->y, u, u + 1);
+        j->binary(&a, &b, &y);
+    }
+}
+
+/* Broadcasting within planes (same N and C, e.g. (N,C,1,1) * (N,C,H,W)) splits by planes, and so
+ * does a one-channel operand of the same size, e.g. (N,1,H,W) * (N,C,H,W); broadcasting across
+ * images runs whole. */
 static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
                          void (*fn)(const ps_tensor *, const ps_tensor *, ps_tensor *))
 {
     ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
                                    bdim(a->h, b->h), bdim(a->w, b->w));
+    plane_job j = {.a = a, .b = b, .y = y, .binary = fn};
     if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
-        plane_job j = {.a = a, .b = b, .y = y, .binary = fn};
         ps_pool_for(g->pool, y->n * y->c, planes_part, &j);
+    } else if (a->n == y->n && b->n == y->n && (a->c == 1 || b->c == 1) && a->h == y->h && a->w == y->w &&
+               b->h == y->h && b->w == y->w) {
+        ps_pool_for(g->pool, y->n * y->c, channel_bcast_part, &j);
     } else {
         fn(a, b, y);
     }
