@@ -328,6 +328,46 @@ static void test_graph_decoder_step(void)
     g_rand_free(r);
 }
 
+/* GroupNorm folded into the next pointwise conv (inference, one image) against the separate ops
+ * (training records them). The fold cancels the mean inside the conv's sum, so its error grows
+ * with |mean| / spread like the rounding of the input itself: 1e-5 up to 20x, the ops' 1e-4 at
+ * 100x. */
+static void test_graph_groupnorm_pointwise(void)
+{
+    GRand *r = g_rand_new_with_seed(43);
+    const float offsets[] = {0.f, 3.f, -20.f, 100.f};
+    for (size_t o = 0; o < G_N_ELEMENTS(offsets); o++) {
+        const int cin = 12, cout = 8 + (int)o;
+        ps_tensor *x = ps_tensor_new(1, cin, 19, 23), *gm = ps_tensor_new(cin, 1, 1, 1), *bt = ps_tensor_new(cin, 1, 1, 1);
+        ps_tensor *w = ps_tensor_new(cout, cin, 1, 1), *b = ps_tensor_new(cout, 1, 1, 1);
+        tu_fill_uniform(x->data, ps_numel(x), r, offsets[o] - 1, offsets[o] + 1);
+        tu_fill_uniform(gm->data, cin, r, -1.5f, 1.5f);
+        tu_fill_uniform(bt->data, cin, r, -1, 1);
+        tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
+        tu_fill_uniform(b->data, cout, r, -1, 1);
+        ps_tensor *out[2];
+        ps_arena *arena[2];
+        ps_graph g[2];
+        for (int training = 0; training < 2; training++) {
+            arena[training] = ps_arena_new();
+            ps_graph_init(&g[training], arena[training], training);
+            out[training] = ps_g_groupnorm_pointwise(&g[training], x, 4, gm, o % 2 ? bt : NULL, 1e-5f, w,
+                                                     o % 2 ? NULL : b);
+        }
+        g_assert_cmpint(g[1].n_nodes, ==, 2);
+        g_assert_cmpint(g[0].n_nodes, ==, 0);
+        char label[64];
+        g_snprintf(label, sizeof label, "groupnorm + pointwise, offset %g", offsets[o]);
+        tu_assert_close(label, out[0]->data, out[1]->data, ps_numel(out[1]), fabsf(offsets[o]) > 20 ? 1e-4 : 1e-5);
+        for (int training = 0; training < 2; training++) {
+            ps_graph_release(&g[training]);
+            ps_arena_free(arena[training]);
+        }
+        ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(w), ps_tensor_free(b);
+    }
+    g_rand_free(r);
+}
+
 /* The graph's encoder step, likewise (negative GroupNorm scales included). */
 static void test_graph_encoder_step(void)
 {
@@ -529,6 +569,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/conv-paths", test_conv_paths);
     g_test_add_func("/graph/decoder-step", test_graph_decoder_step);
     g_test_add_func("/graph/encoder-step", test_graph_encoder_step);
+    g_test_add_func("/graph/groupnorm-pointwise", test_graph_groupnorm_pointwise);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);

@@ -451,6 +451,36 @@ ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps
     return j.y;
 }
 
+ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
+                                    float eps, ps_tensor *w, ps_tensor *b)
+{
+    if (g->training || x->n != 1 || w->h != 1 || w->w != 1)
+        return ps_g_conv2d(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps), w, b, 1, 0, 1, 1);
+    norm_job j = {.k = ps_kernels_best(), .x = x, .groups = groups, .eps = eps};
+    j.mean = ps_arena_alloc(g->arena, 2 * (size_t)groups * sizeof(float));
+    j.invstd = j.mean + groups;
+    ps_pool_for(g->pool, groups, norm_stats_part, &j);
+    /* channel ci is s x + t after the norm; w (s x + t) + b = (w s) x + (w t + b) */
+    const int cin = x->c, cout = w->n, cpg = cin / groups;
+    ps_tensor *wf = ps_arena_tensor(g->arena, cout, cin, 1, 1), *bf = ps_arena_tensor(g->arena, cout, 1, 1, 1);
+    float *scale = ps_arena_alloc(g->arena, 2 * (size_t)cin * sizeof(float)), *shift = scale + cin;
+    for (int ci = 0; ci < cin; ci++) {
+        scale[ci] = j.invstd[ci / cpg] * (gamma ? gamma->data[ci] : 1.f);
+        shift[ci] = (beta ? beta->data[ci] : 0.f) - j.mean[ci / cpg] * scale[ci];
+    }
+    for (int co = 0; co < cout; co++) {
+        double acc = b ? b->data[co] : 0.0;
+        for (int ci = 0; ci < cin; ci++) {
+            wf->data[(size_t)co * cin + ci] = w->data[(size_t)co * cin + ci] * scale[ci];
+            acc += (double)w->data[(size_t)co * cin + ci] * shift[ci];
+        }
+        bf->data[co] = (float)acc;
+    }
+    ps_tensor *y = conv2d_output(g, x, wf, &(ps_conv2d_params){1, 0, 0, 1, 1});
+    conv2d(g, x, wf, bf, &(ps_conv2d_params){1, 0, 0, 1, 1}, 0, y);
+    return y;
+}
+
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x)
 {
     return elementwise(g, x, PS_OP_GELU, ps_kernels_best()->gelu);

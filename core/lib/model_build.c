@@ -112,8 +112,7 @@ ps_dwc ps_build_dwc(ps_builder *b, const char *prefix, int i, int o, int k)
 ps_tensor *ps_fwd_dwc(ps_graph *g, ps_tensor *x, const ps_dwc *c)
 {
     ps_tensor *y = ps_g_conv2d(g, x, c->dw_w, c->dw_b, 1, c->k / 2, 1, x->c);
-    y = ps_fwd_gn(g, y, &c->gn);
-    return ps_g_conv2d(g, y, c->pw_w, c->pw_b, 1, 0, 1, 1);
+    return ps_g_groupnorm_pointwise(g, y, PS_GN_GROUPS, c->gn.w, c->gn.b, PS_NORM_EPS, c->pw_w, c->pw_b);
 }
 
 ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tensor **features)
