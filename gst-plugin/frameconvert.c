@@ -36,8 +36,7 @@ static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const ps_
     return top + wy * (bottom - top);
 }
 
-void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
-                           int y_end)
+void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, int y, guint8 *out)
 {
     int n = c->size;
     const guint8 *data[3];
@@ -47,33 +46,37 @@ void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, 
         stride[comp] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp);
         ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
     }
-    for (int y = y_begin; y < y_end; y++) {
-        guint8 *out = rgb + (size_t)y * n * 3;
-        const guint8 *r0[3], *r1[3];
-        float wy[3];
-        const ps_axis_map *ax[3];
-        for (int comp = 0; comp < 3; comp++) {
-            const ps_axis_map *ay = &c->ay[c->comp_axes[comp]];
-            r0[comp] = data[comp] + (size_t)ay->i0[y] * stride[comp];
-            r1[comp] = data[comp] + (size_t)ay->i1[y] * stride[comp];
-            wy[comp] = ay->w1[y];
-            ax[comp] = &c->ax[c->comp_axes[comp]];
-        }
-        if (!c->yuv) {
-            for (int x = 0; x < n; x++)
-                for (int comp = 0; comp < 3; comp++) {
-                    float v = sample(r0[comp], r1[comp], ps[comp], ax[comp], x, wy[comp]) + 0.5f;
-                    out[3 * x + comp] = (guint8)CLAMP(v, 0.0f, 255.0f);
-                }
-        } else {
-            for (int x = 0; x < n; x++) {
-                float yy = sample(r0[0], r1[0], ps[0], ax[0], x, wy[0]);
-                float u = sample(r0[1], r1[1], ps[1], ax[1], x, wy[1]);
-                float v = sample(r0[2], r1[2], ps[2], ax[2], x, wy[2]);
-                ps_yuv_to_rgb(&c->matrix, yy, u, v, out + 3 * x);
+    const guint8 *r0[3], *r1[3];
+    float wy[3];
+    const ps_axis_map *ax[3];
+    for (int comp = 0; comp < 3; comp++) {
+        const ps_axis_map *ay = &c->ay[c->comp_axes[comp]];
+        r0[comp] = data[comp] + (size_t)ay->i0[y] * stride[comp];
+        r1[comp] = data[comp] + (size_t)ay->i1[y] * stride[comp];
+        wy[comp] = ay->w1[y];
+        ax[comp] = &c->ax[c->comp_axes[comp]];
+    }
+    if (!c->yuv) {
+        for (int x = 0; x < n; x++)
+            for (int comp = 0; comp < 3; comp++) {
+                float v = sample(r0[comp], r1[comp], ps[comp], ax[comp], x, wy[comp]) + 0.5f;
+                out[3 * x + comp] = (guint8)CLAMP(v, 0.0f, 255.0f);
             }
+    } else {
+        for (int x = 0; x < n; x++) {
+            float yy = sample(r0[0], r1[0], ps[0], ax[0], x, wy[0]);
+            float u = sample(r0[1], r1[1], ps[1], ax[1], x, wy[1]);
+            float v = sample(r0[2], r1[2], ps[2], ax[2], x, wy[2]);
+            ps_yuv_to_rgb(&c->matrix, yy, u, v, out + 3 * x);
         }
     }
+}
+
+void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
+                           int y_end)
+{
+    for (int y = y_begin; y < y_end; y++)
+        ps_frame_convert_row(c, frame, y, rgb + (size_t)y * c->size * 3);
 }
 
 void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)

@@ -265,7 +265,6 @@ gst_polyp_seg_start (GstBaseTransform * trans)
   }
   self->size = self->model->info.input_size;
   self->segmenter = ps_segmenter_new (self->model);
-  self->rgb = g_malloc ((gsize) self->size * self->size * 3);
   self->mask = g_malloc ((gsize) self->size * self->size);
   self->regions = ps_regions_new (self->size, self->size);
   gst_polyp_seg_reset_result (self);
@@ -284,7 +283,6 @@ gst_polyp_seg_stop (GstBaseTransform * trans)
   gst_polyp_seg_free_caps_state (self);
   g_clear_pointer (&self->regions, ps_regions_free);
   g_clear_pointer (&self->mask, g_free);
-  g_clear_pointer (&self->rgb, g_free);
   g_clear_pointer (&self->segmenter, ps_segmenter_free);
   g_clear_pointer (&self->model, ps_model_free);
   return TRUE;
@@ -422,20 +420,25 @@ gst_polyp_seg_post_message (GstPolypSeg * self, GstBuffer * buffer, gboolean inf
   gst_element_post_message (GST_ELEMENT (self), gst_message_new_element (GST_OBJECT (self), s));
 }
 
-/* The frame -> model input conversion, split by output rows over the segmenter's threads. */
+/* The frame -> model input conversion, split by output rows over the segmenter's threads: each
+ * row is sampled into a row buffer and normalised into the model input at once (one pass). */
 typedef struct
 {
   const PsFrameConvert *convert;
   const GstVideoFrame *frame;
-  guint8 *rgb;
+  ps_segmenter *segmenter;
 } ConvertJob;
 
 static void
 convert_rows (void *ctx, int begin, int end)
 {
   ConvertJob *job = ctx;
+  guint8 row[job->convert->size * 3];   /* at most 12 KiB: sizes stop at 4096 */
 
-  ps_frame_convert_rows (job->convert, job->frame, job->rgb, begin, end);
+  for (gint y = begin; y < end; y++) {
+    ps_frame_convert_row (job->convert, job->frame, y, row);
+    ps_segmenter_fill_row (job->segmenter, y, row);
+  }
 }
 
 static GstFlowReturn
@@ -452,9 +455,9 @@ gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame
     gint64 t0 = g_get_monotonic_time ();
 
     ps_segmenter_set_threads (self->segmenter, (gint) s.threads);
-    ConvertJob job = { &self->convert, frame, self->rgb };
+    ConvertJob job = { &self->convert, frame, self->segmenter };
     ps_pool_for (ps_segmenter_pool (self->segmenter), self->size, convert_rows, &job);
-    self->prob = ps_segmenter_run_sized (self->segmenter, self->rgb);
+    self->prob = ps_segmenter_run_filled (self->segmenter);
     self->since_inference = 0;
     self->result_valid = FALSE;
     GST_LOG_OBJECT (self, "inference %.1f ms", (g_get_monotonic_time () - t0) / 1e3);

@@ -34,7 +34,6 @@ struct _GstPolypSeg {
   ps_model *model;
   ps_segmenter *segmenter;
   gint size;                    /* side of the model input and of the mask */
-  guint8 *rgb;                  /* the frame converted to model input */
   guint8 *mask;                 /* thresholded probabilities, small regions removed */
   ps_regions *regions;
   const gfloat *prob;           /* last model output (the segmenter's), NULL: run on next frame */

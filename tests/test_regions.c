@@ -211,6 +211,17 @@ static void test_segmenter_run_sized(void)
     memcpy(want, ps_segmenter_run(s, rgb, 128, 128, 128 * 3), n * sizeof(float));
     const float *got = ps_segmenter_run_sized(s, rgb);
     g_assert_cmpmem(got, n * sizeof(float), want, n * sizeof(float));
+    /* row by row, in any order (as threads fill it), the same input and result, whatever the
+     * previous frame left in the input */
+    uint8_t *other = g_malloc0((size_t)n * 3);
+    ps_segmenter_run_sized(s, other);
+    g_free(other);
+    for (int y = 127; y >= 0; y -= 2)
+        ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
+    for (int y = 0; y < 128; y += 2)
+        ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
+    got = ps_segmenter_run_filled(s);
+    g_assert_cmpmem(got, n * sizeof(float), want, n * sizeof(float));
     g_free(want);
     g_free(rgb);
     g_rand_free(rng);

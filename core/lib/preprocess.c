@@ -4,17 +4,25 @@
 #include "image.h"
 #include "kernels.h"
 
+/* `count` interleaved RGB pixels -> the same positions of the three normalised planes (`plane`
+ * floats apart) starting at dst. */
+static void normalise_pixels(const uint8_t *rgb, int count, const float mean[3], const float std[3], float *dst,
+                             size_t plane)
+{
+    for (int c = 0; c < 3; c++) {
+        float *d = dst + c * plane;
+        float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
+        for (int i = 0; i < count; i++)
+            d[i] = rgb[3 * i + c] * scale - shift;
+    }
+}
+
 /* Interleaved RGB at the tensor's size -> normalised planes of sample n. */
 static void normalise(const uint8_t *rgb, const float mean[3], const float std[3], ps_tensor *out,
                       int n)
 {
-    int S = out->h * out->w;
-    for (int c = 0; c < 3; c++) {
-        float *dst = out->data + ((size_t)n * 3 + c) * S;
-        float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
-        for (int i = 0; i < S; i++)
-            dst[i] = rgb[3 * i + c] * scale - shift;
-    }
+    const size_t S = (size_t)out->h * out->w;
+    normalise_pixels(rgb, (int)S, mean, std, out->data + (size_t)n * 3 * S, S);
 }
 
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
@@ -118,5 +126,18 @@ const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb)
 {
     const ps_model_info *info = &s->model->info;
     normalise(rgb, info->mean, info->std, s->input, 0);
+    return forward(s);
+}
+
+void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row)
+{
+    const ps_model_info *info = &s->model->info;
+    const int size = info->input_size;
+    normalise_pixels(rgb_row, size, info->mean, info->std, s->input->data + (size_t)y * size,
+                     (size_t)size * size);
+}
+
+const float *ps_segmenter_run_filled(ps_segmenter *s)
+{
     return forward(s);
 }
