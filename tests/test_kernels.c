@@ -82,22 +82,32 @@ static void test_pointwise(gconstpointer data)
         ps_conv2d_params p = {1, 0, 0, 1, 1};
         ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
         int relu = trial % 4 >= 2;
+        /* a residual in a third of the trials, added before the ReLU */
+        float *add = NULL;
+        if (trial % 3 == 0) {
+            add = g_new(float, ps_numel(want));
+            tu_fill_uniform(add, ps_numel(want), r, -1, 1);
+            for (size_t i = 0; i < ps_numel(want); i++)
+                want->data[i] += add[i];
+        }
         if (relu)
             relu_in_place(want);
-        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, (size_t)h * w, relu);
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, got->data, cin, cout, (size_t)h * w,
+                          relu);
         char label[96];
-        g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d relu %d", cin, cout, h, w, relu);
+        g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d relu %d add %d", cin, cout, h, w, relu, add != NULL);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
         /* channels split in two calls (as threads split them) give the same bits */
         const size_t plane = (size_t)h * w;
         const int split = g_rand_int_range(r, 0, cout + 1);
         float *parts = g_new(float, ps_numel(got));
-        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, parts, cin, split, plane, relu);
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, parts, cin, split, plane, relu);
         k->conv_pointwise(x->data, wt->data + (size_t)split * cin, with_bias ? b->data + split : NULL,
-                          parts + split * plane, cin, cout - split, plane, relu);
+                          add ? add + split * plane : NULL, parts + split * plane, cin, cout - split, plane, relu);
         if (memcmp(parts, got->data, ps_numel(got) * sizeof(float)) != 0)
             g_test_fail_printf("%s: split at channel %d changes the result", label, split);
         g_free(parts);
+        g_free(add);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }
     g_rand_free(r);
@@ -328,8 +338,8 @@ static void test_graph_decoder_step(void)
     g_rand_free(r);
 }
 
-/* GroupNorm folded into the next pointwise conv (inference, one image) against the separate ops
- * (training records them). The fold cancels the mean inside the conv's sum, so its error grows
+/* GroupNorm folded into the next pointwise conv, with or without a residual added as it stores
+ * (inference, one image), against the separate ops (training records them). The fold cancels the mean inside the conv's sum, so its error grows
  * with |mean| / spread like the rounding of the input itself: 1e-5 up to 20x, the ops' 1e-4 at
  * 100x. */
 static void test_graph_groupnorm_pointwise(void)
@@ -345,6 +355,8 @@ static void test_graph_groupnorm_pointwise(void)
         tu_fill_uniform(bt->data, cin, r, -1, 1);
         tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
         tu_fill_uniform(b->data, cout, r, -1, 1);
+        ps_tensor *res = ps_tensor_new(1, cout, 19, 23); /* a residual in the last two cases */
+        tu_fill_uniform(res->data, ps_numel(res), r, -2, 2);
         ps_tensor *out[2];
         ps_arena *arena[2];
         ps_graph g[2];
@@ -352,9 +364,9 @@ static void test_graph_groupnorm_pointwise(void)
             arena[training] = ps_arena_new();
             ps_graph_init(&g[training], arena[training], training);
             out[training] = ps_g_groupnorm_pointwise(&g[training], x, 4, gm, o % 2 ? bt : NULL, 1e-5f, w,
-                                                     o % 2 ? NULL : b);
+                                                     o % 2 ? NULL : b, o >= 2 ? res : NULL);
         }
-        g_assert_cmpint(g[1].n_nodes, ==, 2);
+        g_assert_cmpint(g[1].n_nodes, ==, o >= 2 ? 3 : 2);
         g_assert_cmpint(g[0].n_nodes, ==, 0);
         char label[64];
         g_snprintf(label, sizeof label, "groupnorm + pointwise, offset %g", offsets[o]);
@@ -364,6 +376,7 @@ static void test_graph_groupnorm_pointwise(void)
             ps_arena_free(arena[training]);
         }
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(w), ps_tensor_free(b);
+        ps_tensor_free(res);
     }
     g_rand_free(r);
 }

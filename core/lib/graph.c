@@ -59,7 +59,7 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
 typedef struct job {
     const ps_kernels *k;
     const ps_tensor *x, *w, *b;
-    const ps_tensor *x2; /* add_gelu's second input */
+    const ps_tensor *x2; /* add_gelu's second input; a pointwise conv's residual */
     ps_tensor *y;
     int dilation, groups, relu;
     float eps;
@@ -74,8 +74,9 @@ static void pointwise_part(void *ctx, int begin, int end)
     for (int u = begin, count; u < end; u += count) { /* runs of channels within one image */
         const int n = u / cout, co = u % cout;
         count = MIN(end, (n + 1) * cout) - u;
+        const size_t at = ((size_t)n * cout + co) * plane;
         j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane, j->w->data + (size_t)co * cin,
-                             j->b ? j->b->data + co : NULL, j->y->data + ((size_t)n * cout + co) * plane,
+                             j->b ? j->b->data + co : NULL, j->x2 ? j->x2->data + at : NULL, j->y->data + at,
                              cin, count, plane, j->relu);
     }
 }
@@ -452,10 +453,13 @@ ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps
 }
 
 ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
-                                    float eps, ps_tensor *w, ps_tensor *b)
+                                    float eps, ps_tensor *w, ps_tensor *b, ps_tensor *residual)
 {
-    if (g->training || x->n != 1 || w->h != 1 || w->w != 1)
-        return ps_g_conv2d(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps), w, b, 1, 0, 1, 1);
+    if (g->training || x->n != 1 || w->h != 1 || w->w != 1 ||
+        (residual && (residual->n != 1 || residual->c != w->n || residual->h != x->h || residual->w != x->w))) {
+        ps_tensor *y = ps_g_conv2d(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps), w, b, 1, 0, 1, 1);
+        return residual ? ps_g_add(g, y, residual) : y;
+    }
     norm_job j = {.k = ps_kernels_best(), .x = x, .groups = groups, .eps = eps};
     j.mean = ps_arena_alloc(g->arena, 2 * (size_t)groups * sizeof(float));
     j.invstd = j.mean + groups;
@@ -476,8 +480,9 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
         }
         bf->data[co] = (float)acc;
     }
-    ps_tensor *y = conv2d_output(g, x, wf, &(ps_conv2d_params){1, 0, 0, 1, 1});
-    conv2d(g, x, wf, bf, &(ps_conv2d_params){1, 0, 0, 1, 1}, 0, y);
+    ps_tensor *y = ps_arena_tensor(g->arena, 1, cout, x->h, x->w);
+    job pj = {.k = ps_kernels_best(), .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
+    ps_pool_for(g->pool, cout, pointwise_part, &pj);
     return y;
 }
 

@@ -69,11 +69,12 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
 /* The encoder's step: gelu(maxpool2x2(groupnorm(x))), fused for inference in the same way. */
 ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
                                        float eps);
-/* conv1x1(groupnorm(x), w, b): in inference (one image) the frame's GroupNorm statistics are
- * folded into the conv's weights, so the normalised map is never written; training records the
- * separate ops. */
+/* conv1x1(groupnorm(x), w, b) [+ residual, NULL = none]: in inference (one image) the frame's
+ * GroupNorm statistics are folded into the conv's weights and the residual is added as each
+ * output is stored, so neither the normalised map nor the sum is a pass of its own; training
+ * records the separate ops. */
 ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
-                                    float eps, ps_tensor *w, ps_tensor *b);
+                                    float eps, ps_tensor *w, ps_tensor *b, ps_tensor *residual);
 /* gelu(a + b); one pass in inference when a and b have one shape. */
 ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b);
 /* MicroAUNet's LSCAB output (alpha * ca + beta * sa) * t + t, for t (N,C,H,W), channel attention

@@ -23,10 +23,11 @@ typedef struct ps_kernels {
     /* LSCAB's output on one plane: y = (a + beta * sa) * t + t, a = alpha * (the channel's
      * attention), sa the plane's spatial attention. */
     void (*attend_residual)(const float *t, const float *sa, float a, float beta, float *y, size_t n);
-    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), then
-     * max(0, y) when relu is set (batch-norm folded into w and b, see microaunet.c). */
-    void (*conv_pointwise)(const float *x, const float *w, const float *b, float *y, int cin,
-                           int cout, size_t plane, int relu);
+    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), plus
+     * add (cout, plane; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded
+     * into w and b, see microaunet.c). */
+    void (*conv_pointwise)(const float *x, const float *w, const float *b, const float *add, float *y,
+                           int cin, int cout, size_t plane, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
      * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL); relu as above. */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,

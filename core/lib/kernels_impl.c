@@ -105,8 +105,9 @@ typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
 
 /* t (<= PW_T) output channels at PW_P * PW_V positions starting at x / y. */
 static inline __attribute__((always_inline)) void pw_tile(const float *restrict x, const float *restrict w,
-                                                          const float *restrict b, float *restrict y, int cin,
-                                                          size_t plane, int t, int relu)
+                                                          const float *restrict b, const float *restrict add,
+                                                          float *restrict y, int cin, size_t plane, int t,
+                                                          int relu)
 {
     pw_vec acc[PW_T][PW_P];
     for (int k = 0; k < PW_T; k++)
@@ -128,6 +129,8 @@ static inline __attribute__((always_inline)) void pw_tile(const float *restrict 
     for (int k = 0; k < t; k++)
         for (int p = 0; p < PW_P; p++) {
             pw_vec v = acc[k][p];
+            if (add)
+                v += *(const pw_vec *)(add + (size_t)k * plane + p * PW_V);
             if (relu) /* as relu_in_place: v where v > 0, else +0 */
                 v = (pw_vec)((pw_ivec)v & (v > 0.f));
             *(pw_vec *)(y + (size_t)k * plane + p * PW_V) = v;
@@ -135,24 +138,31 @@ static inline __attribute__((always_inline)) void pw_tile(const float *restrict 
 }
 
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
-                           float *restrict y, int cin, int cout, size_t plane, int relu)
+                           const float *restrict add, float *restrict y, int cin, int cout, size_t plane,
+                           int relu)
 {
     const size_t step = PW_P * PW_V;
     size_t p0 = 0;
     for (; p0 + step <= plane; p0 += step) {
         int co = 0;
-        for (; co + PW_T <= cout; co += PW_T) /* full tiles: t is a constant here */
-            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, y + (size_t)co * plane + p0, cin, plane,
+        for (; co + PW_T <= cout; co += PW_T) { /* full tiles: t is a constant here */
+            const size_t at = (size_t)co * plane + p0;
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, plane,
                     PW_T, relu);
-        if (co < cout)
-            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, y + (size_t)co * plane + p0, cin, plane,
+        }
+        if (co < cout) {
+            const size_t at = (size_t)co * plane + p0;
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, plane,
                     cout - co, relu);
+        }
     }
     for (int co = 0; co < cout && p0 < plane; co++) /* the last positions, one at a time */
         for (size_t i = p0; i < plane; i++) {
             float acc = b ? b[co] : 0.f;
             for (int ci = 0; ci < cin; ci++)
                 acc += w[(size_t)co * cin + ci] * x[(size_t)ci * plane + i];
+            if (add)
+                acc += add[(size_t)co * plane + i];
             y[(size_t)co * plane + i] = relu && !(acc > 0.f) ? 0.f : acc;
         }
 }

@@ -117,7 +117,7 @@ static ps_tensor *fwd_ldga(ps_graph *g, ps_tensor *x, const ldga_t *l)
     ps_tensor *a = ps_fwd_dwc(g, x, &l->dwc1);
     a = ps_g_mul(g, a, ps_g_sigmoid(g, ps_g_conv2d(g, a, l->gate, NULL, 1, 0, 1, 1)));
     ps_tensor *r = l->has_res ? ps_fwd_dwc(g, x, &l->res) : x;
-    return ps_g_add(g, ps_fwd_dwc(g, a, &l->dwc2), r);
+    return ps_fwd_dwc_add(g, a, &l->dwc2, r);
 }
 
 /* LSCAB: t_k' = (alpha * ca_k + beta * sa_k) * t_k + t_k. */

@@ -50,6 +50,8 @@ typedef struct ps_dwc {
 } ps_dwc;
 ps_dwc ps_build_dwc(ps_builder *b, const char *prefix, int i, int o, int k);
 ps_tensor *ps_fwd_dwc(ps_graph *g, ps_tensor *x, const ps_dwc *c);
+/* dwc(x) + residual, the sum made as the last conv stores its outputs (inference). */
+ps_tensor *ps_fwd_dwc_add(ps_graph *g, ps_tensor *x, const ps_dwc *c, ps_tensor *residual);
 
 /* The U shape both architectures share (models.md): t_k = GELU(pool(GN(enc_k(t_k-1)))) for
  * k = 1..5 (t_0 = the input), b = GELU(enc_6(t_5)), t' = bridge(t_1..t_5), then
