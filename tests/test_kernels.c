@@ -52,6 +52,9 @@ static void test_unary(gconstpointer data)
     ps_gelu_ref(sum, want);
     k->add_gelu(x->data, b->data, got->data, n);
     check(k->name, "add_gelu", max_err_vs(got->data, want->data, n), 2e-6);
+    ps_mul_ref(x, b, want);
+    k->mul(x->data, b->data, got->data, n);
+    check(k->name, "mul", max_err_vs(got->data, want->data, n), 0); /* one rounding either way */
     ps_tensor_free(b), ps_tensor_free(sum);
     ps_tensor_free(x);
     ps_tensor_free(want);

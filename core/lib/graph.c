@@ -334,7 +334,17 @@ typedef struct plane_job {
     ps_tensor *y;
     void (*unary)(const ps_tensor *x, ps_tensor *y);
     void (*binary)(const ps_tensor *a, const ps_tensor *b, ps_tensor *y);
+    /* the optimised kernel of `binary`, for operands of one size (NULL: the reference only) */
+    void (*kernel)(const float *a, const float *b, float *y, size_t n);
 } plane_job;
+
+static void binary_views(const plane_job *j, const ps_tensor *a, const ps_tensor *b, ps_tensor *y)
+{
+    if (j->kernel && ps_tensor_same_shape(a, y) && ps_tensor_same_shape(b, y))
+        j->kernel(a->data, b->data, y->data, ps_numel(y));
+    else
+        j->binary(a, b, y);
+}
 
 static void planes_part(void *ctx, int begin, int end)
 {
@@ -344,7 +354,7 @@ static void planes_part(void *ctx, int begin, int end)
         j->unary(&a, &y);
     } else {
         ps_tensor b = plane_view(j->b, begin, end);
-        j->binary(&a, &b, &y);
+        binary_views(j, &a, &b, &y);
     }
 }
 
@@ -532,7 +542,7 @@ static void channel_bcast_part(void *ctx, int begin, int end)
     for (int u = begin; u < end; u++) {
         const int ia = j->a->c == 1 ? u / C : u, ib = j->b->c == 1 ? u / C : u;
         ps_tensor a = plane_view(j->a, ia, ia + 1), b = plane_view(j->b, ib, ib + 1), y = plane_view(j->y, u, u + 1);
-        j->binary(&a, &b, &y);
+        binary_views(j, &a, &b, &y);
     }
 }
 
@@ -544,7 +554,7 @@ static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
 {
     ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
                                    bdim(a->h, b->h), bdim(a->w, b->w));
-    plane_job j = {.a = a, .b = b, .y = y, .binary = fn};
+    plane_job j = {.a = a, .b = b, .y = y, .binary = fn, .kernel = op == PS_OP_MUL ? ps_kernels_best()->mul : NULL};
     if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
         ps_pool_for(g->pool, y->n * y->c, planes_part, &j);
     } else if (a->n == y->n && b->n == y->n && (a->c == 1 || b->c == 1) && a->h == y->h && a->w == y->w &&
