@@ -4,36 +4,50 @@
 #include "image.h"
 #include "kernels.h"
 
-/* `count` interleaved RGB pixels -> the same positions of the three normalised planes (`plane`
- * floats apart) starting at dst. */
-static void normalise_pixels(const uint8_t *rgb, int count, const float mean[3], const float std[3], float *dst,
-                             size_t plane)
+/* Each channel's normalised value per byte, (v / 255 - mean) / std as v * scale - shift: a
+ * lookup instead of a multiply-add per value, the same floats. */
+typedef float norm_lut[3][256];
+
+static void norm_lut_init(norm_lut lut, const float mean[3], const float std[3])
 {
     for (int c = 0; c < 3; c++) {
-        float *d = dst + c * plane;
-        float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
-        for (int i = 0; i < count; i++)
-            d[i] = rgb[3 * i + c] * scale - shift;
+        const float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
+        for (int v = 0; v < 256; v++)
+            lut[c][v] = (float)v * scale - shift;
+    }
+}
+
+/* `count` interleaved RGB pixels -> the same positions of the three normalised planes (`plane`
+ * floats apart) starting at dst. */
+static void normalise_pixels(const uint8_t *restrict rgb, int count, const norm_lut lut, float *restrict dst,
+                             size_t plane)
+{
+    float *restrict d0 = dst, *restrict d1 = dst + plane, *restrict d2 = dst + 2 * plane;
+    for (int i = 0; i < count; i++) {
+        d0[i] = lut[0][rgb[3 * i]];
+        d1[i] = lut[1][rgb[3 * i + 1]];
+        d2[i] = lut[2][rgb[3 * i + 2]];
     }
 }
 
 /* Interleaved RGB at the tensor's size -> normalised planes of sample n. */
-static void normalise(const uint8_t *rgb, const float mean[3], const float std[3], ps_tensor *out,
-                      int n)
+static void normalise(const uint8_t *rgb, const norm_lut lut, ps_tensor *out, int n)
 {
     const size_t S = (size_t)out->h * out->w;
-    normalise_pixels(rgb, (int)S, mean, std, out->data + (size_t)n * 3 * S, S);
+    normalise_pixels(rgb, (int)S, lut, out->data + (size_t)n * 3 * S, S);
 }
 
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
                        const float std[3], ps_tensor *out, int n, uint8_t *scratch)
 {
+    norm_lut lut;
+    norm_lut_init(lut, mean, std);
     if (w == out->w && h == out->h && stride == 3 * w) { /* already the model's size: resizing would copy */
-        normalise(rgb, mean, std, out, n);
+        normalise(rgb, lut, out, n);
         return;
     }
     ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
-    normalise(scratch, mean, std, out, n);
+    normalise(scratch, lut, out, n);
 }
 
 struct ps_segmenter {
@@ -43,6 +57,7 @@ struct ps_segmenter {
     ps_tensor *input;
     uint8_t *scratch;
     float *prob;
+    norm_lut lut; /* the model's normalisation */
 };
 
 ps_segmenter *ps_segmenter_new(ps_model *m)
@@ -55,6 +70,7 @@ ps_segmenter *ps_segmenter_new(ps_model *m)
     s->input = ps_tensor_new(1, 3, size, size);
     s->scratch = malloc((size_t)size * size * 3);
     s->prob = malloc((size_t)size * size * sizeof(float));
+    norm_lut_init(s->lut, m->info.mean, m->info.std);
     if (!s->scratch || !s->prob)
         abort();
     return s;
@@ -117,24 +133,26 @@ static const float *forward(ps_segmenter *s)
 
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
 {
-    const ps_model_info *info = &s->model->info;
-    ps_preprocess_rgb(rgb, w, h, stride, info->mean, info->std, s->input, 0, s->scratch);
+    const int size = s->input->w;
+    if (w == size && h == size && stride == 3 * w)
+        normalise(rgb, s->lut, s->input, 0);
+    else {
+        ps_resize_bilinear_u8(rgb, w, h, stride, 3, s->scratch, size, size, size * 3);
+        normalise(s->scratch, s->lut, s->input, 0);
+    }
     return forward(s);
 }
 
 const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb)
 {
-    const ps_model_info *info = &s->model->info;
-    normalise(rgb, info->mean, info->std, s->input, 0);
+    normalise(rgb, s->lut, s->input, 0);
     return forward(s);
 }
 
 void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row)
 {
-    const ps_model_info *info = &s->model->info;
-    const int size = info->input_size;
-    normalise_pixels(rgb_row, size, info->mean, info->std, s->input->data + (size_t)y * size,
-                     (size_t)size * size);
+    const int size = s->input->w;
+    normalise_pixels(rgb_row, size, s->lut, s->input->data + (size_t)y * size, (size_t)size * size);
 }
 
 const float *ps_segmenter_run_filled(ps_segmenter *s)
