@@ -4,6 +4,7 @@
  * instructions), and kernels.c picks one at run time. No -ffast-math: the approximations below
  * are explicit and tested. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include "kernels.h"
@@ -97,7 +98,8 @@ static inline void relu_in_place(float *restrict y, size_t n)
  * and each weight once per PW_P vectors (a loop over one channel at a time loads and stores its
  * accumulator for every FMA). Every output value is still bias + w[0] x[0] + w[1] x[1] + ...
  * in input-channel order, the same operations however channels fall into tiles, so the result
- * does not depend on how threads split the channels. */
+ * does not depend on how threads split the channels. `add` may be `y` itself (the backward
+ * adds into a gradient this way), so neither is restrict. */
 #if defined(__AVX512F__)
 enum { PW_V = 16, PW_T = 8 }; /* 16 zmm accumulators */
 #elif defined(__AVX2__)
@@ -111,9 +113,8 @@ typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
 
 /* t (<= PW_T) output channels at PW_P * PW_V positions starting at x / y. */
 static inline __attribute__((always_inline)) void pw_tile(const float *restrict x, const float *restrict w,
-                                                          const float *restrict b, const float *restrict add,
-                                                          float *restrict y, int cin, size_t plane, int t,
-                                                          int relu)
+                                                          const float *restrict b, const float *add, float *y,
+                                                          int cin, size_t plane, int t, int relu)
 {
     pw_vec acc[PW_T][PW_P];
     for (int k = 0; k < PW_T; k++)
@@ -144,8 +145,7 @@ static inline __attribute__((always_inline)) void pw_tile(const float *restrict 
 }
 
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
-                           const float *restrict add, float *restrict y, int cin, int cout, size_t plane,
-                           int relu)
+                           const float *add, float *y, int cin, int cout, size_t plane, int relu)
 {
     const size_t step = PW_P * PW_V;
     size_t p0 = 0;
@@ -420,25 +420,22 @@ static void conv_pointwise_backward(const float *restrict x, const float *restri
                                     const float *restrict dy, float *restrict gx, float *restrict gw,
                                     int cin, int cout, size_t plane)
 {
-    for (size_t p0 = 0; p0 < plane; p0 += PW_BLOCK) {
+    if (gx) { /* gx[ci] += sum_co w[co][ci] dy[co]: the forward kernel on dy with w transposed,
+               * adding into gx as it stores (the sum over co first, then the add, as before) */
+        float *wt = malloc((size_t)cin * cout * sizeof *wt);
+        if (!wt)
+            abort();
+        for (int co = 0; co < cout; co++)
+            for (int ci = 0; ci < cin; ci++)
+                wt[(size_t)ci * cout + co] = w[(size_t)co * cin + ci];
+        conv_pointwise(dy, wt, NULL, gx, gx, cout, cin, plane, 0);
+        free(wt);
+    }
+    for (size_t p0 = 0; gw && p0 < plane; p0 += PW_BLOCK) {
         const size_t len = plane - p0 < PW_BLOCK ? plane - p0 : PW_BLOCK;
-        if (gx)
-            for (int ci = 0; ci < cin; ci++) { /* gx[ci] += sum_co w[co][ci] dy[co] */
-                float acc[PW_BLOCK] = {0};
-                for (int co = 0; co < cout; co++) {
-                    const float wv = w[(size_t)co * cin + ci];
-                    const float *d = dy + (size_t)co * plane + p0;
-                    for (size_t i = 0; i < len; i++)
-                        acc[i] += wv * d[i];
-                }
-                float *g = gx + (size_t)ci * plane + p0;
-                for (size_t i = 0; i < len; i++)
-                    g[i] += acc[i];
-            }
-        if (gw)
-            for (int co = 0; co < cout; co++)
-                for (int ci = 0; ci < cin; ci++)
-                    gw[(size_t)co * cin + ci] += dot_f(dy + (size_t)co * plane + p0, x + (size_t)ci * plane + p0, len);
+        for (int co = 0; co < cout; co++)
+            for (int ci = 0; ci < cin; ci++)
+                gw[(size_t)co * cin + ci] += dot_f(dy + (size_t)co * plane + p0, x + (size_t)ci * plane + p0, len);
     }
 }
 
