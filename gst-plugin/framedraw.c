@@ -202,32 +202,33 @@ static void comp_planes(GstVideoFrame *frame, const int *comps, int n, guint8 **
     }
 }
 
-/* Packed 4-byte pixels (RGBx, BGRA, ...) blend a run of one mark as bytes, 16 at a time, with
- * the table's arithmetic, (v (256 - a) + c a + 128) >> 8 (at most 65408: 16-bit lanes); the
- * fourth byte (padding or alpha) gets weight 256 and offset 128, which leaves it as it was.
- * The table path (3-byte RGB and YUV) stays the reference: the element's tests compare RGB and
- * every 4-byte format byte for byte. */
+/* Packed 4-byte pixels (RGBx, BGRA, ...) and a 1-byte plane (the Y of I420/NV12) blend a run
+ * of one mark as bytes, 16 at a time, with the table's arithmetic, (v (256 - a) + c a + 128)
+ * >> 8 (at most 65408: 16-bit lanes); a byte of no listed component (padding or alpha) gets
+ * weight 256 and offset 128, which leaves it as it was. The table path (3-byte RGB, and chroma)
+ * stays the reference: the element's tests compare RGB with every 4-byte format byte for byte,
+ * and a painted Y plane with the formula. */
 typedef struct {
     guint16 mul[16], add[16];
 } PsBlend16;
 
-/* off[i]: byte of comps[i] within the pixel. */
-static void blend16_init(PsBlend16 *b, const PsPaint *p, const int *comps, const int *off)
+/* Pixels of `bytes` bytes; off[i]: byte of comps[i] within the pixel. */
+static void blend16_init(PsBlend16 *b, const PsPaint *p, const int *comps, const int *off, int n, int bytes)
 {
     for (int j = 0; j < 16; j++) {
         b->mul[j] = 256;
         b->add[j] = 128;
-        for (int i = 0; i < 3; i++)
-            if (off[i] == (j & 3)) {
+        for (int i = 0; i < n; i++)
+            if (off[i] == j % bytes) {
                 b->mul[j] = (guint16)(256 - p->alpha);
                 b->add[j] = (guint16)(p->comp[comps[i]] * p->alpha + 128);
             }
     }
 }
 
-static void blend_run4(guint8 *restrict px, int npix, const PsBlend16 *restrict b)
+/* n bytes from px, lane j % 16 (16 is a multiple of the pixel size). */
+static void blend_bytes(guint8 *restrict px, size_t n, const PsBlend16 *restrict b)
 {
-    const size_t n = (size_t)npix * 4;
     size_t j = 0;
     for (; j + 16 <= n; j += 16)
         for (int i = 0; i < 16; i++)
@@ -236,20 +237,26 @@ static void blend_run4(guint8 *restrict px, int npix, const PsBlend16 *restrict 
         px[j] = (guint8)((guint16)((guint16)(px[j] * b->mul[j & 15]) + b->add[j & 15]) >> 8);
 }
 
-/* The frame's first plane and each component's byte within a 4-byte pixel, when the three
- * components are packed that way; NULL otherwise. */
-static guint8 *packed4_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *const *data, const int *ps,
-                              int *off)
+/* The bytes per pixel (4 or 1) when the listed components are packed into one plane of 4-byte
+ * pixels, or are a single plane of 1-byte samples; *base gets that plane, off[i] each
+ * component's byte in the pixel. 0 otherwise (the table path). */
+static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *const *data, const int *ps,
+                         guint8 **base, int *off)
 {
-    guint8 *base = GST_VIDEO_FRAME_PLANE_DATA(frame, 0);
-    if (n != 3)
-        return NULL;
-    for (int i = 0; i < 3; i++) {
-        if (ps[i] != 4 || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != 0 || data[i] < base || data[i] - base > 3)
-            return NULL;
-        off[i] = (int)(data[i] - base);
+    if (n == 1 && ps[0] == 1) {
+        *base = data[0];
+        off[0] = 0;
+        return 1;
     }
-    return base;
+    if (n != 3)
+        return 0;
+    *base = GST_VIDEO_FRAME_PLANE_DATA(frame, 0);
+    for (int i = 0; i < 3; i++) {
+        if (ps[i] != 4 || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != 0 || data[i] < *base || data[i] - *base > 3)
+            return 0;
+        off[i] = (int)(data[i] - *base);
+    }
+    return 4;
 }
 
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
@@ -261,11 +268,12 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
     int stride[3], ps[3], off[3];
     comp_planes(frame, comps, n, data, stride, ps);
     int end = c->dx1 + 1;
-    guint8 *base = packed4_layout(frame, comps, n, data, ps, off);
+    guint8 *base = NULL;
+    const int bytes = packed_layout(frame, comps, n, data, ps, &base, off);
     PsBlend16 blend[3];
-    if (base) {
-        blend16_init(&blend[COVER_TINT], tint, comps, off);
-        blend16_init(&blend[COVER_LINE], line, comps, off);
+    if (bytes) {
+        blend16_init(&blend[COVER_TINT], tint, comps, off, n, bytes);
+        blend16_init(&blend[COVER_LINE], line, comps, off, n, bytes);
     }
     for (int y = c->dy0; y <= c->dy1; y++) {
         const guint8 *marks = c->cover + (gsize)y * c->w;
@@ -274,9 +282,10 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
             row[i] = data[i] + (gsize)y * stride[i];
         for (int x = next_marked(marks, c->dx0, end); x < end; x = next_marked(marks, x, end)) {
             int run_end = x;
-            if (base) { /* runs of one mark */
+            if (bytes) { /* runs of one mark */
                 run_end = run_end_of(marks, x, end, marks[x]);
-                blend_run4(base + (gsize)y * stride[0] + (gsize)x * 4, run_end - x, &blend[marks[x]]);
+                blend_bytes(base + (gsize)y * stride[0] + (gsize)x * bytes, (size_t)(run_end - x) * bytes,
+                            &blend[marks[x]]);
                 x = run_end;
                 continue;
             }

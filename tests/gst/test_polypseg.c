@@ -8,6 +8,7 @@
 #include <string.h>
 #include "contours.h"
 #include "frameconvert.h"
+#include "framedraw.h"
 #include "gstpolypsegmeta.h"
 #include "image.h"
 #include "model.h"
@@ -441,6 +442,74 @@ static void test_frame_convert(void)
     g_free(got);
     g_free(want);
     ps_image_free(im);
+}
+
+/* The canvas painter against the blend formula itself, on random marks in a box: every byte of
+ * a full-resolution component (I420's Y, one byte per pixel; BGRx's B, G, R) where a mark is
+ * becomes (v (256 - a) + c a + 128) >> 8 with that mark's paint, every other byte of those
+ * planes (unmarked pixels, BGRx's padding) stays. */
+static void test_canvas_blend_formula(void)
+{
+    const int w = 251, h = 97;
+    const char *const fmts[] = {"I420", "BGRx"};
+    GRand *r = g_rand_new_with_seed(17);
+    const PsPaint tint = {{200, 40, 90}, 115}, line = {{10, 250, 128}, 256};
+    for (size_t f = 0; f < G_N_ELEMENTS(fmts); f++) {
+        GstVideoInfo info;
+        gst_video_info_set_format(&info, gst_video_format_from_string(fmts[f]), w, h);
+        GstBuffer *buf = gst_buffer_new_allocate(NULL, info.size, NULL);
+        GstMapInfo map;
+        g_assert_true(gst_buffer_map(buf, &map, GST_MAP_WRITE));
+        for (gsize i = 0; i < map.size; i++)
+            map.data[i] = (guint8)g_rand_int_range(r, 0, 256);
+        guint8 *before = g_memdup2(map.data, map.size);
+        gst_buffer_unmap(buf, &map);
+
+        PsCanvas c;
+        ps_canvas_init(&c, w, h, 32);
+        c.dx0 = 7, c.dy0 = 3, c.dx1 = 240, c.dy1 = 90; /* marks only inside the dirty box */
+        for (int y = c.dy0; y <= c.dy1; y++)
+            for (int x = c.dx0; x <= c.dx1; x++) {
+                int v = g_rand_int_range(r, 0, 10); /* runs of every length, both marks */
+                c.cover[y * w + x] = v < 4 ? 0 : v < 8 ? 1 : 2;
+            }
+        guint8 *marks = g_memdup2(c.cover, (gsize)w * h);
+        GstVideoFrame vf;
+        g_assert_true(gst_video_frame_map(&vf, &info, buf, GST_MAP_READWRITE));
+        ps_canvas_paint(&c, &vf, &tint, &line);
+        const gboolean yuv = GST_VIDEO_INFO_IS_YUV(&info);
+        const int ncomp = yuv ? 1 : 3; /* the full-resolution components */
+        for (int k = 0; k < ncomp; k++) {
+            const guint8 *plane = GST_VIDEO_FRAME_COMP_DATA(&vf, k);
+            const gsize off = plane - (const guint8 *)GST_VIDEO_FRAME_PLANE_DATA(&vf, GST_VIDEO_FRAME_COMP_PLANE(&vf, k)) +
+                              GST_VIDEO_INFO_PLANE_OFFSET(&info, GST_VIDEO_FRAME_COMP_PLANE(&vf, k));
+            const int stride = GST_VIDEO_FRAME_COMP_STRIDE(&vf, k), ps = GST_VIDEO_FRAME_COMP_PSTRIDE(&vf, k);
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    const gsize at = (gsize)y * stride + (gsize)x * ps;
+                    const int mark = marks[y * w + x], v = before[off + at];
+                    const PsPaint *p = mark == 1 ? &tint : &line;
+                    const int want = mark ? (v * (256 - (int)p->alpha) + p->comp[k] * (int)p->alpha + 128) >> 8 : v;
+                    if (plane[at] != want)
+                        g_error("%s component %d at (%d,%d), mark %d: %d, the formula gives %d", fmts[f], k, x, y,
+                                mark, plane[at], want);
+                }
+        }
+        if (!yuv) /* BGRx's padding byte untouched */
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    const gsize at = (gsize)y * GST_VIDEO_INFO_PLANE_STRIDE(&info, 0) + (gsize)x * 4 + 3;
+                    g_assert_cmpint(((guint8 *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0))[at], ==, before[at]);
+                }
+        for (int i = 0; i < w * h; i++) /* and the marks are cleared */
+            g_assert_cmpint(c.cover[i], ==, 0);
+        gst_video_frame_unmap(&vf);
+        ps_canvas_clear(&c);
+        g_free(marks);
+        g_free(before);
+        gst_buffer_unref(buf);
+    }
+    g_rand_free(r);
 }
 
 /* Translucent tint and contours: every 4-byte RGB format (blended 16 bytes at a time) paints
@@ -932,6 +1001,7 @@ int main(int argc, char **argv)
     g_test_add_func("/polypseg/frame-convert", test_frame_convert);
     g_test_add_func("/polypseg/pixels-follow-mask", test_pixels_follow_mask);
     g_test_add_func("/polypseg/packed-paint-matches-reference", test_packed_paint_matches_reference);
+    g_test_add_func("/polypseg/canvas-blend-formula", test_canvas_blend_formula);
     g_test_add_func("/polypseg/real-frame", test_real_frame);
     g_test_add_func("/polypseg/messages", test_messages);
     g_test_add_func("/polypseg/properties-while-playing", test_properties_while_playing);
