@@ -7,11 +7,12 @@
 #   train + Kvasir train;
 #   distilled students (at 320): kvkd = kv320 + 80 epochs taught by mal-kv, jointkd = jointk +
 #   50 epochs taught by mal-joint.
-# With --ablation also the model card's ablation runs (stage 1 only, the same epochs without a
-# teacher) and the CVC-only model of the reverse cross-dataset figure.
-# Each stage took 20-70 min on a 2-core machine with a second run beside it; the whole script
-# runs one stage at a time (the stages took about 6.5 hours in all). Then copy the files weights/README.md names into
-# weights/ and update its scores (polypseg-eval prints them).
+#   ablation runs: kvkd-s1 / jointkd-s1 (stage 1 only), kvctl / jointctl (no teacher);
+#   microaunet-cvc = soup-all, the mean of the weights of the seven fine-tunes of kv320's line.
+# With --ablation also the CVC-only model of the reverse cross-dataset figure.
+# Each stage took 20-95 min on a 2-core machine with one or two runs beside it; the whole script
+# runs one stage at a time (the stages took about 11.5 hours in all). Then copy the files
+# weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -38,13 +39,16 @@ train kvkd "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.sa
   --epochs 80 --lr 1e-3 --seed 13
 train jointkd "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
   --epochs 50 --lr 1e-3 --seed 14
-if [ "${1:-}" = "--ablation" ]; then # the model card's ablation and cross-dataset runs (about 5 h more)
-  train kvkd-s1 "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.safetensors --size 320 \
-    --epochs 80 --stage1-epochs 80 --lr 1e-3 --seed 13
-  train kvctl "${kvasir[@]}" --init runs/kv320.safetensors --size 320 --epochs 80 --lr 1e-3 --seed 13
-  train jointkd-s1 "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
-    --epochs 50 --stage1-epochs 50 --lr 1e-3 --seed 14
-  train jointctl "${joint[@]}" --init runs/jointk.safetensors --size 320 --epochs 50 --lr 1e-3 --seed 14
+# the ablation runs (stage 1 only; the same epochs without a teacher), which microaunet-cvc averages
+train kvkd-s1 "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.safetensors --size 320 \
+  --epochs 80 --stage1-epochs 80 --lr 1e-3 --seed 13
+train kvctl "${kvasir[@]}" --init runs/kv320.safetensors --size 320 --epochs 80 --lr 1e-3 --seed 13
+train jointkd-s1 "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
+  --epochs 50 --stage1-epochs 50 --lr 1e-3 --seed 14
+train jointctl "${joint[@]}" --init runs/jointk.safetensors --size 320 --epochs 50 --lr 1e-3 --seed 14
+build/core/polypseg-average -o runs/soup-all.safetensors --val "$D/cvc-clinicdb" \
+  --val-split "$D/cvc-clinicdb/splits/test.txt" runs/{kvkd,kvkd-s1,kvctl,jointk,jointkd,jointkd-s1,jointctl}.safetensors
+if [ "${1:-}" = "--ablation" ]; then # the CVC-only model of the reverse cross-dataset figure (about 1 h more)
   train cvconly --data "$D/cvc-clinicdb" --split "$D/cvc-clinicdb/splits/train.txt" --val "$D/cvc-clinicdb" \
     --val-split "$D/cvc-clinicdb/splits/test.txt" --dataset-name "cvc-clinicdb splits/train.txt" --epochs 200 \
     --lr 4e-3 --seed 1
@@ -52,4 +56,5 @@ fi
 python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 runs/kv2.jsonl:kv2 \
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0
-tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log
+tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log \
+  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log
