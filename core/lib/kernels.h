@@ -27,7 +27,8 @@ typedef struct ps_kernels {
     void (*attend_residual)(const float *t, const float *sa, float a, float beta, float *y, size_t n);
     /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), plus
      * add (cout, plane; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded
-     * into w and b, see microaunet.c). */
+     * into w and b, see microaunet.c). add may be y itself (each value read before it is
+     * written): the backward adds into a gradient that way. */
     void (*conv_pointwise)(const float *x, const float *w, const float *b, const float *add, float *y,
                            int cin, int cout, size_t plane, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:

@@ -420,6 +420,8 @@ static void conv_pointwise_backward(const float *restrict x, const float *restri
                                     const float *restrict dy, float *restrict gx, float *restrict gw,
                                     int cin, int cout, size_t plane)
 {
+    if (!cin || !cout)
+        return;
     if (gx) { /* gx[ci] += sum_co w[co][ci] dy[co]: the forward kernel on dy with w transposed,
                * adding into gx as it stores (the sum over co first, then the add, as before) */
         float *wt = malloc((size_t)cin * cout * sizeof *wt);

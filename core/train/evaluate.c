@@ -1,4 +1,5 @@
 #include "evaluate.h"
+#include <json-glib/json-glib.h>
 #include <stdlib.h>
 #include "../lib/preprocess.h"
 
@@ -34,10 +35,23 @@ gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metr
     return ok;
 }
 
+/* A JSON string literal of s (quotes, backslashes and control characters escaped). */
+static char *json_quoted(const char *s)
+{
+    JsonNode *n = json_node_new(JSON_NODE_VALUE);
+    json_node_set_string(n, s);
+    char *q = json_to_string(n, FALSE);
+    json_node_unref(n);
+    return q;
+}
+
 char *ps_metrics_summary_json(const ps_metric_values *v, const char *data, const char *split)
 {
-    return g_strdup_printf("{\"data\":\"%s\",\"split\":\"%s\",\"images\":%d,\"mean_dice\":%.4f,"
-                           "\"mean_iou\":%.4f,\"mae\":%.4f,\"pooled_dice\":%.4f}",
-                           data, split ? split : "all", v->images, v->mean_dice, v->mean_iou, v->mae,
-                           v->pooled_dice);
+    char *qd = json_quoted(data), *qs = json_quoted(split ? split : "all");
+    /* four decimals, as the model card quotes them */
+    char *out = g_strdup_printf("{\"data\":%s,\"split\":%s,\"images\":%d,\"mean_dice\":%.4f,"
+                                "\"mean_iou\":%.4f,\"mae\":%.4f,\"pooled_dice\":%.4f}",
+                                qd, qs, v->images, v->mean_dice, v->mean_iou, v->mae, v->pooled_dice);
+    g_free(qd), g_free(qs);
+    return out;
 }
