@@ -135,7 +135,7 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
         ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w &&
-             ((w->h == 3 && p->pad_h == p->dilation) || (w->h == 1 && p->pad_h == 0)))
+             ((w->h == 3 && p->pad_h == p->dilation && x->w <= PS_KERNEL_MAX_WIDTH) || (w->h == 1 && p->pad_h == 0)))
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
         if (p->pad_h > 0) /* the 'valid' kernel (no fused ReLU) on a zero-padded copy */

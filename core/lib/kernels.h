@@ -13,6 +13,9 @@ typedef struct ps_lin_tap {
     float l0, l1;
 } ps_lin_tap;
 
+/* Widest row the depthwise 3x3 kernel takes (model inputs stop at 4096, PS_MAX_INPUT). */
+#define PS_KERNEL_MAX_WIDTH 4096
+
 typedef struct ps_kernels {
     const char *name; /* "scalar", "avx2", "avx512" */
     /* y = gelu(x) (erf form) and y = sigmoid(x) over n values; max abs error ~1e-6 of the ref */
@@ -32,7 +35,8 @@ typedef struct ps_kernels {
     void (*conv_pointwise)(const float *x, const float *w, const float *b, const float *add, float *y,
                            int cin, int cout, size_t plane, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
-     * y (c, h, w) from x (c, h, w), w (c, 3, 3), b (c, or NULL); relu as above. */
+     * y (c, h, w) from x (c, h, w <= PS_KERNEL_MAX_WIDTH), w (c, 3, 3), b (c, or NULL); relu as
+     * above. */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
                               int h, int wd, int dilation, int relu);
     /* One image, depthwise 1x1 (a per-channel scale and bias): y (c, plane) from x (c, plane),

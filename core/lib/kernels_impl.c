@@ -87,6 +87,11 @@ static void sigmoid(const float *restrict x, float *restrict y, size_t n)
         y[i] = 1.f / (1.f + exp_approx(-x[i]));
 }
 
+static inline float relu_if(int relu, float v)
+{
+    return relu && !(v > 0.f) ? 0.f : v; /* as relu_in_place: NaN and -0 give +0 */
+}
+
 static inline void relu_in_place(float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -169,60 +174,40 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
                 acc += w[(size_t)co * cin + ci] * x[(size_t)ci * plane + i];
             if (add)
                 acc += add[(size_t)co * plane + i];
-            y[(size_t)co * plane + i] = relu && !(acc > 0.f) ? 0.f : acc;
+            y[(size_t)co * plane + i] = relu_if(relu, acc);
         }
 }
 
-/* One output row of a depthwise 3x3: yr = bias + sum of the taps whose input row exists.
- * Columns where a tap falls outside the image are handled apart, so the middle loop is plain. */
-static void dw_row(const float *restrict x, const float *restrict k, float bias, float *restrict yr,
-                   int h, int wd, int oh, int d)
-{
-    for (int i = 0; i < wd; i++)
-        yr[i] = bias;
-    for (int ky = 0; ky < 3; ky++) {
-        int ih = oh + (ky - 1) * d;
-        if (ih < 0 || ih >= h)
-            continue;
-        const float *xr = x + (size_t)ih * wd;
-        const float k0 = k[ky * 3], k1 = k[ky * 3 + 1], k2 = k[ky * 3 + 2];
-        int lo = d < wd ? d : wd, hi = wd - d > lo ? wd - d : lo; /* [lo, hi): both side taps inside */
-        for (int i = 0; i < lo; i++)
-            yr[i] += k1 * xr[i] + (i + d < wd ? k2 * xr[i + d] : 0.f);
-        for (int i = lo; i < hi; i++)
-            yr[i] += k0 * xr[i - d] + k1 * xr[i] + k2 * xr[i + d];
-        for (int i = hi; i < wd; i++)
-            yr[i] += (i - d >= 0 ? k0 * xr[i - d] : 0.f) + k1 * xr[i];
-    }
-}
+/* The zero padding above the first and below the last row of a depthwise input. */
+static const float zero_row[PS_KERNEL_MAX_WIDTH];
 
-/* An output row whose three input rows all exist (every row but the d first and last): the
- * same sums as dw_row, in the same order, kept in a register instead of going back to yr
- * after each input row. */
-static void dw_row3(const float *restrict x0, const float *restrict x1, const float *restrict x2,
-                    const float *restrict k, float bias, float *restrict yr, int wd, int d, int relu)
+/* One output row of a depthwise 3x3 from its three input rows x0, x1, x2 (zero_row where the
+ * row falls outside the image), the sum kept in a register. Columns where a tap falls outside
+ * the image are handled apart, so the middle loop is plain. */
+static void dw_row(const float *restrict x0, const float *restrict x1, const float *restrict x2,
+                   const float *restrict k, float bias, float *restrict yr, int wd, int d, int relu)
 {
-    int lo = d < wd ? d : wd, hi = wd - d > lo ? wd - d : lo;
+    int lo = d < wd ? d : wd, hi = wd - d > lo ? wd - d : lo; /* [lo, hi): both side taps inside */
     for (int i = 0; i < lo; i++) {
         float acc = bias;
         acc += k[1] * x0[i] + (i + d < wd ? k[2] * x0[i + d] : 0.f);
         acc += k[4] * x1[i] + (i + d < wd ? k[5] * x1[i + d] : 0.f);
         acc += k[7] * x2[i] + (i + d < wd ? k[8] * x2[i + d] : 0.f);
-        yr[i] = relu && !(acc > 0.f) ? 0.f : acc;
+        yr[i] = relu_if(relu, acc);
     }
     for (int i = lo; i < hi; i++) {
         float acc = bias;
         acc += k[0] * x0[i - d] + k[1] * x0[i] + k[2] * x0[i + d];
         acc += k[3] * x1[i - d] + k[4] * x1[i] + k[5] * x1[i + d];
         acc += k[6] * x2[i - d] + k[7] * x2[i] + k[8] * x2[i + d];
-        yr[i] = relu ? (acc > 0.f ? acc : 0.f) : acc;
+        yr[i] = relu_if(relu, acc);
     }
     for (int i = hi; i < wd; i++) {
         float acc = bias;
         acc += (i - d >= 0 ? k[0] * x0[i - d] : 0.f) + k[1] * x0[i];
         acc += (i - d >= 0 ? k[3] * x1[i - d] : 0.f) + k[4] * x1[i];
         acc += (i - d >= 0 ? k[6] * x2[i - d] : 0.f) + k[7] * x2[i];
-        yr[i] = relu && !(acc > 0.f) ? 0.f : acc;
+        yr[i] = relu_if(relu, acc);
     }
 }
 
@@ -234,15 +219,9 @@ static void conv_depthwise3x3(const float *restrict x, const float *restrict w, 
         const float *xp = x + ch * plane, *k = w + ch * 9;
         const float bias = b ? b[ch] : 0.f;
         for (int oh = 0; oh < h; oh++) {
-            float *yr = y + ch * plane + (size_t)oh * wd;
-            if (oh - d >= 0 && oh + d < h) {
-                dw_row3(xp + (size_t)(oh - d) * wd, xp + (size_t)oh * wd, xp + (size_t)(oh + d) * wd, k, bias, yr,
-                        wd, d, relu);
-                continue;
-            }
-            dw_row(xp, k, bias, yr, h, wd, oh, d);
-            if (relu)
-                relu_in_place(yr, (size_t)wd);
+            const float *above = oh - d >= 0 ? xp + (size_t)(oh - d) * wd : zero_row;
+            const float *below = oh + d < h ? xp + (size_t)(oh + d) * wd : zero_row;
+            dw_row(above, xp + (size_t)oh * wd, below, k, bias, y + ch * plane + (size_t)oh * wd, wd, d, relu);
         }
     }
 }
