@@ -55,6 +55,8 @@ static void test_unary(gconstpointer data)
     ps_mul_ref(x, b, want);
     k->mul(x->data, b->data, got->data, n);
     check(k->name, "mul", max_err_vs(got->data, want->data, n), 0); /* one rounding either way */
+    k->add(x->data, b->data, got->data, n);
+    check(k->name, "add", max_err_vs(got->data, sum->data, n), 0);
     ps_tensor_free(b), ps_tensor_free(sum);
     ps_tensor_free(x);
     ps_tensor_free(want);

@@ -334,7 +334,7 @@ typedef struct plane_job {
     ps_tensor *y;
     void (*unary)(const ps_tensor *x, ps_tensor *y);
     void (*binary)(const ps_tensor *a, const ps_tensor *b, ps_tensor *y);
-    /* the optimised kernel of `binary`, for operands of one size (NULL: the reference only) */
+    /* the optimised kernel of `binary`, for operands of one size */
     void (*kernel)(const float *a, const float *b, float *y, size_t n);
 } plane_job;
 
@@ -415,13 +415,19 @@ static void norm_planes_part(void *ctx, int begin, int end)
     }
 }
 
-/* Runs a prepared norm_job over y. */
-static void norm_fused(ps_graph *g, norm_job *j)
+/* The GroupNorm statistics of a prepared norm_job's x, per (image, group). */
+static void norm_stats(ps_graph *g, norm_job *j)
 {
     j->k = ps_kernels_best();
     j->mean = ps_arena_alloc(g->arena, 2 * (size_t)j->x->n * j->groups * sizeof(float));
     j->invstd = j->mean + (size_t)j->x->n * j->groups;
     ps_pool_for(g->pool, j->x->n * j->groups, norm_stats_part, j);
+}
+
+/* Runs a prepared norm_job over y. */
+static void norm_fused(ps_graph *g, norm_job *j)
+{
+    norm_stats(g, j);
     ps_pool_for(g->pool, j->x->n * j->x->c, norm_planes_part, j);
 }
 
@@ -470,10 +476,8 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
         ps_tensor *y = ps_g_conv2d(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps), w, b, 1, 0, 1, 1);
         return residual ? ps_g_add(g, y, residual) : y;
     }
-    norm_job j = {.k = ps_kernels_best(), .x = x, .groups = groups, .eps = eps};
-    j.mean = ps_arena_alloc(g->arena, 2 * (size_t)groups * sizeof(float));
-    j.invstd = j.mean + groups;
-    ps_pool_for(g->pool, groups, norm_stats_part, &j);
+    norm_job j = {.x = x, .groups = groups, .eps = eps};
+    norm_stats(g, &j);
     /* channel ci is s x + t after the norm; w (s x + t) + b = (w s) x + (w t + b) */
     const int cin = x->c, cout = w->n, cpg = cin / groups;
     ps_tensor *wf = ps_arena_tensor(g->arena, cout, cin, 1, 1), *bf = ps_arena_tensor(g->arena, cout, 1, 1, 1);
@@ -491,7 +495,7 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
         bf->data[co] = (float)acc;
     }
     ps_tensor *y = ps_arena_tensor(g->arena, 1, cout, x->h, x->w);
-    job pj = {.k = ps_kernels_best(), .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
+    job pj = {.k = j.k, .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
     ps_pool_for(g->pool, cout, pointwise_part, &pj);
     return y;
 }
@@ -554,7 +558,8 @@ static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
 {
     ps_tensor *y = ps_arena_tensor(g->arena, bdim(a->n, b->n), bdim(a->c, b->c),
                                    bdim(a->h, b->h), bdim(a->w, b->w));
-    plane_job j = {.a = a, .b = b, .y = y, .binary = fn, .kernel = op == PS_OP_MUL ? ps_kernels_best()->mul : NULL};
+    const ps_kernels *k = ps_kernels_best();
+    plane_job j = {.a = a, .b = b, .y = y, .binary = fn, .kernel = op == PS_OP_MUL ? k->mul : k->add};
     if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
         ps_pool_for(g->pool, y->n * y->c, planes_part, &j);
     } else if (a->n == y->n && b->n == y->n && (a->c == 1 || b->c == 1) && a->h == y->h && a->w == y->w &&

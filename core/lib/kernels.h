@@ -23,7 +23,8 @@ typedef struct ps_kernels {
     void (*sigmoid)(const float *x, float *y, size_t n);
     /* y = gelu(a + b) over n values (a residual add and its activation in one pass) */
     void (*add_gelu)(const float *a, const float *b, float *y, size_t n);
-    /* y = a * b over n values (e.g. a plane times its gate) */
+    /* y = a + b and y = a * b over n values (e.g. a plane times its gate) */
+    void (*add)(const float *a, const float *b, float *y, size_t n);
     void (*mul)(const float *a, const float *b, float *y, size_t n);
     /* LSCAB's output on one plane: y = (a + beta * sa) * t + t, a = alpha * (the channel's
      * attention), sa the plane's spatial attention. */

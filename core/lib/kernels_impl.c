@@ -75,6 +75,12 @@ static void attend_residual(const float *restrict t, const float *restrict sa, f
         y[i] = (a + beta * sa[i]) * t[i] + t[i];
 }
 
+static void add(const float *restrict a, const float *restrict b, float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
 static void mul(const float *restrict a, const float *restrict b, float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -475,6 +481,7 @@ const ps_kernels SET_NAME = {
     .conv_depthwise3x3 = conv_depthwise3x3,
     .conv_valid = conv_valid,
     .add_gelu = add_gelu,
+    .add = add,
     .mul = mul,
     .attend_residual = attend_residual,
     .conv_depthwise1x1 = conv_depthwise1x1,
