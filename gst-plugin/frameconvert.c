@@ -72,14 +72,8 @@ void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, i
     }
 }
 
-void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
-                           int y_end)
-{
-    for (int y = y_begin; y < y_end; y++)
-        ps_frame_convert_row(c, frame, y, rgb + (size_t)y * c->size * 3);
-}
-
 void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)
 {
-    ps_frame_convert_rows(c, frame, rgb, 0, c->size);
+    for (int y = 0; y < c->size; y++)
+        ps_frame_convert_row(c, frame, y, rgb + (size_t)y * c->size * 3);
 }

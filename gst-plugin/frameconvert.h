@@ -24,6 +24,3 @@ void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, g
 /* Output row y only (size pixels of interleaved RGB at out), so a frame can be converted by
  * several threads straight into the model input (ps_segmenter_fill_row), one row at a time. */
 void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, int y, guint8 *out);
-/* Output rows [y_begin, y_end) of the size x size picture. */
-void ps_frame_convert_rows(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb, int y_begin,
-                           int y_end);

@@ -197,7 +197,9 @@ static void test_random_masks_trace_outer_border(void)
     g_rand_free(rng);
 }
 
-static void test_segmenter_run_sized(void)
+/* The element's path: the input filled row by row, in any order (as threads fill it), gives
+ * ps_segmenter_run's result, whatever the previous frame left in the input. */
+static void test_segmenter_fill_rows(void)
 {
     ps_model *m = ps_model_new("microaunet", NULL, 0, 5, NULL);
     m->info.input_size = 128;
@@ -209,18 +211,14 @@ static void test_segmenter_run_sized(void)
         rgb[i] = (uint8_t)g_rand_int_range(rng, 0, 256);
     float *want = g_new(float, n);
     memcpy(want, ps_segmenter_run(s, rgb, 128, 128, 128 * 3), n * sizeof(float));
-    const float *got = ps_segmenter_run_sized(s, rgb);
-    g_assert_cmpmem(got, n * sizeof(float), want, n * sizeof(float));
-    /* row by row, in any order (as threads fill it), the same input and result, whatever the
-     * previous frame left in the input */
     uint8_t *other = g_malloc0((size_t)n * 3);
-    ps_segmenter_run_sized(s, other);
+    ps_segmenter_run(s, other, 128, 128, 128 * 3);
     g_free(other);
     for (int y = 127; y >= 0; y -= 2)
         ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
     for (int y = 0; y < 128; y += 2)
         ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
-    got = ps_segmenter_run_filled(s);
+    const float *got = ps_segmenter_run_filled(s);
     g_assert_cmpmem(got, n * sizeof(float), want, n * sizeof(float));
     g_free(want);
     g_free(rgb);
@@ -238,6 +236,6 @@ int main(int argc, char **argv)
     g_test_add_func("/regions/diagonal-is-one-region", test_diagonal_is_one_region);
     g_test_add_func("/regions/ring-outer-only", test_ring_outer_only);
     g_test_add_func("/regions/random-masks-trace-outer-border", test_random_masks_trace_outer_border);
-    g_test_add_func("/segmenter/run-sized", test_segmenter_run_sized);
+    g_test_add_func("/segmenter/fill-rows", test_segmenter_fill_rows);
     return g_test_run();
 }

@@ -37,17 +37,23 @@ static void normalise(const uint8_t *rgb, const norm_lut lut, ps_tensor *out, in
     normalise_pixels(rgb, (int)S, lut, out->data + (size_t)n * 3 * S, S);
 }
 
+/* Resize (unless already the tensor's size: resizing would copy) and normalise. */
+static void prepare(const uint8_t *rgb, int w, int h, int stride, const norm_lut lut, ps_tensor *out, int n,
+                    uint8_t *scratch)
+{
+    if (w != out->w || h != out->h || stride != 3 * w) {
+        ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
+        rgb = scratch;
+    }
+    normalise(rgb, lut, out, n);
+}
+
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
                        const float std[3], ps_tensor *out, int n, uint8_t *scratch)
 {
     norm_lut lut;
     norm_lut_init(lut, mean, std);
-    if (w == out->w && h == out->h && stride == 3 * w) { /* already the model's size: resizing would copy */
-        normalise(rgb, lut, out, n);
-        return;
-    }
-    ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
-    normalise(scratch, lut, out, n);
+    prepare(rgb, w, h, stride, lut, out, n, scratch);
 }
 
 struct ps_segmenter {
@@ -133,19 +139,7 @@ static const float *forward(ps_segmenter *s)
 
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
 {
-    const int size = s->input->w;
-    if (w == size && h == size && stride == 3 * w)
-        normalise(rgb, s->lut, s->input, 0);
-    else {
-        ps_resize_bilinear_u8(rgb, w, h, stride, 3, s->scratch, size, size, size * 3);
-        normalise(s->scratch, s->lut, s->input, 0);
-    }
-    return forward(s);
-}
-
-const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb)
-{
-    normalise(rgb, s->lut, s->input, 0);
+    prepare(rgb, w, h, stride, s->lut, s->input, 0, s->scratch);
     return forward(s);
 }
 

@@ -26,12 +26,9 @@ void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, c
                                  void *user);
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);
-/* The same for an image already at the model's size x size (interleaved RGB, stride size*3),
- * as the GStreamer element makes it while converting a frame: no resize, no allocation. */
-const float *ps_segmenter_run_sized(ps_segmenter *s, const uint8_t *rgb);
-/* The same in pieces, for a caller that makes the input row by row (the element, on several
- * threads): row y (size interleaved RGB pixels) normalised into the model input, any rows
- * at once from different threads; then the model on the filled input. The input equals
- * ps_segmenter_run_sized's for the same rows. */
+/* The same in pieces, for a caller that makes the input row by row (the GStreamer element, on
+ * several threads, while converting a frame): row y (size interleaved RGB pixels) normalised
+ * into the model input, any rows at once from different threads; then the model on the filled
+ * input. The result equals ps_segmenter_run's for the same size x size image. */
 void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row);
 const float *ps_segmenter_run_filled(ps_segmenter *s);
