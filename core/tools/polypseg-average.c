@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "evaluate.h"
-#include "progress.h"
 
 typedef struct ingredient {
     const char *path;
@@ -113,12 +112,6 @@ static void average_into_first(ingredient *ins, int n)
     }
 }
 
-static void eval_progress(int done, int total, void *user)
-{
-    (void)total;
-    ps_progress_update(user, done, "evaluating");
-}
-
 int main(int argc, char **argv)
 {
     char *out = NULL, *val = NULL, *val_split = NULL, *dataset_name = NULL;
@@ -175,15 +168,11 @@ int main(int argc, char **argv)
         g_hash_table_insert(meta, g_strdup("average_of"), ingredients_json(ins, n));
         g_hash_table_insert(meta, g_strdup("dataset"), dataset_name ? g_strdup(dataset_name) : datasets_union(ins, n));
         if (vds) {
-            ps_metric_values v;
-            ps_progress bar;
-            ps_progress_init(&bar, "eval", vds->n, 0);
-            if (!ps_evaluate(ins[0].model, vds, 0.5f, &v, NULL, eval_progress, &bar, &err)) {
+            char *metrics = ps_evaluate_summary(ins[0].model, vds, val, val_split, &err);
+            if (!metrics) {
                 fprintf(stderr, "polypseg-average: %s\n", err->message);
                 rc = 1;
             } else {
-                ps_progress_finish(&bar);
-                char *metrics = ps_metrics_summary_json(&v, val, val_split);
                 printf("held-out %s: %s\n", val, metrics);
                 g_hash_table_insert(meta, g_strdup("metrics"), metrics);
             }

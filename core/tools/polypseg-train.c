@@ -177,11 +177,6 @@ static const char *setting_or_none(GHashTable *config, const char *key)
     return v ? v : "(none)";
 }
 
-static void eval_progress(int done, int total, void *user)
-{
-    ps_progress_update(user, done, "evaluating");
-}
-
 int main(int argc, char **argv)
 {
     char *command = g_strjoinv(" ", argv);
@@ -390,17 +385,13 @@ int main(int argc, char **argv)
         double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
         GHashTable *meta = run_config(&o, command, train_seconds);
         if (vds) {
-            ps_metric_values v;
-            ps_progress eb;
-            ps_progress_init(&eb, "eval", vds->n, 0);
-            if (!ps_evaluate(m, vds, 0.5f, &v, NULL, eval_progress, &eb, &err)) {
+            char *metrics = ps_evaluate_summary(m, vds, o.val, o.val_split, &err);
+            if (!metrics) {
                 /* The weights are still worth keeping; they just carry no metrics. */
                 fprintf(stderr, "polypseg-train: evaluation failed (weights saved without metrics): %s\n",
                         err->message);
                 g_clear_error(&err);
             } else {
-                ps_progress_finish(&eb);
-                char *metrics = ps_metrics_summary_json(&v, o.val, o.val_split);
                 printf("held-out %s: %s\n", o.val, metrics);
                 g_hash_table_insert(meta, g_strdup("metrics"), metrics);
             }

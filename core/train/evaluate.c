@@ -2,6 +2,7 @@
 #include <json-glib/json-glib.h>
 #include <stdlib.h>
 #include "../lib/preprocess.h"
+#include "progress.h"
 
 gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
                      double *dice_per_image, ps_eval_progress progress, void *user, GError **err)
@@ -54,4 +55,21 @@ char *ps_metrics_summary_json(const ps_metric_values *v, const char *data, const
                                 qd, qs, v->images, v->mean_dice, v->mean_iou, v->mae, v->pooled_dice);
     g_free(qd), g_free(qs);
     return out;
+}
+
+static void bar_progress(int done, int total, void *user)
+{
+    (void)total;
+    ps_progress_update(user, done, "evaluating");
+}
+
+char *ps_evaluate_summary(ps_model *m, const ps_dataset *ds, const char *data, const char *split, GError **err)
+{
+    ps_metric_values v;
+    ps_progress bar;
+    ps_progress_init(&bar, "eval", ds->n, 0);
+    if (!ps_evaluate(m, ds, 0.5f, &v, NULL, bar_progress, &bar, err))
+        return NULL;
+    ps_progress_finish(&bar);
+    return ps_metrics_summary_json(&v, data, split);
 }

@@ -16,3 +16,6 @@ gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metr
  * polypseg-average: compact JSON with data, split (NULL = "all"), images, mean Dice, mean IoU,
  * MAE and pooled Dice. g_free() it. */
 char *ps_metrics_summary_json(const ps_metric_values *v, const char *data, const char *split);
+/* ps_evaluate with a progress bar on stderr, then ps_metrics_summary_json (data = the folder
+ * name to record); NULL with *err set when an image cannot be read. */
+char *ps_evaluate_summary(ps_model *m, const ps_dataset *ds, const char *data, const char *split, GError **err);
