@@ -311,6 +311,29 @@ static void test_attend_residual(gconstpointer data)
     g_rand_free(r);
 }
 
+/* An inference graph (index 0) and a training graph (1), each on its own arena: fused ops
+ * against the separate ops training records. */
+typedef struct {
+    ps_arena *arena[2];
+    ps_graph g[2];
+} graph_pair;
+
+static void graph_pair_init(graph_pair *p)
+{
+    for (int training = 0; training < 2; training++) {
+        p->arena[training] = ps_arena_new();
+        ps_graph_init(&p->g[training], p->arena[training], training);
+    }
+}
+
+static void graph_pair_free(graph_pair *p)
+{
+    for (int training = 0; training < 2; training++) {
+        ps_graph_release(&p->g[training]);
+        ps_arena_free(p->arena[training]);
+    }
+}
+
 /* The graph's decoder step: the fused inference pass equals the separate ops training records. */
 static void test_graph_decoder_step(void)
 {
@@ -323,30 +346,24 @@ static void test_graph_decoder_step(void)
         tu_fill_uniform(bt->data, 8, r, -1, 1);
         tu_fill_uniform(skip->data, ps_numel(skip), r, -1, 1);
         ps_tensor *out[2];
-        ps_arena *arena[2];
-        ps_graph g[2];
-        for (int training = 0; training < 2; training++) {
-            arena[training] = ps_arena_new();
-            ps_graph_init(&g[training], arena[training], training);
-            out[training] = ps_g_groupnorm_up2_gelu_add(&g[training], x, 4, gm, bt, 1e-5f, up, skip);
-        }
-        g_assert_cmpint(g[1].n_nodes, ==, up ? 4 : 3); /* training: each op recorded */
-        g_assert_cmpint(g[0].n_nodes, ==, 0);
+        graph_pair gp;
+        graph_pair_init(&gp);
+        for (int training = 0; training < 2; training++)
+            out[training] = ps_g_groupnorm_up2_gelu_add(&gp.g[training], x, 4, gm, bt, 1e-5f, up, skip);
+        g_assert_cmpint(gp.g[1].n_nodes, ==, up ? 4 : 3); /* training: each op recorded */
+        g_assert_cmpint(gp.g[0].n_nodes, ==, 0);
         tu_assert_close(up ? "fused decoder step, x2" : "fused decoder step", out[0]->data, out[1]->data,
                         ps_numel(out[1]), 1e-5);
-        for (int training = 0; training < 2; training++) {
-            ps_graph_release(&g[training]);
-            ps_arena_free(arena[training]);
-        }
+        graph_pair_free(&gp);
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(skip);
     }
     g_rand_free(r);
 }
 
 /* GroupNorm folded into the next pointwise conv, with or without a residual added as it stores
- * (inference, one image), against the separate ops (training records them). The fold cancels the mean inside the conv's sum, so its error grows
- * with |mean| / spread like the rounding of the input itself: 1e-5 up to 20x, the ops' 1e-4 at
- * 100x. */
+ * (inference, one image), against the separate ops (training records them). The fold cancels
+ * the mean inside the conv's sum, so its error grows with |mean| / spread like the rounding of
+ * the input itself: 1e-5 up to 20x, the ops' 1e-4 at 100x. */
 static void test_graph_groupnorm_pointwise(void)
 {
     GRand *r = g_rand_new_with_seed(43);
@@ -363,23 +380,17 @@ static void test_graph_groupnorm_pointwise(void)
         ps_tensor *res = ps_tensor_new(1, cout, 19, 23); /* a residual in the last two cases */
         tu_fill_uniform(res->data, ps_numel(res), r, -2, 2);
         ps_tensor *out[2];
-        ps_arena *arena[2];
-        ps_graph g[2];
-        for (int training = 0; training < 2; training++) {
-            arena[training] = ps_arena_new();
-            ps_graph_init(&g[training], arena[training], training);
-            out[training] = ps_g_groupnorm_pointwise(&g[training], x, 4, gm, o % 2 ? bt : NULL, 1e-5f, w,
+        graph_pair gp;
+        graph_pair_init(&gp);
+        for (int training = 0; training < 2; training++)
+            out[training] = ps_g_groupnorm_pointwise(&gp.g[training], x, 4, gm, o % 2 ? bt : NULL, 1e-5f, w,
                                                      o % 2 ? NULL : b, o >= 2 ? res : NULL);
-        }
-        g_assert_cmpint(g[1].n_nodes, ==, o >= 2 ? 3 : 2);
-        g_assert_cmpint(g[0].n_nodes, ==, 0);
+        g_assert_cmpint(gp.g[1].n_nodes, ==, o >= 2 ? 3 : 2);
+        g_assert_cmpint(gp.g[0].n_nodes, ==, 0);
         char label[64];
         g_snprintf(label, sizeof label, "groupnorm + pointwise, offset %g", offsets[o]);
         tu_assert_close(label, out[0]->data, out[1]->data, ps_numel(out[1]), fabsf(offsets[o]) > 20 ? 1e-4 : 1e-5);
-        for (int training = 0; training < 2; training++) {
-            ps_graph_release(&g[training]);
-            ps_arena_free(arena[training]);
-        }
+        graph_pair_free(&gp);
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(w), ps_tensor_free(b);
         ps_tensor_free(res);
     }
@@ -395,20 +406,14 @@ static void test_graph_encoder_step(void)
     tu_fill_uniform(gm->data, 8, r, -1.5f, 1.5f);
     tu_fill_uniform(bt->data, 8, r, -1, 1);
     ps_tensor *out[2];
-    ps_arena *arena[2];
-    ps_graph g[2];
-    for (int training = 0; training < 2; training++) {
-        arena[training] = ps_arena_new();
-        ps_graph_init(&g[training], arena[training], training);
-        out[training] = ps_g_groupnorm_maxpool_gelu(&g[training], x, 4, gm, bt, 1e-5f);
-    }
-    g_assert_cmpint(g[1].n_nodes, ==, 3);
+    graph_pair gp;
+    graph_pair_init(&gp);
+    for (int training = 0; training < 2; training++)
+        out[training] = ps_g_groupnorm_maxpool_gelu(&gp.g[training], x, 4, gm, bt, 1e-5f);
+    g_assert_cmpint(gp.g[1].n_nodes, ==, 3);
     g_assert_cmpint(out[0]->h, ==, 8);
     tu_assert_close("fused encoder step", out[0]->data, out[1]->data, ps_numel(out[1]), 1e-5);
-    for (int training = 0; training < 2; training++) {
-        ps_graph_release(&g[training]);
-        ps_arena_free(arena[training]);
-    }
+    graph_pair_free(&gp);
     ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt);
     g_rand_free(r);
 }
