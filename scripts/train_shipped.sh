@@ -11,7 +11,7 @@
 #   microaunet-cvc = soup-all, the mean of the weights of the seven fine-tunes of kv320's line.
 # With --ablation also the CVC-only model of the reverse cross-dataset figure.
 # Each stage took 20-95 min on a 2-core machine with one or two runs beside it; the whole script
-# runs one stage at a time (the stages took about 11 hours in all (the sum of the logged stage times)). Then copy the files
+# runs one stage at a time (about 11 hours in all by the logged stage times). Then copy the files
 # weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
