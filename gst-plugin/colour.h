@@ -29,16 +29,26 @@ static inline guint8 ps_clamp_u8(double v)
     return v <= 0 ? 0 : v >= 255 ? 255 : (guint8)(v + 0.5);
 }
 
-/* Code values -> 0..255 RGB. */
-static inline void ps_yuv_to_rgb(const PsYuv *m, double y, double u, double v, guint8 rgb[3])
+/* Code values -> 0..255 RGB as one linear map, for reading frames:
+ * R = y (Y - off0) + rv (V - off2), G = y (Y - off0) + gu (U - off1) + gv (V - off2),
+ * B = y (Y - off0) + bu (U - off1). */
+typedef struct {
+    float off[3], y, rv, gu, gv, bu;
+} PsYuvToRgb;
+
+static inline PsYuvToRgb ps_yuv_to_rgb_coefficients(const PsYuv *m)
 {
-    double yn = (y - m->off[0]) / m->scale[0];
-    double pb = (u - m->off[1]) / m->scale[1], pr = (v - m->off[2]) / m->scale[2];
-    double r = yn + 2 * (1 - m->kr) * pr, b = yn + 2 * (1 - m->kb) * pb;
-    double g = (yn - m->kr * r - m->kb * b) / (1 - m->kr - m->kb);
-    rgb[0] = ps_clamp_u8(r * 255);
-    rgb[1] = ps_clamp_u8(g * 255);
-    rgb[2] = ps_clamp_u8(b * 255);
+    /* R' = Y' + 2 (1 - kr) Pr, B' = Y' + 2 (1 - kb) Pb, G' = (Y' - kr R' - kb B') / (1 - kr - kb) */
+    double kg = 1 - m->kr - m->kb;
+    PsYuvToRgb t = {
+        {(float)m->off[0], (float)m->off[1], (float)m->off[2]},
+        (float)(255 / m->scale[0]),
+        (float)(255 * 2 * (1 - m->kr) / m->scale[2]),
+        (float)(-255 * 2 * m->kb * (1 - m->kb) / (kg * m->scale[1])),
+        (float)(-255 * 2 * m->kr * (1 - m->kr) / (kg * m->scale[2])),
+        (float)(255 * 2 * (1 - m->kb) / m->scale[1]),
+    };
+    return t;
 }
 
 static inline void ps_rgb_to_yuv(const PsYuv *m, const guint8 rgb[3], guint8 yuv[3])

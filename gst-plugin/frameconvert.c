@@ -6,6 +6,7 @@ void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size
     c->size = size;
     c->yuv = GST_VIDEO_FORMAT_INFO_IS_YUV(finfo);
     ps_yuv_init(&c->matrix, info);
+    c->to_rgb = ps_yuv_to_rgb_coefficients(&c->matrix);
     /* Component 0 (R or Y) is never subsampled; the others share one subsampling. */
     for (int k = 0; k < 2; k++) {
         int comp = k == 0 ? 0 : 1;
@@ -25,49 +26,73 @@ void ps_frame_convert_clear(PsFrameConvert *c)
     }
 }
 
-/* Bilinear sample of one component: horizontal lerps first, then vertical, in float, in the
- * same order as the core so the results round identically. */
-static inline float sample(const guint8 *r0, const guint8 *r1, int ps, const ps_axis_map *ax, int x,
-                           float wy)
+/* Output pixels are made BLOCK at a time: the corner samples are gathered first (the only
+ * scattered reads), then the arithmetic runs over whole arrays, where the compiler vectorises
+ * it. */
+enum { BLOCK = 64 };
+
+/* Bilinear samples of one component for output pixels x0 .. x0 + n - 1: horizontal lerps
+ * first, then vertical, in float, in the same order as the core's resize so RGB frames round
+ * identically. */
+static void sample_block(const guint8 *r0, const guint8 *r1, int ps, const ps_axis_map *ax, float wy, int x0,
+                         int n, float *restrict out)
 {
-    int a = ax->i0[x] * ps, b = ax->i1[x] * ps;
-    float w = ax->w1[x];
-    float top = r0[a] + w * (r0[b] - r0[a]), bottom = r1[a] + w * (r1[b] - r1[a]);
-    return top + wy * (bottom - top);
+    float a[BLOCK], b[BLOCK], c[BLOCK], d[BLOCK];
+    for (int i = 0; i < n; i++) {
+        int ia = ax->i0[x0 + i] * ps, ib = ax->i1[x0 + i] * ps;
+        a[i] = r0[ia];
+        b[i] = r0[ib];
+        c[i] = r1[ia];
+        d[i] = r1[ib];
+    }
+    const float *restrict w = ax->w1 + x0;
+    for (int i = 0; i < n; i++) {
+        float top = a[i] + w[i] * (b[i] - a[i]), bottom = c[i] + w[i] * (d[i] - c[i]);
+        out[i] = top + wy * (bottom - top);
+    }
+}
+
+/* Rounded and clamped like the core's resize (v + 0.5, then truncated). */
+static inline guint8 to_u8(float v)
+{
+    v += 0.5f;
+    return (guint8)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
 }
 
 void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, int y, guint8 *out)
 {
-    int n = c->size;
-    const guint8 *data[3];
-    int stride[3], ps[3];
-    for (int comp = 0; comp < 3; comp++) {
-        data[comp] = GST_VIDEO_FRAME_COMP_DATA(frame, comp);
-        stride[comp] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp);
-        ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
-    }
     const guint8 *r0[3], *r1[3];
+    int ps[3];
     float wy[3];
     const ps_axis_map *ax[3];
     for (int comp = 0; comp < 3; comp++) {
         const ps_axis_map *ay = &c->ay[c->comp_axes[comp]];
-        r0[comp] = data[comp] + (size_t)ay->i0[y] * stride[comp];
-        r1[comp] = data[comp] + (size_t)ay->i1[y] * stride[comp];
+        const guint8 *data = GST_VIDEO_FRAME_COMP_DATA(frame, comp);
+        int stride = GST_VIDEO_FRAME_COMP_STRIDE(frame, comp);
+        r0[comp] = data + (size_t)ay->i0[y] * stride;
+        r1[comp] = data + (size_t)ay->i1[y] * stride;
+        ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
         wy[comp] = ay->w1[y];
         ax[comp] = &c->ax[c->comp_axes[comp]];
     }
-    if (!c->yuv) {
-        for (int x = 0; x < n; x++)
-            for (int comp = 0; comp < 3; comp++) {
-                float v = sample(r0[comp], r1[comp], ps[comp], ax[comp], x, wy[comp]) + 0.5f;
-                out[3 * x + comp] = (guint8)CLAMP(v, 0.0f, 255.0f);
-            }
-    } else {
-        for (int x = 0; x < n; x++) {
-            float yy = sample(r0[0], r1[0], ps[0], ax[0], x, wy[0]);
-            float u = sample(r0[1], r1[1], ps[1], ax[1], x, wy[1]);
-            float v = sample(r0[2], r1[2], ps[2], ax[2], x, wy[2]);
-            ps_yuv_to_rgb(&c->matrix, yy, u, v, out + 3 * x);
+    float s[3][BLOCK];
+    for (int x0 = 0; x0 < c->size; x0 += BLOCK) {
+        int n = MIN(BLOCK, c->size - x0);
+        for (int comp = 0; comp < 3; comp++)
+            sample_block(r0[comp], r1[comp], ps[comp], ax[comp], wy[comp], x0, n, s[comp]);
+        guint8 *o = out + 3 * x0;
+        if (!c->yuv) {
+            for (int i = 0; i < n; i++)
+                for (int comp = 0; comp < 3; comp++)
+                    o[3 * i + comp] = to_u8(s[comp][i]);
+            continue;
+        }
+        const PsYuvToRgb *m = &c->to_rgb;
+        for (int i = 0; i < n; i++) {
+            float yy = m->y * (s[0][i] - m->off[0]), u = s[1][i] - m->off[1], v = s[2][i] - m->off[2];
+            o[3 * i] = to_u8(yy + m->rv * v);
+            o[3 * i + 1] = to_u8(yy + m->gu * u + m->gv * v);
+            o[3 * i + 2] = to_u8(yy + m->bu * u);
         }
     }
 }

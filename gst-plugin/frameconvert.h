@@ -12,6 +12,7 @@ typedef struct {
     int size;         /* side of the output */
     gboolean yuv;
     PsYuv matrix;
+    PsYuvToRgb to_rgb;
     int comp_axes[3]; /* per component: which of the axis pairs below (by its subsampling) */
     ps_axis_map ax[2], ay[2]; /* per subsampling: sample indices and weights */
 } PsFrameConvert;
