@@ -32,7 +32,6 @@ void ps_canvas_init(PsCanvas *c, int width, int height, int size)
             x++;
         c->col_start[m] = x;
     }
-    c->vrow = g_new0(guint32, size);
     c->dx0 = c->dy0 = G_MAXINT;
     c->dx1 = c->dy1 = -1;
 }
@@ -47,7 +46,6 @@ void ps_canvas_clear(PsCanvas *c)
     g_clear_pointer(&c->my0, g_free);
     g_clear_pointer(&c->my1, g_free);
     g_clear_pointer(&c->mwy, g_free);
-    g_clear_pointer(&c->vrow, g_free);
 }
 
 static void grow_dirty(PsCanvas *c, int x0, int y0, int x1, int y1)
@@ -58,28 +56,42 @@ static void grow_dirty(PsCanvas *c, int x0, int y0, int x1, int y1)
     c->dy1 = MAX(c->dy1, y1);
 }
 
-void ps_canvas_fill_mask(PsCanvas *c, const guint8 *mask, int x0, int y0, int x1, int y1)
+/* Frame pixels that can reach one half from the model box: those within one model pixel of it. */
+static void mask_reach(const PsCanvas *c, int x0, int y0, int x1, int y1, int *fx0, int *fy0, int *fx1, int *fy1)
 {
     int S = c->size;
-    /* Frame pixels that can reach one half: those within one model pixel of the box. */
-    int fx0 = MAX(ps_model_edge(x0, S, c->w) - 1, 0), fx1 = MIN(ps_model_edge(x1 + 1, S, c->w) + 1, c->w - 1);
-    int fy0 = MAX(ps_model_edge(y0, S, c->h) - 1, 0), fy1 = MIN(ps_model_edge(y1 + 1, S, c->h) + 1, c->h - 1);
+    *fx0 = MAX(ps_model_edge(x0, S, c->w) - 1, 0);
+    *fx1 = MIN(ps_model_edge(x1 + 1, S, c->w) + 1, c->w - 1);
+    *fy0 = MAX(ps_model_edge(y0, S, c->h) - 1, 0);
+    *fy1 = MIN(ps_model_edge(y1 + 1, S, c->h) + 1, c->h - 1);
+}
+
+void ps_canvas_add_mask_box(PsCanvas *c, int x0, int y0, int x1, int y1)
+{
+    int fx0, fy0, fx1, fy1;
+    mask_reach(c, x0, y0, x1, y1, &fx0, &fy0, &fx1, &fy1);
+    grow_dirty(c, fx0, fy0, fx1, fy1);
+}
+
+void ps_canvas_fill_mask(PsCanvas *c, const guint8 *mask, int x0, int y0, int x1, int y1, int row_begin, int row_end)
+{
+    int S = c->size, fx0, fy0, fx1, fy1;
+    mask_reach(c, x0, y0, x1, y1, &fx0, &fy0, &fx1, &fy1);
     int mx0 = c->mx0[fx0], mx1 = c->mx0[fx1], vx1 = MIN(mx1 + 1, S - 1);
-    gboolean any = FALSE;
-    for (int y = fy0; y <= fy1; y++) {
+    guint32 vrow[vx1 + 1]; /* at most 16 KiB: sizes stop at 4096 */
+    for (int y = MAX(fy0, row_begin); y <= MIN(fy1, row_end - 1); y++) {
         const guint8 *a = mask + (gsize)c->my0[y] * S, *b = mask + (gsize)c->my1[y] * S;
         guint32 wb = c->mwy[y], wa = 256 - wb;
         for (int m = mx0; m <= vx1; m++)
-            c->vrow[m] = (a[m] ? wa : 0) + (b[m] ? wb : 0);
+            vrow[m] = (a[m] ? wa : 0) + (b[m] ? wb : 0);
         guint8 *row = c->cover + (gsize)y * c->w;
         /* Frame columns between model columns m and m + 1 blend the two values, so where both
          * are on one side of one half, the whole run is (or is not) polyp. */
         for (int m = mx0; m <= mx1; m++) {
             int xa = MAX(c->col_start[m], fx0), xb = MIN(c->col_start[m + 1], fx1 + 1);
-            guint32 va = c->vrow[m], vb = c->vrow[MIN(m + 1, S - 1)];
+            guint32 va = vrow[m], vb = vrow[MIN(m + 1, S - 1)];
             if (xa >= xb || (va < 128 && vb < 128))
                 continue;
-            any = TRUE;
             if (va >= 128 && vb >= 128) {
                 memset(row + xa, COVER_TINT, xb - xa);
                 continue;
@@ -89,8 +101,6 @@ void ps_canvas_fill_mask(PsCanvas *c, const guint8 *mask, int x0, int y0, int x1
                     row[x] = COVER_TINT;
         }
     }
-    if (any)
-        grow_dirty(c, fx0, fy0, fx1, fy1);
 }
 
 static void stamp(PsCanvas *c, int x, int y, int width)
@@ -262,10 +272,10 @@ static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
  * every such component blended at each marked pixel. */
 static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
-                       const PsPaint *tint, const PsPaint *line)
+                       const PsPaint *tint, const PsPaint *line, int y_begin, int y_end)
 {
     guint8 *data[3];
-    int stride[3], ps[3], off[3];
+    int stride[3], ps[3] = {0}, off[3];
     comp_planes(frame, comps, n, data, stride, ps);
     int end = c->dx1 + 1;
     guint8 *base = NULL;
@@ -275,7 +285,7 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
         blend16_init(&blend[COVER_TINT], tint, comps, off, n, bytes);
         blend16_init(&blend[COVER_LINE], line, comps, off, n, bytes);
     }
-    for (int y = c->dy0; y <= c->dy1; y++) {
+    for (int y = y_begin; y < y_end; y++) {
         const guint8 *marks = c->cover + (gsize)y * c->w;
         guint8 *row[3];
         for (int i = 0; i < n; i++)
@@ -312,7 +322,8 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
 /* The subsampled components (U and V of I420/YV12/NV12/NV21 share one subsampling): each sample
  * takes the strongest mark of the pixels it covers. Unmarked stretches of the covered rows are
  * skipped 8 bytes at a time, and every component is painted in the same walk. */
-static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut)
+static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut, int y_begin,
+                      int y_end)
 {
     const GstVideoFormatInfo *finfo = frame->info.finfo;
     int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
@@ -320,8 +331,8 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
     int stride[3], ps[3];
     comp_planes(frame, comps, n, data, stride, ps);
     const int end = c->dx1 + 1;
-    for (int cy = c->dy0 >> hs; cy <= c->dy1 >> hs; cy++) {
-        int y0 = cy << hs, y1 = MIN((cy + 1) << hs, c->h);
+    for (int cy = y_begin >> hs; cy <= (y_end - 1) >> hs; cy++) {
+        int y0 = MAX(cy << hs, c->dy0), y1 = MIN((cy + 1) << hs, c->dy1 + 1);
         int row_next[1 << 2]; /* per covered row (hs <= 2): its next mark, rescanned only once passed */
         for (int y = y0; y < y1; y++)
             row_next[y - y0] = -1;
@@ -347,9 +358,19 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
     }
 }
 
-void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, const PsPaint *line)
+int ps_canvas_row_group(const GstVideoFrame *frame)
 {
-    if (c->dx0 > c->dx1)
+    int hs = 0;
+    for (int comp = 0; comp < 3; comp++)
+        hs = MAX(hs, (int)GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, comp));
+    return 1 << hs;
+}
+
+void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, const PsPaint *line, int row_begin,
+                     int row_end)
+{
+    int y_begin = MAX(row_begin, c->dy0), y_end = MIN(row_end, c->dy1 + 1);
+    if (c->dx0 > c->dx1 || y_begin >= y_end)
         return;
     const GstVideoFormatInfo *finfo = frame->info.finfo;
     PsLut lut;
@@ -362,10 +383,14 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
             full[n_full++] = comp;
     }
     if (n_sub)
-        paint_sub(c, frame, sub, n_sub, lut);
-    paint_full(c, frame, full, n_full, lut, tint, line);
-    for (int y = c->dy0; y <= c->dy1; y++)
+        paint_sub(c, frame, sub, n_sub, lut, y_begin, y_end);
+    paint_full(c, frame, full, n_full, lut, tint, line, y_begin, y_end);
+    for (int y = y_begin; y < y_end; y++)
         memset(c->cover + (gsize)y * c->w + c->dx0, COVER_NONE, c->dx1 - c->dx0 + 1);
+}
+
+void ps_canvas_painted(PsCanvas *c)
+{
     c->dx0 = c->dy0 = G_MAXINT;
     c->dx1 = c->dy1 = -1;
 }

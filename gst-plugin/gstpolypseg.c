@@ -350,28 +350,76 @@ gst_polyp_seg_update_result (GstPolypSeg * self, gdouble threshold, gint min_pix
   GST_LOG_OBJECT (self, "%d polyps at threshold %.3f", count, threshold);
 }
 
+/* Drawing shared by the inference threads, over frame rows (framedraw.h). */
+typedef struct
+{
+  GstPolypSeg *self;
+  GstVideoFrame *frame;
+  PsPaint tint, line;
+  gint group, first_row;        /* rows per part unit, and the first unit's row */
+} DrawJob;
+
+static void
+fill_rows (void *ctx, int begin, int end)
+{
+  DrawJob *job = ctx;
+  GstPolypSeg *self = job->self;
+  gint row_begin = job->first_row + begin * job->group, row_end = job->first_row + end * job->group;
+
+  for (guint i = 0; i < self->result_boxes->len; i++) {
+    const ps_region *g = ps_regions_get (self->regions, i);
+
+    ps_canvas_fill_mask (&self->canvas, self->mask, g->x0, g->y0, g->x1, g->y1, row_begin, row_end);
+  }
+}
+
+static void
+paint_rows (void *ctx, int begin, int end)
+{
+  DrawJob *job = ctx;
+  gint row_begin = job->first_row + begin * job->group, row_end = job->first_row + end * job->group;
+
+  ps_canvas_paint (&job->self->canvas, job->frame, &job->tint, &job->line, row_begin, row_end);
+}
+
+/* Row units (of `group` rows, aligned) that cover the canvas's dirty rows. */
+static gint
+dirty_units (DrawJob * job)
+{
+  const PsCanvas *c = &job->self->canvas;
+
+  job->first_row = c->dy0 / job->group * job->group;
+  return (c->dy1 - job->first_row) / job->group + 1;
+}
+
 static void
 gst_polyp_seg_draw (GstPolypSeg * self, GstVideoFrame * frame, const PsSettings * s)
 {
   gint count = self->result_boxes->len;
+  ps_pool *pool = ps_segmenter_pool (self->segmenter);
+  const PsYuv *matrix = self->convert.yuv ? &self->convert.matrix : NULL;
+  DrawJob job = { self, frame, ps_paint_from_argb (s->overlay_color, s->overlay_alpha, matrix),
+    ps_paint_from_argb (s->contour_color, 1.0, matrix), ps_canvas_row_group (frame), 0
+  };
 
   if (count == 0 || (!s->draw_overlay && !s->draw_contours))
     return;
   /* Every tint before any line: lines are drawn over the tint, never under it. */
-  for (gint i = 0; i < count && s->draw_overlay; i++) {
-    const ps_region *g = ps_regions_get (self->regions, i);
+  if (s->draw_overlay) {
+    for (gint i = 0; i < count; i++) {
+      const ps_region *g = ps_regions_get (self->regions, i);
 
-    ps_canvas_fill_mask (&self->canvas, self->mask, g->x0, g->y0, g->x1, g->y1);
+      ps_canvas_add_mask_box (&self->canvas, g->x0, g->y0, g->x1, g->y1);
+    }
+    ps_pool_for (pool, dirty_units (&job), fill_rows, &job);
   }
   for (gint i = 0; i < count && s->draw_contours; i++) {
     const ps_region *g = ps_regions_get (self->regions, i);
 
     ps_canvas_polygon (&self->canvas, g->points, g->n_points, s->contour_width);
   }
-  const PsYuv *matrix = self->convert.yuv ? &self->convert.matrix : NULL;
-  PsPaint tint = ps_paint_from_argb (s->overlay_color, s->overlay_alpha, matrix);
-  PsPaint line = ps_paint_from_argb (s->contour_color, 1.0, matrix);
-  ps_canvas_paint (&self->canvas, frame, &tint, &line);
+  ps_pool_for (pool, dirty_units (&job), paint_rows, &job);
+  ps_canvas_painted (&self->canvas);
 }
 
 static void

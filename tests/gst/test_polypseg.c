@@ -444,7 +444,8 @@ static void test_frame_convert(void)
     ps_image_free(im);
 }
 
-/* The canvas painter against the blend formula itself, on random marks in a box: every byte of
+/* The canvas painter against the blend formula itself, on random marks in a box painted in two
+ * row ranges: every byte of
  * a full-resolution component (I420's Y, one byte per pixel; BGRx's B, G, R) where a mark is
  * becomes (v (256 - a) + c a + 128) >> 8 with that mark's paint, every other byte of those
  * planes (unmarked pixels, BGRx's padding) stays. */
@@ -476,7 +477,11 @@ static void test_canvas_blend_formula(void)
         guint8 *marks = g_memdup2(c.cover, (gsize)w * h);
         GstVideoFrame vf;
         g_assert_true(gst_video_frame_map(&vf, &info, buf, GST_MAP_READWRITE));
-        ps_canvas_paint(&c, &vf, &tint, &line);
+        /* in two row ranges, the later first, as threads may paint them */
+        const int split = 2 * 23;
+        ps_canvas_paint(&c, &vf, &tint, &line, split, h);
+        ps_canvas_paint(&c, &vf, &tint, &line, 0, split);
+        ps_canvas_painted(&c);
         const gboolean yuv = GST_VIDEO_INFO_IS_YUV(&info);
         const int ncomp = yuv ? 1 : 3; /* the full-resolution components */
         for (int k = 0; k < ncomp; k++) {
@@ -895,27 +900,31 @@ static void test_inference_interval(void)
  * or a mask byte. */
 static void test_threads(void)
 {
-    GstBuffer *in = frame_of(fx.picture, "BGRx");
-    GstElement *e = element_with(fx.random);
-    g_object_set(e, "threshold", quantile_threshold(fx.picture, 0.7), NULL);
-    guint threads;
-    g_object_get(e, "threads", &threads, NULL);
-    g_assert_cmpuint(threads, ==, 1);
-    GstHarness *hs = harness_for(e, "BGRx", 160, 120);
-    GstBuffer *want = run(hs, in, 0);
-    g_assert_cmpint(count_rois(want), >, 0);
-    const guint settings[] = {2, 3, 0, 1};
-    for (guint i = 0; i < G_N_ELEMENTS(settings); i++) {
-        g_object_set(hs->element, "threads", settings[i], NULL);
-        GstBuffer *got = run(hs, in, i + 1);
-        g_assert_true(same_bytes(want, got));
-        g_assert_true(g_bytes_equal(mask_meta(want)->mask, mask_meta(got)->mask));
-        g_assert_cmpint(count_rois(got), ==, count_rois(want));
-        gst_buffer_unref(got);
+    const char *const fmts[] = {"BGRx", "I420"}; /* I420: rows drawn in pairs that share chroma */
+    for (size_t f = 0; f < G_N_ELEMENTS(fmts); f++) {
+        GstBuffer *in = frame_of(fx.picture, fmts[f]);
+        GstElement *e = element_with(fx.random);
+        g_object_set(e, "threshold", quantile_threshold(fx.picture, 0.7), NULL);
+        guint threads;
+        g_object_get(e, "threads", &threads, NULL);
+        g_assert_cmpuint(threads, ==, 1);
+        GstHarness *hs = harness_for(e, fmts[f], 160, 120);
+        GstBuffer *want = run(hs, in, 0);
+        g_assert_cmpint(count_rois(want), >, 0);
+        g_assert_false(same_bytes(in, want)); /* drawn on */
+        const guint settings[] = {2, 3, 0, 1};
+        for (guint i = 0; i < G_N_ELEMENTS(settings); i++) {
+            g_object_set(hs->element, "threads", settings[i], NULL);
+            GstBuffer *got = run(hs, in, i + 1);
+            g_assert_true(same_bytes(want, got));
+            g_assert_true(g_bytes_equal(mask_meta(want)->mask, mask_meta(got)->mask));
+            g_assert_cmpint(count_rois(got), ==, count_rois(want));
+            gst_buffer_unref(got);
+        }
+        gst_buffer_unref(want);
+        gst_harness_teardown(hs);
+        gst_buffer_unref(in);
     }
-    gst_buffer_unref(want);
-    gst_harness_teardown(hs);
-    gst_buffer_unref(in);
 }
 
 /* The mask meta survives copies and downstream scaling (with the ROI metas scaled). */
