@@ -201,14 +201,35 @@ static void dw_row(const float *restrict x0, const float *restrict x1, const flo
         acc += k[7] * x2[i] + (i + d < wd ? k[8] * x2[i + d] : 0.f);
         yr[i] = relu_if(relu, acc);
     }
-    for (int i = lo; i < hi; i++) {
+    /* The middle in whole vectors; the last one may overlap the one before (it writes the same
+     * values again), so a row is never left to a scalar tail unless it is narrower than a vector. */
+    int i = lo;
+    if (hi - lo >= PW_V)
+        for (;; i += PW_V) {
+            if (i + PW_V > hi)
+                i = hi - PW_V;
+#define AT(r, o) (*(const pw_vec *)((r) + i + (o)))
+            pw_vec acc = (pw_vec){0} + bias;
+            acc += k[0] * AT(x0, -d) + k[1] * AT(x0, 0) + k[2] * AT(x0, d);
+            acc += k[3] * AT(x1, -d) + k[4] * AT(x1, 0) + k[5] * AT(x1, d);
+            acc += k[6] * AT(x2, -d) + k[7] * AT(x2, 0) + k[8] * AT(x2, d);
+#undef AT
+            if (relu) /* as relu_in_place: v where v > 0, else +0 */
+                acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
+            *(pw_vec *)(yr + i) = acc;
+            if (i + PW_V == hi) {
+                i = hi;
+                break;
+            }
+        }
+    for (; i < hi; i++) {
         float acc = bias;
         acc += k[0] * x0[i - d] + k[1] * x0[i] + k[2] * x0[i + d];
         acc += k[3] * x1[i - d] + k[4] * x1[i] + k[5] * x1[i + d];
         acc += k[6] * x2[i - d] + k[7] * x2[i] + k[8] * x2[i + d];
         yr[i] = relu_if(relu, acc);
     }
-    for (int i = hi; i < wd; i++) {
+    for (i = hi; i < wd; i++) {
         float acc = bias;
         acc += (i - d >= 0 ? k[0] * x0[i - d] : 0.f) + k[1] * x0[i];
         acc += (i - d >= 0 ? k[3] * x1[i - d] : 0.f) + k[4] * x1[i];
