@@ -426,19 +426,61 @@ static ps_tensor *with_grad(ps_tensor *t, GRand *r)
     return t;
 }
 
+/* An element-wise backward kernel against its reference, both adding into the same start
+ * gradient; x uniform in [lo, hi], every zero_every-th x exactly 0 (0: none). */
+static void unary_backward_case(const ps_kernels *k, const char *what, guint32 seed, float lo, float hi,
+                                int zero_every, void (*ref)(const ps_tensor *, const ps_tensor *),
+                                void (*kernel)(const float *, const float *, float *, size_t), double tol)
+{
+    GRand *r = g_rand_new_with_seed(seed);
+    const int n = 50001;
+    ps_tensor *x = with_grad(ps_tensor_new(1, 1, 1, n), r), *y = with_grad(ps_tensor_new(1, 1, 1, n), r);
+    tu_fill_uniform(x->data, n, r, lo, hi);
+    for (int i = 0; zero_every && i < n; i += zero_every)
+        x->data[i] = 0.f;
+    float *got = g_memdup2(x->grad, n * sizeof(float));
+    ref(x, y);
+    kernel(x->data, y->grad, got, n);
+    check(k->name, what, max_err_vs(got, x->grad, n), tol);
+    g_free(got);
+    ps_tensor_free(x), ps_tensor_free(y);
+    g_rand_free(r);
+}
+
 static void test_gelu_backward(gconstpointer data)
 {
     const ps_kernels *k = data;
-    GRand *r = g_rand_new_with_seed(16);
-    const int n = 50001;
-    ps_tensor *x = with_grad(ps_tensor_new(1, 1, 1, n), r), *y = with_grad(ps_tensor_new(1, 1, 1, n), r);
-    tu_fill_uniform(x->data, n, r, -12, 12);
-    float *got = g_memdup2(x->grad, n * sizeof(float));
-    ps_gelu_backward(x, y);
-    k->gelu_backward(x->data, y->grad, got, n);
-    check(k->name, "gelu backward", max_err_vs(got, x->grad, n), 2e-6);
-    g_free(got);
-    ps_tensor_free(x), ps_tensor_free(y);
+    unary_backward_case(k, "gelu backward", 16, -12, 12, 0, ps_gelu_backward, k->gelu_backward, 2e-6);
+}
+
+/* exactly, with exact zeros among the inputs (no gradient there) */
+static void test_relu_backward(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    unary_backward_case(k, "relu backward", 18, -1, 1, 7, ps_relu_backward, k->relu_backward, 0);
+}
+
+/* Max-pool backward against ps_maxpool2x2_backward on odd and even sides, with ties (values
+ * drawn from a few levels) so the first maximum must win. */
+static void test_maxpool_backward(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(19);
+    const int shapes[][3] = {{3, 64, 48}, {2, 33, 17}, {1, 2, 2}, {4, 9, 130}};
+    for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const int c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], ho = h / 2, wo = w / 2;
+        ps_tensor *x = with_grad(ps_tensor_new(2, c, h, w), r), *y = with_grad(ps_tensor_new(2, c, ho, wo), r);
+        for (size_t i = 0; i < ps_numel(x); i++)
+            x->data[i] = (float)g_rand_int_range(r, -2, 3); /* ties in most windows */
+        float *got = g_memdup2(x->grad, ps_numel(x) * sizeof(float));
+        ps_maxpool2x2_backward(x, y);
+        for (int pl = 0; pl < 2 * c; pl++)
+            k->maxpool2x2_backward(x->data + (size_t)pl * h * w, w, y->grad + (size_t)pl * ho * wo, ho, wo,
+                                   got + (size_t)pl * h * w);
+        check(k->name, "maxpool backward", max_err_vs(got, x->grad, ps_numel(x)), 0);
+        g_free(got);
+        ps_tensor_free(x), ps_tensor_free(y);
+    }
     g_rand_free(r);
 }
 
@@ -610,6 +652,8 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/encoder-step", k->name), k, test_encoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/attend-residual", k->name), k, test_attend_residual), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/relu-backward", k->name), k, test_relu_backward), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/maxpool-backward", k->name), k, test_maxpool_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }
     return g_test_run();

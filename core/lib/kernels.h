@@ -69,6 +69,9 @@ typedef struct ps_kernels {
     /* Backward (training), adding into the gradients like core/train/backward_ops.c, whose
      * reference versions they are tested against. gx / gw may be NULL (not wanted). */
     void (*gelu_backward)(const float *x, const float *dy, float *gx, size_t n);
+    void (*relu_backward)(const float *x, const float *dy, float *gx, size_t n);
+    /* One plane: x (h x w, row stride w) and dy (ho x wo) of a 2x2 max-pool. */
+    void (*maxpool2x2_backward)(const float *x, int w, const float *dy, int ho, int wo, float *gx);
     void (*conv_pointwise_backward)(const float *x, const float *w, const float *dy, float *gx,
                                     float *gw, int cin, int cout, size_t plane);
     void (*conv_depthwise3x3_backward)(const float *x, const float *w, const float *dy, float *gx,

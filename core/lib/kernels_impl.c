@@ -411,6 +411,35 @@ static void affine_pool2_gelu(const float *restrict x, int h, int w, float scale
     }
 }
 
+/* gx += dy where x > 0: a select, not a branch (half the signs of a ReLU's input differ). */
+static void relu_backward(const float *restrict x, const float *restrict dy, float *restrict gx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gx[i] += x[i] > 0.f ? dy[i] : 0.f;
+}
+
+/* Each window's gradient goes to its first maximum in the forward's visiting order (top left,
+ * top right, bottom left, bottom right; strict '>'), chosen by selects. The other three get
+ * + 0, which leaves them as they were. */
+static void maxpool2x2_backward(const float *restrict x, int w, const float *restrict dy, int ho, int wo,
+                                float *restrict gx)
+{
+    for (int oh = 0; oh < ho; oh++) {
+        const float *x0 = x + (size_t)2 * oh * w, *x1 = x0 + w, *d = dy + (size_t)oh * wo;
+        float *g0 = gx + (size_t)2 * oh * w, *g1 = g0 + w;
+        for (int ow = 0; ow < wo; ow++) {
+            const float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], e = x1[2 * ow + 1], v = d[ow];
+            const int tr = b > a;
+            const float m = tr ? b : a;
+            const int bl = c > m, br = e > (bl ? c : m);
+            g1[2 * ow + 1] += br ? v : 0.f;
+            g1[2 * ow] += bl && !br ? v : 0.f;
+            g0[2 * ow + 1] += tr && !bl && !br ? v : 0.f;
+            g0[2 * ow] += !tr && !bl && !br ? v : 0.f;
+        }
+    }
+}
+
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi from the same erf approximation as gelu(). */
 static void gelu_backward(const float *restrict x, const float *restrict dy, float *restrict gx, size_t n)
 {
@@ -511,6 +540,8 @@ const ps_kernels SET_NAME = {
     .affine_up2_gelu_add = affine_up2_gelu_add,
     .affine_pool2_gelu = affine_pool2_gelu,
     .gelu_backward = gelu_backward,
+    .relu_backward = relu_backward,
+    .maxpool2x2_backward = maxpool2x2_backward,
     .conv_pointwise_backward = conv_pointwise_backward,
     .conv_depthwise3x3_backward = conv_depthwise3x3_backward,
 };

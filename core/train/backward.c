@@ -51,7 +51,8 @@ static void node_backward(const ps_node *nd)
         ps_groupnorm_backward(in[0], nd->iarg, in[1], in[2], nd->eps, y);
         break;
     case PS_OP_RELU:
-        ps_relu_backward(in[0], y);
+        if (in[0]->grad)
+            k->relu_backward(in[0]->data, y->grad, in[0]->grad, ps_numel(y));
         break;
     case PS_OP_GELU:
         if (in[0]->grad)
@@ -61,7 +62,12 @@ static void node_backward(const ps_node *nd)
         ps_sigmoid_backward(in[0], y);
         break;
     case PS_OP_MAXPOOL2X2:
-        ps_maxpool2x2_backward(in[0], y);
+        if (in[0]->grad) {
+            const size_t xplane = (size_t)in[0]->h * in[0]->w, yplane = (size_t)y->h * y->w;
+            for (size_t pl = 0; pl < (size_t)y->n * y->c; pl++)
+                k->maxpool2x2_backward(in[0]->data + pl * xplane, in[0]->w, y->grad + pl * yplane, y->h, y->w,
+                                       in[0]->grad + pl * xplane);
+        }
         break;
     case PS_OP_GLOBAL_AVGPOOL:
         ps_global_avgpool_backward(in[0], y);
