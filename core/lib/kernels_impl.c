@@ -527,6 +527,40 @@ static void conv_pointwise_backward(const float *restrict x, const float *restri
     }
 }
 
+/* The three taps of one kernel row: tap kx reads x[i + (kx-1) d] for the outputs i where that
+ * is inside, so tap[0] += sum dy[i+d] x[i], tap[1] += sum dy[i] x[i], tap[2] += sum dy[i] x[i+d].
+ * One pass with an accumulator per tap, then summed per row into double. */
+static inline void dw_taps_row(const float *restrict dr, const float *restrict xr, int wd, int d, double *tap)
+{
+    const int n = wd > d ? wd - d : 0;
+    pw_vec a0 = {0}, a1 = {0}, a2 = {0};
+    int i = 0;
+    for (; i + PW_V <= n; i += PW_V) {
+#define AT(r, o) (*(const pw_vec *)((r) + i + (o)))
+        const pw_vec dv = AT(dr, 0), xv = AT(xr, 0);
+        a0 += AT(dr, d) * xv;
+        a1 += dv * xv;
+        a2 += dv * AT(xr, d);
+#undef AT
+    }
+    float t0 = 0.f, t1 = 0.f, t2 = 0.f;
+    for (; i < n; i++) {
+        t0 += dr[i + d] * xr[i];
+        t1 += dr[i] * xr[i];
+        t2 += dr[i] * xr[i + d];
+    }
+    for (; i < wd; i++)
+        t1 += dr[i] * xr[i];
+    for (int l = 0; l < PW_V; l++) {
+        t0 += a0[l];
+        t1 += a1[l];
+        t2 += a2[l];
+    }
+    tap[0] += t0;
+    tap[1] += t1;
+    tap[2] += t2;
+}
+
 /* gx += dy correlated with the kernel turned by 180 degrees (the transpose of the forward), and
  * gw[ky][kx] += sum over outputs of dy * the input under that tap. Row by row, like dw_row(). */
 static void conv_depthwise3x3_backward(const float *restrict x, const float *restrict w,
@@ -558,14 +592,8 @@ static void conv_depthwise3x3_backward(const float *restrict x, const float *res
                     for (int j = hi; j < wd; j++)
                         gr[j] += (j - d >= 0 ? k2 * dr[j - d] : 0.f) + k1 * dr[j];
                 }
-                if (gw) {
-                    /* tap kx reads x[ih][i + (kx-1) d] for outputs i where that is inside */
-                    tap[ky * 3 + 1] += dot_f(dr, xr, (size_t)wd);
-                    if (d < wd) {
-                        tap[ky * 3 + 0] += dot_f(dr + d, xr, (size_t)(wd - d));
-                        tap[ky * 3 + 2] += dot_f(dr, xr + d, (size_t)(wd - d));
-                    }
-                }
+                if (gw)
+                    dw_taps_row(dr, xr, wd, d, tap + ky * 3);
             }
         }
         if (gw)
