@@ -419,23 +419,21 @@ static void relu_backward(const float *restrict x, const float *restrict dy, flo
 }
 
 /* Each window's gradient goes to its first maximum in the forward's visiting order (top left,
- * top right, bottom left, bottom right; strict '>'), chosen by selects. The other three get
- * + 0, which leaves them as they were. */
+ * top right, bottom left, bottom right; strict '>'), found by selects (no branches to
+ * mispredict) and added with one store. */
 static void maxpool2x2_backward(const float *restrict x, int w, const float *restrict dy, int ho, int wo,
                                 float *restrict gx)
 {
     for (int oh = 0; oh < ho; oh++) {
         const float *x0 = x + (size_t)2 * oh * w, *x1 = x0 + w, *d = dy + (size_t)oh * wo;
-        float *g0 = gx + (size_t)2 * oh * w, *g1 = g0 + w;
+        float *g0 = gx + (size_t)2 * oh * w;
         for (int ow = 0; ow < wo; ow++) {
-            const float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], e = x1[2 * ow + 1], v = d[ow];
+            const float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], e = x1[2 * ow + 1];
             const int tr = b > a;
             const float m = tr ? b : a;
             const int bl = c > m, br = e > (bl ? c : m);
-            g1[2 * ow + 1] += br ? v : 0.f;
-            g1[2 * ow] += bl && !br ? v : 0.f;
-            g0[2 * ow + 1] += tr && !bl && !br ? v : 0.f;
-            g0[2 * ow] += !tr && !bl && !br ? v : 0.f;
+            const int row = bl | br, col = br ? 1 : bl ? 0 : tr;
+            g0[(size_t)row * w + 2 * ow + col] += d[ow];
         }
     }
 }

@@ -173,8 +173,10 @@ void ps_groupnorm_ref(const ps_tensor *x, int groups, const ps_tensor *gamma,
 void ps_relu_ref(const ps_tensor *x, ps_tensor *y)
 {
     const size_t n = ps_numel(x);
+    const float *restrict xd = x->data;
+    float *restrict yd = y->data;
     for (size_t i = 0; i < n; i++)
-        y->data[i] = x->data[i] > 0.f ? x->data[i] : 0.f;
+        yd[i] = xd[i] > 0.f ? xd[i] : 0.f;
 }
 
 void ps_gelu_ref(const ps_tensor *x, ps_tensor *y)

@@ -364,14 +364,12 @@ void ps_channel_mean_max_backward(const ps_tensor *x, const ps_tensor *y)
             share[i] = 1.f;
         }
         for (int c = 1; c < x->c; c++) {
-            const float *xc = xn + c * plane;
-            for (size_t i = 0; i < plane; i++) {
-                if (xc[i] > max[i]) {
-                    max[i] = xc[i];
-                    share[i] = 1.f;
-                } else if (xc[i] == max[i]) {
-                    share[i] += 1.f;
-                }
+            const float *restrict xc = xn + c * plane;
+            float *restrict mx = max, *restrict sh = share;
+            for (size_t i = 0; i < plane; i++) { /* selects, not branches: ties are frequent */
+                const float v = xc[i], m = mx[i];
+                sh[i] = v > m ? 1.f : v == m ? sh[i] + 1.f : sh[i];
+                mx[i] = v > m ? v : m;
             }
         }
         for (size_t i = 0; i < plane; i++)

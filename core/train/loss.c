@@ -8,14 +8,20 @@ static double softplus(double x)
     return fmax(x, 0.0) + log1p(exp(-fabs(x)));
 }
 
+/* sigmoid(z) from e = e^-|z| (one exponential serves softplus and sigmoid). */
+static inline double sigmoid_of(double z, double e)
+{
+    return z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
 {
     size_t n = ps_numel(logits);
     double sum = 0, scale = weight / (double)n;
     for (size_t i = 0; i < n; i++) {
-        double z = logits->data[i], t = target->data[i];
-        sum += softplus(z) - z * t; /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
-        logits->grad[i] += (float)((1.0 / (1.0 + exp(-z)) - t) * scale);
+        double z = logits->data[i], t = target->data[i], e = exp(-fabs(z));
+        sum += fmax(z, 0.0) + log1p(e) - z * t; /* softplus(z) - z t = -t log p - (1 - t) log(1 - p) */
+        logits->grad[i] += (float)((sigmoid_of(z, e) - t) * scale);
     }
     return sum / (double)n;
 }
@@ -23,26 +29,24 @@ double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weig
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
 {
     size_t per = (size_t)logits->c * logits->h * logits->w;
-    double total = 0;
+    double total = 0, *p = g_new(double, per); /* one image's probabilities, for both passes */
     for (int b = 0; b < logits->n; b++) {
         const float *z = logits->data + b * per, *t = target->data + b * per;
         float *gz = logits->grad + b * per;
         double inter = 0, sp = 0, st = 0;
         for (size_t i = 0; i < per; i++) {
-            double p = 1.0 / (1.0 + exp(-(double)z[i]));
-            inter += p * t[i];
-            sp += p;
+            p[i] = sigmoid_of(z[i], exp(-fabs((double)z[i])));
+            inter += p[i] * t[i];
+            sp += p[i];
             st += t[i];
         }
         double num = 2 * inter + 1, den = sp + st + 1;
         total += 1 - num / den;
         double k = weight / (double)logits->n / (den * den);
-        for (size_t i = 0; i < per; i++) {
-            double p = 1.0 / (1.0 + exp(-(double)z[i]));
-            /* d(1 - num/den)/dp = -(2 t den - num) / den^2 */
-            gz[i] += (float)(-(2 * t[i] * den - num) * k * p * (1 - p));
-        }
+        for (size_t i = 0; i < per; i++) /* d(1 - num/den)/dp = -(2 t den - num) / den^2 */
+            gz[i] += (float)(-(2 * t[i] * den - num) * k * p[i] * (1 - p[i]));
     }
+    g_free(p);
     return total / logits->n;
 }
 
