@@ -460,6 +460,42 @@ static void test_relu_backward(gconstpointer data)
     unary_backward_case(k, "relu backward", 18, -1, 1, 7, ps_relu_backward, k->relu_backward, 0);
 }
 
+/* GroupNorm backward, group by group, against ps_groupnorm_backward (gx, gamma's and beta's
+ * gradients, all added into the same random start values), with and without the affine. */
+static void test_groupnorm_backward(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(20);
+    for (int trial = 0; trial < 20; trial++) {
+        const int groups = g_rand_int_range(r, 1, 5), c = groups * g_rand_int_range(r, 1, 5), cpg = c / groups;
+        const int n = g_rand_int_range(r, 1, 3), h = g_rand_int_range(r, 1, 40), w = g_rand_int_range(r, 1, 40);
+        const int affine = trial % 2;
+        const size_t plane = (size_t)h * w;
+        ps_tensor *x = with_grad(ps_tensor_new(n, c, h, w), r), *y = with_grad(ps_tensor_new(n, c, h, w), r);
+        ps_tensor *gm = with_grad(ps_tensor_new(c, 1, 1, 1), r), *bt = with_grad(ps_tensor_new(c, 1, 1, 1), r);
+        tu_fill_uniform(x->data, ps_numel(x), r, -3, 5);
+        tu_fill_uniform(gm->data, c, r, 0.5f, 2);
+        float *gx = g_memdup2(x->grad, ps_numel(x) * sizeof(float));
+        float *ggm = g_memdup2(gm->grad, c * sizeof(float)), *gbt = g_memdup2(bt->grad, c * sizeof(float));
+        ps_groupnorm_backward(x, groups, affine ? gm : NULL, affine ? bt : NULL, 1e-5f, y);
+        for (int b = 0; b < n; b++)
+            for (int g = 0; g < groups; g++) {
+                const size_t off = ((size_t)b * c + g * cpg) * plane;
+                k->groupnorm_backward_group(x->data + off, y->grad + off, gx + off,
+                                            affine ? gm->data + g * cpg : NULL, affine ? ggm + g * cpg : NULL,
+                                            affine ? gbt + g * cpg : NULL, cpg, plane, 1e-5f);
+            }
+        char label[96];
+        g_snprintf(label, sizeof label, "groupnorm backward n%d c%d/%d %dx%d gx", n, c, groups, h, w);
+        check(k->name, label, max_err_vs(gx, x->grad, ps_numel(x)), 2e-5);
+        check(k->name, "groupnorm backward gamma", max_err_vs(ggm, gm->grad, c), 2e-5);
+        check(k->name, "groupnorm backward beta", max_err_vs(gbt, bt->grad, c), 2e-5);
+        g_free(gx), g_free(ggm), g_free(gbt);
+        ps_tensor_free(x), ps_tensor_free(y), ps_tensor_free(gm), ps_tensor_free(bt);
+    }
+    g_rand_free(r);
+}
+
 /* Max-pool backward against ps_maxpool2x2_backward on odd and even sides, with ties (values
  * drawn from a few levels) so the first maximum must win. */
 static void test_maxpool_backward(gconstpointer data)
@@ -654,6 +690,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/gelu-backward", k->name), k, test_gelu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/relu-backward", k->name), k, test_relu_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/maxpool-backward", k->name), k, test_maxpool_backward), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm-backward", k->name), k, test_groupnorm_backward), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-backward", k->name), k, test_conv_backward), g_free(p);
     }
     return g_test_run();

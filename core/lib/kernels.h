@@ -70,6 +70,10 @@ typedef struct ps_kernels {
      * reference versions they are tested against. gx / gw may be NULL (not wanted). */
     void (*gelu_backward)(const float *x, const float *dy, float *gx, size_t n);
     void (*relu_backward)(const float *x, const float *dy, float *gx, size_t n);
+    /* One image's group of a GroupNorm (layout as groupnorm_group): gx, and the per-channel
+     * ggamma and gbeta (starting at the group's first channel), each may be NULL. */
+    void (*groupnorm_backward_group)(const float *x, const float *dy, float *gx, const float *gamma, float *ggamma,
+                                     float *gbeta, int channels, size_t plane, float eps);
     /* One plane: x (h x w, row stride w) and dy (ho x wo) of a 2x2 max-pool. */
     void (*maxpool2x2_backward)(const float *x, int w, const float *dy, int ho, int wo, float *gx);
     void (*conv_pointwise_backward)(const float *x, const float *w, const float *dy, float *gx,

@@ -352,6 +352,63 @@ static void groupnorm_group(const float *restrict x, float *restrict y, const fl
     }
 }
 
+/* sum dy and sum dy (x - mean) over n values in one pass. */
+static inline void sum_dotdev_lanes(const float *restrict dy, const float *restrict x, size_t n, float mean,
+                                    double *sdy, double *sdyx)
+{
+    float s[LANES] = {0}, t[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) {
+            s[k] += dy[i + k];
+            t[k] += dy[i + k] * (x[i + k] - mean);
+        }
+    double a = 0, b = 0;
+    for (; i < n; i++) {
+        a += dy[i];
+        b += (double)dy[i] * (x[i] - mean);
+    }
+    for (int k = 0; k < LANES; k++) {
+        a += s[k];
+        b += t[k];
+    }
+    *sdy = a;
+    *sdyx = b;
+}
+
+/* One image's group of ps_groupnorm_backward: with dxhat = dy gamma, a = sum dxhat and
+ * b = sum dxhat (x - mean) over the group, gx += invstd (dxhat - a/m - (x - mean) invstd^2 b/m). */
+static void groupnorm_backward_group(const float *restrict x, const float *restrict dy, float *restrict gx,
+                                     const float *restrict gamma, float *restrict ggamma, float *restrict gbeta,
+                                     int channels, size_t plane, float eps)
+{
+    const size_t m = (size_t)channels * plane;
+    float mean, invstd;
+    groupnorm_stats(x, m, eps, &mean, &invstd);
+    double a = 0, bsum = 0;
+    for (int c = 0; c < channels; c++) {
+        double sdy, sdyx;
+        sum_dotdev_lanes(dy + (size_t)c * plane, x + (size_t)c * plane, plane, mean, &sdy, &sdyx);
+        if (ggamma)
+            ggamma[c] += (float)(sdyx * invstd);
+        if (gbeta)
+            gbeta[c] += (float)sdy;
+        const double gc = gamma ? gamma[c] : 1.0;
+        a += gc * sdy;
+        bsum += gc * sdyx;
+    }
+    if (!gx)
+        return;
+    const float ma = (float)(a / m) * invstd, cx = (float)(bsum / m) * invstd * invstd * invstd;
+    for (int c = 0; c < channels; c++) {
+        const float k = (gamma ? gamma[c] : 1.f) * invstd;
+        const float *dc = dy + (size_t)c * plane, *xc = x + (size_t)c * plane;
+        float *gc = gx + (size_t)c * plane;
+        for (size_t i = 0; i < plane; i++)
+            gc[i] += k * dc[i] - ma - (xc[i] - mean) * cx;
+    }
+}
+
 /* v = in * scale + shift; out = gelu(v) + skip, over n values. */
 static inline void affine_gelu_add_row(const float *restrict in, float scale, float shift, const float *restrict skip,
                                        float *restrict out, int n)
@@ -618,6 +675,7 @@ const ps_kernels SET_NAME = {
     .affine_pool2_gelu = affine_pool2_gelu,
     .gelu_backward = gelu_backward,
     .relu_backward = relu_backward,
+    .groupnorm_backward_group = groupnorm_backward_group,
     .maxpool2x2_backward = maxpool2x2_backward,
     .conv_pointwise_backward = conv_pointwise_backward,
     .conv_depthwise3x3_backward = conv_depthwise3x3_backward,

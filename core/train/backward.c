@@ -28,6 +28,23 @@ static void conv2d_backward(const ps_kernels *k, const ps_tensor *x, const ps_te
     }
 }
 
+/* ps_groupnorm_backward by the kernels, one image's group at a time. */
+static void groupnorm_backward(const ps_kernels *k, const ps_tensor *x, int groups, const ps_tensor *gamma,
+                               const ps_tensor *beta, float eps, const ps_tensor *y)
+{
+    const int cpg = x->c / groups;
+    const size_t plane = (size_t)x->h * x->w;
+    for (int n = 0; n < x->n; n++)
+        for (int g = 0; g < groups; g++) {
+            const int c0 = g * cpg;
+            const size_t off = ((size_t)n * x->c + c0) * plane;
+            k->groupnorm_backward_group(x->data + off, y->grad + off, x->grad ? x->grad + off : NULL,
+                                        gamma ? gamma->data + c0 : NULL,
+                                        gamma && gamma->grad ? gamma->grad + c0 : NULL,
+                                        beta && beta->grad ? beta->grad + c0 : NULL, cpg, plane, eps);
+        }
+}
+
 static void node_backward(const ps_node *nd)
 {
     const ps_kernels *k = ps_kernels_best();
@@ -48,7 +65,7 @@ static void node_backward(const ps_node *nd)
         ps_batchnorm_train_backward(in[0], in[1], in[2], nd->save_mean, nd->save_invstd, y);
         break;
     case PS_OP_GROUPNORM:
-        ps_groupnorm_backward(in[0], nd->iarg, in[1], in[2], nd->eps, y);
+        groupnorm_backward(k, in[0], nd->iarg, in[1], in[2], nd->eps, y);
         break;
     case PS_OP_RELU:
         if (in[0]->grad)
