@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "preprocess.h"
 #include "threadpool.h"
+#include "backward.h"
 #include "backward_ops.h"
 #include "test_util.h"
 #include "../core/lib/kernel_util.h"
@@ -27,6 +28,14 @@ static void check(const char *set, const char *what, double err, double tol)
     g_test_message("%s %s: max error %.3g (tolerance %.1g)", set, what, err, tol);
     if (!(err <= tol))
         g_test_fail_printf("%s %s: max error %.3g exceeds %.1g", set, what, err, tol);
+}
+
+/* t with a gradient of random start values (backward kernels add into it). */
+static ps_tensor *with_grad(ps_tensor *t, GRand *r)
+{
+    ps_tensor_ensure_grad(t);
+    tu_fill_uniform(t->grad, ps_numel(t), r, -1, 1);
+    return t;
 }
 
 static void test_unary(gconstpointer data)
@@ -360,6 +369,60 @@ static void test_graph_decoder_step(void)
     g_rand_free(r);
 }
 
+/* Training-mode batch-norm in the graph (the kernels' sums) against ps_batchnorm_train_ref and
+ * ps_batchnorm_train_backward: output, saved and running statistics, and every gradient. */
+static void test_graph_batchnorm_train(void)
+{
+    GRand *r = g_rand_new_with_seed(33);
+    const int c = 5;
+    ps_tensor *x = with_grad(ps_tensor_new(3, c, 17, 23), r), *gm = with_grad(ps_tensor_new(c, 1, 1, 1), r);
+    ps_tensor *bt = with_grad(ps_tensor_new(c, 1, 1, 1), r);
+    ps_tensor *mean[2], *var[2];
+    tu_fill_uniform(x->data, ps_numel(x), r, -1, 7);
+    tu_fill_uniform(gm->data, c, r, -1.5f, 1.5f);
+    tu_fill_uniform(bt->data, c, r, -1, 1);
+    for (int i = 0; i < 2; i++) {
+        mean[i] = ps_tensor_new(c, 1, 1, 1), var[i] = ps_tensor_new(c, 1, 1, 1);
+        for (int k = 0; k < c; k++)
+            mean[i]->data[k] = 0.1f * k, var[i]->data[k] = 1.f + k;
+    }
+    float save_mean[5], save_invstd[5];
+    ps_tensor *want = ps_tensor_new(3, c, 17, 23);
+    ps_batchnorm_train_ref(x, gm, bt, mean[0], var[0], 0.1f, 1e-5f, want, save_mean, save_invstd);
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    g.bn_momentum = 0.1f;
+    ps_tensor *got = ps_g_batchnorm(&g, x, gm, bt, mean[1], var[1], 1e-5f);
+    tu_assert_close("batch-norm (training) output", got->data, want->data, ps_numel(want), 1e-5);
+    tu_assert_close("saved mean", g.nodes[0].save_mean, save_mean, c, 1e-6);
+    tu_assert_close("saved 1/std", g.nodes[0].save_invstd, save_invstd, c, 1e-6);
+    tu_assert_close("running mean", mean[1]->data, mean[0]->data, c, 1e-6);
+    tu_assert_close("running var", var[1]->data, var[0]->data, c, 1e-6);
+    /* backward: the reference first, on copies of the start gradients */
+    float *gx = g_memdup2(x->grad, ps_numel(x) * sizeof(float)), *ggm = g_memdup2(gm->grad, c * sizeof(float));
+    float *gbt = g_memdup2(bt->grad, c * sizeof(float));
+    got->grad = ps_arena_alloc(arena, ps_numel(got) * sizeof(float));
+    tu_fill_uniform(got->grad, ps_numel(got), r, -1, 1);
+    want->grad = got->grad;
+    ps_batchnorm_train_backward(x, gm, bt, save_mean, save_invstd, want);
+    want->grad = NULL;
+    float *ref[3] = {x->grad, gm->grad, bt->grad};
+    x->grad = gx, gm->grad = ggm, bt->grad = gbt;
+    ps_backward(&g, got);
+    tu_assert_close("batch-norm gx", gx, ref[0], ps_numel(x), 1e-5);
+    tu_assert_close("batch-norm ggamma", ggm, ref[1], c, 1e-5);
+    tu_assert_close("batch-norm gbeta", gbt, ref[2], c, 1e-5);
+    for (int i = 0; i < 3; i++) /* the copies stay with the tensors, which free them */
+        g_free(ref[i]);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(want);
+    for (int i = 0; i < 2; i++)
+        ps_tensor_free(mean[i]), ps_tensor_free(var[i]);
+    g_rand_free(r);
+}
+
 /* GroupNorm folded into the next pointwise conv, with or without a residual added as it stores
  * (inference, one image), against the separate ops (training records them). The fold cancels
  * the mean inside the conv's sum, so its error grows with |mean| / spread like the rounding of
@@ -419,13 +482,6 @@ static void test_graph_encoder_step(void)
 }
 
 /* A tensor with a gradient buffer holding `start` (the kernels add into it). */
-static ps_tensor *with_grad(ps_tensor *t, GRand *r)
-{
-    ps_tensor_ensure_grad(t);
-    tu_fill_uniform(t->grad, ps_numel(t), r, -1, 1);
-    return t;
-}
-
 /* An element-wise backward kernel against its reference, both adding into the same start
  * gradient; x uniform in [lo, hi], every zero_every-th x exactly 0 (0: none). */
 static void unary_backward_case(const ps_kernels *k, const char *what, guint32 seed, float lo, float hi,
@@ -671,6 +727,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/decoder-step", test_graph_decoder_step);
     g_test_add_func("/graph/encoder-step", test_graph_encoder_step);
     g_test_add_func("/graph/groupnorm-pointwise", test_graph_groupnorm_pointwise);
+    g_test_add_func("/graph/batchnorm-train", test_graph_batchnorm_train);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);

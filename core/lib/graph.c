@@ -1,6 +1,7 @@
 #include "graph.h"
 #include "kernel_util.h"
 #include "kernels.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <glib.h>
@@ -272,6 +273,33 @@ ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b)
     return y;
 }
 
+/* ps_batchnorm_train_ref with the kernels' sums and per-plane affine. */
+static void batchnorm_train(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta, ps_tensor *running_mean,
+                            ps_tensor *running_var, float momentum, float eps, ps_tensor *y, float *save_mean,
+                            float *save_invstd)
+{
+    const ps_kernels *k = ps_kernels_best();
+    const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
+    for (int c = 0; c < x->c; c++) {
+        double sum = 0, ssd = 0;
+        for (int n = 0; n < x->n; n++)
+            sum += k->sum(x->data + ((size_t)n * x->c + c) * plane, plane);
+        const double mean = sum / m;
+        for (int n = 0; n < x->n; n++)
+            ssd += k->sum_sqdev(x->data + ((size_t)n * x->c + c) * plane, plane, (float)mean);
+        const double var = ssd / m;
+        const float invstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[c] = (float)mean;
+        save_invstd[c] = invstd;
+        const float scale = gamma->data[c] * invstd, shift = beta->data[c] - (float)mean * scale;
+        for (int n = 0; n < x->n; n++) {
+            const size_t off = ((size_t)n * x->c + c) * plane;
+            k->conv_depthwise1x1(x->data + off, &scale, &shift, y->data + off, 1, plane, 0);
+        }
+        ps_batchnorm_update_running(running_mean, running_var, c, momentum, mean, ssd, m);
+    }
+}
+
 ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor *beta,
                           ps_tensor *mean, ps_tensor *var, float eps)
 {
@@ -282,8 +310,7 @@ ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor
     }
     float *save_mean = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
     float *save_invstd = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
-    ps_batchnorm_train_ref(x, gamma, beta, mean, var, g->bn_momentum, eps, y, save_mean,
-                           save_invstd);
+    batchnorm_train(x, gamma, beta, mean, var, g->bn_momentum, eps, y, save_mean, save_invstd);
     ps_node *nd = record(g, PS_OP_BATCHNORM_TRAIN, y, 3, (ps_tensor *[]){x, gamma, beta});
     nd->eps = eps;
     nd->save_mean = save_mean;

@@ -52,6 +52,11 @@ typedef struct ps_kernels {
      * (per channel, or NULL) start at the group's first channel. */
     void (*groupnorm_group)(const float *x, float *y, const float *gamma, const float *beta,
                             int channels, size_t plane, float eps);
+    /* Sums of n values in float lanes, totalled in double (batch-norm's statistics in training):
+     * sum x, sum (x - mean)^2, and sum dy with sum dy (x - mean) in one pass. */
+    double (*sum)(const float *x, size_t n);
+    double (*sum_sqdev)(const float *x, size_t n, float mean);
+    void (*sum_dotdev)(const float *dy, const float *x, size_t n, float mean, double *sdy, double *sdyx);
     /* The statistics alone: mean and 1/sqrt(var + eps) of n values, as groupnorm_group uses. */
     void (*groupnorm_stats)(const float *x, size_t n, float eps, float *mean, float *invstd);
     /* The decoder's step on one plane (inference): y = gelu(up(x) * scale + shift) + skip, up

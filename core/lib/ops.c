@@ -135,14 +135,19 @@ void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps
             const size_t off = ((size_t)n * x->c + c) * plane;
             affine(y->data + off, x->data + off, plane, scale, shift);
         }
-        if (running_mean)
-            running_mean->data[c] = (1 - momentum) * running_mean->data[c] + momentum * (float)mean;
-        if (running_var) {
-            /* Unbiased variance; a single value per channel has none, keep the biased one. */
-            const double unbiased = m > 1 ? ssd / (m - 1) : var;
-            running_var->data[c] =
-                (1 - momentum) * running_var->data[c] + momentum * (float)unbiased;
-        }
+        ps_batchnorm_update_running(running_mean, running_var, c, momentum, mean, ssd, m);
+    }
+}
+
+void ps_batchnorm_update_running(ps_tensor *running_mean, ps_tensor *running_var, int c, float momentum,
+                                 double mean, double ssd, size_t m)
+{
+    if (running_mean)
+        running_mean->data[c] = (1 - momentum) * running_mean->data[c] + momentum * (float)mean;
+    if (running_var) {
+        /* Unbiased variance; a single value per channel has none, keep the biased one. */
+        const double unbiased = m > 1 ? ssd / (m - 1) : ssd / m;
+        running_var->data[c] = (1 - momentum) * running_var->data[c] + momentum * (float)unbiased;
     }
 }
 

@@ -36,6 +36,10 @@ void ps_batchnorm_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tenso
 void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
                             ps_tensor *running_mean, ps_tensor *running_var, float momentum,
                             float eps, ps_tensor *y, float *save_mean, float *save_invstd);
+/* Its running-statistics update for channel c from the batch mean and the sum of squared
+ * deviations over m values (shared by the graph's kernel version). */
+void ps_batchnorm_update_running(ps_tensor *running_mean, ps_tensor *running_var, int c, float momentum,
+                                 double mean, double ssd, size_t m);
 
 /* GroupNorm (torch.nn.GroupNorm): C divisible by groups; gamma, beta (C,1,1,1) or NULL. */
 void ps_groupnorm_ref(const ps_tensor *x, int groups, const ps_tensor *gamma,
