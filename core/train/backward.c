@@ -28,40 +28,6 @@ static void conv2d_backward(const ps_kernels *k, const ps_tensor *x, const ps_te
     }
 }
 
-/* ps_batchnorm_train_backward with the kernels' one-pass sums. */
-static void batchnorm_train_backward(const ps_kernels *k, const ps_tensor *x, const ps_tensor *gamma,
-                                     const ps_tensor *beta, const float *save_mean, const float *save_invstd,
-                                     const ps_tensor *y)
-{
-    const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
-    for (int c = 0; c < x->c; c++) {
-        const float mean = save_mean[c], invstd = save_invstd[c];
-        double sdy = 0, sdyx = 0; /* sum(dy), sum(dy * (x - mean)) */
-        for (int n = 0; n < x->n; n++) {
-            const size_t off = ((size_t)n * x->c + c) * plane;
-            double a, b;
-            k->sum_dotdev(y->grad + off, x->data + off, plane, mean, &a, &b);
-            sdy += a;
-            sdyx += b;
-        }
-        if (gamma->grad)
-            gamma->grad[c] += (float)(sdyx * invstd);
-        if (beta && beta->grad)
-            beta->grad[c] += (float)sdy;
-        if (!x->grad)
-            continue;
-        /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
-        const float kc = gamma->data[c] * invstd, mdy = (float)(sdy / m), cx = (float)(sdyx / m) * invstd * invstd;
-        for (int n = 0; n < x->n; n++) {
-            const size_t off = ((size_t)n * x->c + c) * plane;
-            const float *restrict dy = y->grad + off, *restrict xv = x->data + off;
-            float *restrict gx = x->grad + off;
-            for (size_t i = 0; i < plane; i++)
-                gx[i] += kc * (dy[i] - mdy - (xv[i] - mean) * cx);
-        }
-    }
-}
-
 /* ps_groupnorm_backward by the kernels, one image's group at a time. */
 static void groupnorm_backward(const ps_kernels *k, const ps_tensor *x, int groups, const ps_tensor *gamma,
                                const ps_tensor *beta, float eps, const ps_tensor *y)
@@ -96,7 +62,7 @@ static void node_backward(const ps_node *nd)
         ps_linear_backward(in[0], in[1], in[2], y);
         break;
     case PS_OP_BATCHNORM_TRAIN:
-        batchnorm_train_backward(k, in[0], in[1], in[2], nd->save_mean, nd->save_invstd, y);
+        ps_batchnorm_train_backward_with(k->sum_dotdev, in[0], in[1], in[2], nd->save_mean, nd->save_invstd, y);
         break;
     case PS_OP_GROUPNORM:
         groupnorm_backward(k, in[0], nd->iarg, in[1], in[2], nd->eps, y);

@@ -143,9 +143,23 @@ void ps_linear_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b, co
 
 /* ---- normalisation ---- */
 
+/* The reference's sums: sum dy and sum dy (x - mean), in double. */
+static void sums_d(const float *dy, const float *x, size_t n, float mean, double *sdy, double *sdyx)
+{
+    *sdy = sum_d(dy, n);
+    *sdyx = dot_dev_d(dy, x, n, mean);
+}
+
 void ps_batchnorm_train_backward(const ps_tensor *x, const ps_tensor *gamma, ps_tensor *beta,
                                  const float *save_mean, const float *save_invstd,
                                  const ps_tensor *y)
+{
+    ps_batchnorm_train_backward_with(sums_d, x, gamma, beta, save_mean, save_invstd, y);
+}
+
+void ps_batchnorm_train_backward_with(ps_plane_sums_fn sums, const ps_tensor *x, const ps_tensor *gamma,
+                                      const ps_tensor *beta, const float *save_mean, const float *save_invstd,
+                                      const ps_tensor *y)
 {
     const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
     for (int c = 0; c < x->c; c++) {
@@ -153,8 +167,10 @@ void ps_batchnorm_train_backward(const ps_tensor *x, const ps_tensor *gamma, ps_
         double sdy = 0, sdyx = 0; /* sum(dy), sum(dy * (x - mean)) */
         for (int n = 0; n < x->n; n++) {
             const size_t off = ((size_t)n * x->c + c) * plane;
-            sdy += sum_d(y->grad + off, plane);
-            sdyx += dot_dev_d(y->grad + off, x->data + off, plane, mean);
+            double a, b;
+            sums(y->grad + off, x->data + off, plane, mean, &a, &b);
+            sdy += a;
+            sdyx += b;
         }
         if (gamma->grad)
             gamma->grad[c] += (float)(sdyx * invstd);
@@ -168,8 +184,8 @@ void ps_batchnorm_train_backward(const ps_tensor *x, const ps_tensor *gamma, ps_
         const float cx = (float)(sdyx / m) * invstd * invstd;
         for (int n = 0; n < x->n; n++) {
             const size_t off = ((size_t)n * x->c + c) * plane;
-            const float *dy = y->grad + off, *xv = x->data + off;
-            float *gx = x->grad + off;
+            const float *restrict dy = y->grad + off, *restrict xv = x->data + off;
+            float *restrict gx = x->grad + off;
             for (size_t i = 0; i < plane; i++)
                 gx[i] += k * (dy[i] - mdy - (xv[i] - mean) * cx);
         }

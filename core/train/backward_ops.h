@@ -16,6 +16,12 @@ void ps_linear_backward(const ps_tensor *x, const ps_tensor *w, ps_tensor *b, co
 void ps_batchnorm_train_backward(const ps_tensor *x, const ps_tensor *gamma, ps_tensor *beta,
                                  const float *save_mean, const float *save_invstd,
                                  const ps_tensor *y);
+/* The same with the plane sums (sum dy, sum dy (x - mean)) taken by `sums`: the reference sums
+ * in double, the graph the kernels' lane sums. */
+typedef void (*ps_plane_sums_fn)(const float *dy, const float *x, size_t n, float mean, double *sdy, double *sdyx);
+void ps_batchnorm_train_backward_with(ps_plane_sums_fn sums, const ps_tensor *x, const ps_tensor *gamma,
+                                      const ps_tensor *beta, const float *save_mean, const float *save_invstd,
+                                      const ps_tensor *y);
 void ps_groupnorm_backward(const ps_tensor *x, int groups, const ps_tensor *gamma,
                            ps_tensor *beta, float eps, const ps_tensor *y);
 void ps_relu_backward(const ps_tensor *x, const ps_tensor *y);
