@@ -3,6 +3,33 @@
 #include "backward_ops.h"
 #include "../lib/kernels.h"
 
+/* A depthwise 1x1 conv (a per-channel scale and bias): gx += w dy, and from one pass over each
+ * plane, gw += sum dy x and gb += sum dy. */
+static void depthwise1x1_backward(const ps_kernels *k, const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
+                                  const ps_tensor *y)
+{
+    const size_t plane = (size_t)x->h * x->w;
+    for (int n = 0; n < x->n; n++)
+        for (int c = 0; c < x->c; c++) {
+            const size_t off = ((size_t)n * x->c + c) * plane;
+            const float *restrict dy = y->grad + off;
+            if (w->grad || (b && b->grad)) {
+                double sdy, sdyx;
+                k->sum_dotdev(dy, x->data + off, plane, 0.f, &sdy, &sdyx);
+                if (w->grad)
+                    w->grad[c] += (float)sdyx;
+                if (b && b->grad)
+                    b->grad[c] += (float)sdy;
+            }
+            if (x->grad) {
+                float *restrict gx = x->grad + off;
+                const float wc = w->data[c];
+                for (size_t i = 0; i < plane; i++)
+                    gx[i] += wc * dy[i];
+            }
+        }
+}
+
 /* The convs the optimised kernels cover (as in graph.c's forward), else the reference. */
 static void conv2d_backward(const ps_kernels *k, const ps_tensor *x, const ps_tensor *w, ps_tensor *b,
                             const ps_conv2d_params *p, const ps_tensor *y)
@@ -11,6 +38,12 @@ static void conv2d_backward(const ps_kernels *k, const ps_tensor *x, const ps_te
                           p->pad_w == 0;
     const int depthwise = p->groups == x->c && y->c == x->c && w->h == 3 && w->w == 3 && p->stride == 1 &&
                           p->pad_h == p->dilation && p->pad_w == p->dilation;
+    const int scale = p->groups == x->c && y->c == x->c && w->h == 1 && w->w == 1 && p->stride == 1 &&
+                      p->pad_h == 0 && p->pad_w == 0; /* depthwise 1x1: y = w x + b per channel */
+    if (scale) {
+        depthwise1x1_backward(k, x, w, b, y);
+        return;
+    }
     if (!pointwise && !depthwise) {
         ps_conv2d_backward(x, w, b, p, y);
         return;
