@@ -594,38 +594,31 @@ static void conv_pointwise_backward(const float *restrict x, const float *restri
 }
 
 /* The three taps of one kernel row: tap kx reads x[i + (kx-1) d] for the outputs i where that
- * is inside, so tap[0] += sum dy[i+d] x[i], tap[1] += sum dy[i] x[i], tap[2] += sum dy[i] x[i+d].
- * One pass with an accumulator per tap, then summed per row into double. */
-static inline void dw_taps_row(const float *restrict dr, const float *restrict xr, int wd, int d, double *tap)
+ * is inside, so tap 0 adds dy[i+d] x[i], tap 1 dy[i] x[i], tap 2 dy[i] x[i+d]. One pass, a vector
+ * accumulator per tap (acc[0..2]), the positions past the last whole vector into tail[0..2]. */
+static inline void dw_taps_row(const float *restrict dr, const float *restrict xr, int wd, int d, pw_vec *acc,
+                               float *tail)
 {
     const int n = wd > d ? wd - d : 0;
-    pw_vec a0 = {0}, a1 = {0}, a2 = {0};
     int i = 0;
     for (; i + PW_V <= n; i += PW_V) {
 #define AT(r, o) (*(const pw_vec *)((r) + i + (o)))
         const pw_vec dv = AT(dr, 0), xv = AT(xr, 0);
-        a0 += AT(dr, d) * xv;
-        a1 += dv * xv;
-        a2 += dv * AT(xr, d);
+        acc[0] += AT(dr, d) * xv;
+        acc[1] += dv * xv;
+        acc[2] += dv * AT(xr, d);
 #undef AT
     }
-    float t0 = 0.f, t1 = 0.f, t2 = 0.f;
     for (; i < n; i++) {
-        t0 += dr[i + d] * xr[i];
-        t1 += dr[i] * xr[i];
-        t2 += dr[i] * xr[i + d];
+        tail[0] += dr[i + d] * xr[i];
+        tail[1] += dr[i] * xr[i];
+        tail[2] += dr[i] * xr[i + d];
     }
     for (; i < wd; i++)
-        t1 += dr[i] * xr[i];
-    for (int l = 0; l < PW_V; l++) {
-        t0 += a0[l];
-        t1 += a1[l];
-        t2 += a2[l];
-    }
-    tap[0] += t0;
-    tap[1] += t1;
-    tap[2] += t2;
+        tail[1] += dr[i] * xr[i];
 }
+
+enum { DW_TAP_ROWS = 16 }; /* rows summed in float vectors before they are added into double */
 
 /* gx += dy correlated with the kernel turned by 180 degrees (the transpose of the forward), and
  * gw[ky][kx] += sum over outputs of dy * the input under that tap. Row by row, like dw_row(). */
@@ -639,6 +632,8 @@ static void conv_depthwise3x3_backward(const float *restrict x, const float *res
         const float *xc = x + ch * plane, *dc = dy + ch * plane, *k = w + ch * 9;
         float *gxc = gx ? gx + ch * plane : NULL;
         double tap[9] = {0};
+        pw_vec acc[9] = {{0}};
+        float tail[9] = {0};
         for (int oh = 0; oh < h; oh++) {
             const float *dr = dc + (size_t)oh * wd;
             for (int ky = 0; ky < 3; ky++) {
@@ -659,8 +654,17 @@ static void conv_depthwise3x3_backward(const float *restrict x, const float *res
                         gr[j] += (j - d >= 0 ? k2 * dr[j - d] : 0.f) + k1 * dr[j];
                 }
                 if (gw)
-                    dw_taps_row(dr, xr, wd, d, tap + ky * 3);
+                    dw_taps_row(dr, xr, wd, d, acc + ky * 3, tail + ky * 3);
             }
+            if (gw && (oh % DW_TAP_ROWS == DW_TAP_ROWS - 1 || oh == h - 1))
+                for (int t = 0; t < 9; t++) {
+                    float sum = tail[t];
+                    for (int l = 0; l < PW_V; l++)
+                        sum += acc[t][l];
+                    tap[t] += sum;
+                    acc[t] = (pw_vec){0};
+                    tail[t] = 0.f;
+                }
         }
         if (gw)
             for (int t = 0; t < 9; t++)
