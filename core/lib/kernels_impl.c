@@ -515,7 +515,8 @@ static void gelu_backward(const float *restrict x, const float *restrict dy, flo
     }
 }
 
-enum { PW_BLOCK = 256 }; /* positions per block: the accumulators stay in L1 */
+enum { PW_BLOCK = 2048 }; /* positions per block of the weight gradient: the tiles' planes stay in L2, and a
+                              * tile's horizontal sums are spread over 2048 / PW_V steps */
 
 /* The weight gradient as a register tile, like pw_tile: GW_T output x GW_U input channels of
  * vector accumulators, so every loaded vector serves several FMAs and the FMAs do not wait on
