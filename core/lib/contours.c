@@ -24,7 +24,7 @@ static void *xrealloc(void *p, size_t bytes)
 ps_regions *ps_regions_new(int w, int h)
 {
     ps_regions *r = calloc(1, sizeof *r);
-    if (!r)
+    if (!r || w > 0xffff || h > 0xffff) /* queue entries pack x and y in 16 bits each */
         abort();
     r->w = w;
     r->h = h;
@@ -70,15 +70,33 @@ const int32_t *ps_regions_labels(const ps_regions *r)
 static const int DX[8] = {1, 1, 0, -1, -1, -1, 0, 1};
 static const int DY[8] = {0, 1, 1, 1, 0, -1, -1, -1};
 
-/* Labels the region containing pixel `start` by breadth-first flood fill; returns its pixel
+/* Queue entries hold a pixel's coordinates, y << 16 | x (sides stop at 4096), so no division
+ * recovers them. */
+static inline int32_t pack_xy(int x, int y)
+{
+    return (int32_t)((uint32_t)y << 16 | (uint32_t)x);
+}
+
+static inline int unpack_x(int32_t q)
+{
+    return q & 0xffff;
+}
+
+static inline int unpack_y(int32_t q)
+{
+    return (int)((uint32_t)q >> 16);
+}
+
+/* Labels the region containing pixel (x0, y0) by breadth-first flood fill; returns its pixel
  * count, leaving the pixels in queue[0..count). */
-static int flood(ps_regions *r, const uint8_t *mask, int start, int32_t label)
+static int flood(ps_regions *r, const uint8_t *mask, int x0, int y0, int32_t label)
 {
     int w = r->w, h = r->h, head = 0, tail = 0;
-    r->labels[start] = label;
-    r->queue[tail++] = start;
+    r->labels[y0 * w + x0] = label;
+    r->queue[tail++] = pack_xy(x0, y0);
     while (head < tail) {
-        int p = r->queue[head++], x = p % w, y = p / w;
+        int32_t p = r->queue[head++];
+        int x = unpack_x(p), y = unpack_y(p);
         for (int d = 0; d < 8; d++) {
             int xx = x + DX[d], yy = y + DY[d];
             if (xx < 0 || yy < 0 || xx >= w || yy >= h)
@@ -86,7 +104,7 @@ static int flood(ps_regions *r, const uint8_t *mask, int start, int32_t label)
             int q = yy * w + xx;
             if (mask[q] && !r->labels[q]) {
                 r->labels[q] = label;
-                r->queue[tail++] = q;
+                r->queue[tail++] = pack_xy(xx, yy);
             }
         }
     }
@@ -188,11 +206,12 @@ int ps_regions_find(ps_regions *r, uint8_t *mask, const float *prob, int min_are
         if (!mask[p] || r->labels[p])
             continue;
         int32_t label = r->n_regions + 1;
-        int area = flood(r, mask, p, label);
+        int area = flood(r, mask, p % w, p / w, label);
         if (area < min_area) {
             for (int i = 0; i < area; i++) {
-                r->labels[r->queue[i]] = -1;
-                mask[r->queue[i]] = 0;
+                const int q = unpack_y(r->queue[i]) * w + unpack_x(r->queue[i]);
+                r->labels[q] = -1;
+                mask[q] = 0;
             }
             continue;
         }
@@ -207,12 +226,12 @@ int ps_regions_find(ps_regions *r, uint8_t *mask, const float *prob, int min_are
         g->y0 = g->y1 = p / w;
         double sum = 0;
         for (int i = 0; i < area; i++) {
-            int q = r->queue[i], x = q % w, y = q / w;
+            int x = unpack_x(r->queue[i]), y = unpack_y(r->queue[i]);
             if (x < g->x0) g->x0 = x;
             if (x > g->x1) g->x1 = x;
             if (y > g->y1) g->y1 = y;
             if (prob)
-                sum += prob[q];
+                sum += prob[y * w + x];
         }
         g->score = (float)(sum / area);
         int first = r->n_points;
