@@ -107,7 +107,7 @@ static void test_pointwise(gconstpointer data)
         if (relu)
             relu_in_place(want);
         k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, got->data, cin, cout, (size_t)h * w,
-                          relu);
+                          (size_t)h * w, relu);
         char label[96];
         g_snprintf(label, sizeof label, "pointwise %d->%d %dx%d relu %d add %d", cin, cout, h, w, relu, add != NULL);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
@@ -115,11 +115,20 @@ static void test_pointwise(gconstpointer data)
         const size_t plane = (size_t)h * w;
         const int split = g_rand_int_range(r, 0, cout + 1);
         float *parts = g_new(float, ps_numel(got));
-        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, parts, cin, split, plane, relu);
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, parts, cin, split, plane, plane, relu);
         k->conv_pointwise(x->data, wt->data + (size_t)split * cin, with_bias ? b->data + split : NULL,
-                          add ? add + split * plane : NULL, parts + split * plane, cin, cout - split, plane, relu);
+                          add ? add + split * plane : NULL, parts + split * plane, cin, cout - split, plane, plane,
+                          relu);
         if (memcmp(parts, got->data, ps_numel(got) * sizeof(float)) != 0)
             g_test_fail_printf("%s: split at channel %d changes the result", label, split);
+        /* and so do positions split at a multiple of 32 (as the graph splits them) */
+        const size_t at = 32 * (size_t)g_rand_int_range(r, 0, (int)(plane / 32) + 1);
+        memset(parts, 0, ps_numel(got) * sizeof(float));
+        k->conv_pointwise(x->data, wt->data, with_bias ? b->data : NULL, add, parts, cin, cout, at, plane, relu);
+        k->conv_pointwise(x->data + at, wt->data, with_bias ? b->data : NULL, add ? add + at : NULL, parts + at, cin,
+                          cout, plane - at, plane, relu);
+        if (memcmp(parts, got->data, ps_numel(got) * sizeof(float)) != 0)
+            g_test_fail_printf("%s: split at position %zu changes the result", label, at);
         g_free(parts);
         g_free(add);
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);

@@ -67,18 +67,29 @@ typedef struct job {
     void (*elementwise)(const float *x, float *y, size_t n); /* gelu, sigmoid */
 } job;
 
+/* Pointwise convs are split into runs of positions, every output channel at once: each thread
+ * reads its part of the input once and fills whole register tiles, also when there is a single
+ * output channel (LDGA's gate, the head). Parts start at multiples of 32 positions, so the
+ * result does not depend on the split. */
+enum { PW_CHUNK = 1024 };
+
+static int pointwise_units(const ps_tensor *y)
+{
+    return y->n * (int)(((size_t)y->h * y->w + PW_CHUNK - 1) / PW_CHUNK);
+}
+
 static void pointwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
     const int cin = j->x->c, cout = j->y->c;
-    const size_t plane = (size_t)j->y->h * j->y->w;
-    for (int u = begin, count; u < end; u += count) { /* runs of channels within one image */
-        const int n = u / cout, co = u % cout;
-        count = MIN(end, (n + 1) * cout) - u;
-        const size_t at = ((size_t)n * cout + co) * plane;
-        j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane, j->w->data + (size_t)co * cin,
-                             j->b ? j->b->data + co : NULL, j->x2 ? j->x2->data + at : NULL, j->y->data + at,
-                             cin, count, plane, j->relu);
+    const size_t plane = (size_t)j->y->h * j->y->w, chunks = (plane + PW_CHUNK - 1) / PW_CHUNK;
+    for (int u = begin, count; u < end; u += count) { /* runs of chunks within one image */
+        const int n = u / (int)chunks, c0 = u % (int)chunks;
+        count = MIN(end, (n + 1) * (int)chunks) - u;
+        const size_t p0 = (size_t)c0 * PW_CHUNK, len = MIN(plane, (size_t)(c0 + count) * PW_CHUNK) - p0;
+        const size_t at = (size_t)n * cout * plane + p0;
+        j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane + p0, j->w->data, j->b ? j->b->data : NULL,
+                             j->x2 ? j->x2->data + at : NULL, j->y->data + at, cin, cout, len, plane, j->relu);
     }
 }
 
@@ -134,7 +145,7 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
 {
     job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .dilation = p->dilation, .relu = relu};
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
-        ps_pool_for(g->pool, x->n * y->c, pointwise_part, &j);
+        ps_pool_for(g->pool, pointwise_units(y), pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w &&
              ((w->h == 3 && p->pad_h == p->dilation && x->w <= PS_KERNEL_MAX_WIDTH) || (w->h == 1 && p->pad_h == 0)))
         ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
@@ -523,7 +534,7 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
     }
     ps_tensor *y = ps_arena_tensor(g->arena, 1, cout, x->h, x->w);
     job pj = {.k = j.k, .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
-    ps_pool_for(g->pool, cout, pointwise_part, &pj);
+    ps_pool_for(g->pool, pointwise_units(y), pointwise_part, &pj);
     return y;
 }
 

@@ -29,12 +29,14 @@ typedef struct ps_kernels {
     /* LSCAB's output on one plane: y = (a + beta * sa) * t + t, a = alpha * (the channel's
      * attention), sa the plane's spatial attention. */
     void (*attend_residual)(const float *t, const float *sa, float a, float beta, float *y, size_t n);
-    /* One image: y (cout, plane) = w (cout, cin) . x (cin, plane) + b (cout, or NULL), plus
-     * add (cout, plane; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded
-     * into w and b, see microaunet.c). add may be y itself (each value read before it is
-     * written): the backward adds into a gradient that way. */
+    /* One image: y (cout, n) = w (cout, cin) . x (cin, n) + b (cout, or NULL), plus add
+     * (cout, n; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded into w
+     * and b, see microaunet.c); n positions of planes `stride` apart (n < stride: a part of each
+     * plane, as threads split them; a part starting at a multiple of 32 positions gives the bits
+     * of the whole). add may be y itself (each value read before it is written): the backward
+     * adds into a gradient that way. */
     void (*conv_pointwise)(const float *x, const float *w, const float *b, const float *add, float *y,
-                           int cin, int cout, size_t plane, int relu);
+                           int cin, int cout, size_t n, size_t stride, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
      * y (c, h, w) from x (c, h, w <= PS_KERNEL_MAX_WIDTH), w (c, 3, 3), b (c, or NULL); relu as
      * above. */

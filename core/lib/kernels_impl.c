@@ -125,14 +125,14 @@ typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
 /* t (<= PW_T) output channels at PW_P * PW_V positions starting at x / y. */
 static inline __attribute__((always_inline)) void pw_tile(const float *restrict x, const float *restrict w,
                                                           const float *restrict b, const float *add, float *y,
-                                                          int cin, size_t plane, int t, int relu)
+                                                          int cin, size_t stride, int t, int relu)
 {
     pw_vec acc[PW_T][PW_P];
     for (int k = 0; k < PW_T; k++)
         for (int p = 0; p < PW_P; p++)
             acc[k][p] = (pw_vec){0} + (b && k < t ? b[k] : 0.f);
     for (int ci = 0; ci < cin; ci++) {
-        const float *xr = x + (size_t)ci * plane;
+        const float *xr = x + (size_t)ci * stride;
         pw_vec xv[PW_P];
         for (int p = 0; p < PW_P; p++)
             xv[p] = *(const pw_vec *)(xr + p * PW_V);
@@ -148,39 +148,39 @@ static inline __attribute__((always_inline)) void pw_tile(const float *restrict 
         for (int p = 0; p < PW_P; p++) {
             pw_vec v = acc[k][p];
             if (add)
-                v += *(const pw_vec *)(add + (size_t)k * plane + p * PW_V);
+                v += *(const pw_vec *)(add + (size_t)k * stride + p * PW_V);
             if (relu) /* as relu_in_place: v where v > 0, else +0 */
                 v = (pw_vec)((pw_ivec)v & (v > 0.f));
-            *(pw_vec *)(y + (size_t)k * plane + p * PW_V) = v;
+            *(pw_vec *)(y + (size_t)k * stride + p * PW_V) = v;
         }
 }
 
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
-                           const float *add, float *y, int cin, int cout, size_t plane, int relu)
+                           const float *add, float *y, int cin, int cout, size_t n, size_t stride, int relu)
 {
     const size_t step = PW_P * PW_V;
     size_t p0 = 0;
-    for (; p0 + step <= plane; p0 += step) {
+    for (; p0 + step <= n; p0 += step) {
         int co = 0;
         for (; co + PW_T <= cout; co += PW_T) { /* full tiles: t is a constant here */
-            const size_t at = (size_t)co * plane + p0;
-            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, plane,
+            const size_t at = (size_t)co * stride + p0;
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, stride,
                     PW_T, relu);
         }
         if (co < cout) {
-            const size_t at = (size_t)co * plane + p0;
-            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, plane,
+            const size_t at = (size_t)co * stride + p0;
+            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, stride,
                     cout - co, relu);
         }
     }
-    for (int co = 0; co < cout && p0 < plane; co++) /* the last positions, one at a time */
-        for (size_t i = p0; i < plane; i++) {
+    for (int co = 0; co < cout && p0 < n; co++) /* the last positions, one at a time */
+        for (size_t i = p0; i < n; i++) {
             float acc = b ? b[co] : 0.f;
             for (int ci = 0; ci < cin; ci++)
-                acc += w[(size_t)co * cin + ci] * x[(size_t)ci * plane + i];
+                acc += w[(size_t)co * cin + ci] * x[(size_t)ci * stride + i];
             if (add)
-                acc += add[(size_t)co * plane + i];
-            y[(size_t)co * plane + i] = relu_if(relu, acc);
+                acc += add[(size_t)co * stride + i];
+            y[(size_t)co * stride + i] = relu_if(relu, acc);
         }
 }
 
@@ -570,7 +570,7 @@ static void conv_pointwise_backward(const float *restrict x, const float *restri
         for (int co = 0; co < cout; co++)
             for (int ci = 0; ci < cin; ci++)
                 wt[(size_t)ci * cout + co] = w[(size_t)co * cin + ci];
-        conv_pointwise(dy, wt, NULL, gx, gx, cout, cin, plane, 0);
+        conv_pointwise(dy, wt, NULL, gx, gx, cout, cin, plane, plane, 0);
         free(wt);
     }
     for (size_t p0 = 0; gw && p0 < plane; p0 += PW_BLOCK) {
