@@ -181,10 +181,21 @@ static void test_conv_valid(gconstpointer data)
         tu_fill_uniform(b->data, cout, r, -1, 1);
         ps_conv2d_params p = {1, 0, 0, d, 1};
         ps_conv2d_ref(x, wt, with_bias ? b : NULL, &p, want);
-        k->conv_valid(x->data, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, h, w, ks, d);
+        k->conv_valid(x->data, (size_t)h * w, wt->data, with_bias ? b->data : NULL, got->data, cin, cout, h, w, ks, d);
         char label[96];
         g_snprintf(label, sizeof label, "valid %d->%d k%d d%d %dx%d", cin, cout, ks, d, h, w);
         tu_assert_close(label, got->data, want->data, ps_numel(want), 1e-5);
+        /* output rows [r0, ho) alone, from the band of input rows under them (as threads split
+         * them), one output channel at a time: the same bits */
+        const int r0 = g_rand_int_range(r, 0, ho), span = d * (ks - 1);
+        for (int co = 0; co < cout; co++) {
+            float *band = g_new(float, (size_t)(ho - r0) * wo);
+            k->conv_valid(x->data + (size_t)r0 * w, (size_t)h * w, wt->data + (size_t)co * cin * ks * ks,
+                          with_bias ? b->data + co : NULL, band, cin, 1, ho - r0 + span, w, ks, d);
+            if (memcmp(band, got->data + ((size_t)co * ho + r0) * wo, (size_t)(ho - r0) * wo * sizeof(float)) != 0)
+                g_test_fail_printf("%s: rows from %d of channel %d differ from the whole", label, r0, co);
+            g_free(band);
+        }
         ps_tensor_free(x), ps_tensor_free(wt), ps_tensor_free(b), ps_tensor_free(want), ps_tensor_free(got);
     }
     g_rand_free(r);

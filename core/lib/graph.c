@@ -93,17 +93,28 @@ static void pointwise_part(void *ctx, int begin, int end)
     }
 }
 
+/* 'Valid' convs are split into bands of output rows per output channel (LSCAB's 7x7 has one):
+ * a band reads the input rows under it, as a smaller image. */
+enum { VALID_ROWS = 16 };
+
+static int valid_units(const ps_tensor *y)
+{
+    return y->n * y->c * ((y->h + VALID_ROWS - 1) / VALID_ROWS);
+}
+
 static void valid_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
-    const int cin = j->x->c, cout = j->y->c, k = j->w->h;
+    const int cin = j->x->c, cout = j->y->c, k = j->w->h, span = j->dilation * (k - 1);
+    const int bands = (j->y->h + VALID_ROWS - 1) / VALID_ROWS;
     const size_t xplane = (size_t)j->x->h * j->x->w, yplane = (size_t)j->y->h * j->y->w;
-    for (int u = begin, count; u < end; u += count) {
-        const int n = u / cout, co = u % cout;
-        count = MIN(end, (n + 1) * cout) - u;
-        j->k->conv_valid(j->x->data + (size_t)n * cin * xplane, j->w->data + (size_t)co * cin * k * k,
-                         j->b ? j->b->data + co : NULL, j->y->data + ((size_t)n * cout + co) * yplane, cin,
-                         count, j->x->h, j->x->w, k, j->dilation);
+    for (int u = begin; u < end; u++) {
+        const int n = u / (cout * bands), co = u / bands % cout, r0 = u % bands * VALID_ROWS;
+        const int rows = MIN(VALID_ROWS, j->y->h - r0);
+        j->k->conv_valid(j->x->data + (size_t)n * cin * xplane + (size_t)r0 * j->x->w, xplane,
+                         j->w->data + (size_t)co * cin * k * k, j->b ? j->b->data + co : NULL,
+                         j->y->data + ((size_t)n * cout + co) * yplane + (size_t)r0 * j->y->w, cin, 1,
+                         rows + span, j->x->w, k, j->dilation);
     }
 }
 
@@ -152,7 +163,7 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
         if (p->pad_h > 0) /* the 'valid' kernel (no fused ReLU) on a zero-padded copy */
             j.x = zero_padded(g, x, p->pad_h);
-        ps_pool_for(g->pool, x->n * y->c, valid_part, &j);
+        ps_pool_for(g->pool, valid_units(y), valid_part, &j);
     } else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)

@@ -47,8 +47,9 @@ typedef struct ps_kernels {
     void (*conv_depthwise1x1)(const float *x, const float *w, const float *b, float *y, int c, size_t plane,
                               int relu);
     /* One image, dense conv without padding ('valid'), stride 1: y (cout, ho, wo) from
-     * x (cin, h, w), w (cout, cin, k, k), b (cout, or NULL); ho = h - dilation (k - 1). */
-    void (*conv_valid)(const float *x, const float *w, const float *b, float *y, int cin, int cout,
+     * x (cin, h, w; its planes xstride values apart, so h rows may be a band of taller planes),
+     * w (cout, cin, k, k), b (cout, or NULL); ho = h - dilation (k - 1). */
+    void (*conv_valid)(const float *x, size_t xstride, const float *w, const float *b, float *y, int cin, int cout,
                        int h, int wd, int k, int dilation);
     /* One group of a GroupNorm: x and y hold `channels` planes of `plane` values; gamma and beta
      * (per channel, or NULL) start at the group's first channel. */

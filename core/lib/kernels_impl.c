@@ -267,7 +267,7 @@ static void conv_depthwise1x1(const float *restrict x, const float *restrict w, 
     }
 }
 
-static void conv_valid(const float *restrict x, const float *restrict w, const float *restrict b,
+static void conv_valid(const float *restrict x, size_t xstride, const float *restrict w, const float *restrict b,
                        float *restrict y, int cin, int cout, int h, int wd, int k, int d)
 {
     const int ho = h - d * (k - 1), wo = wd - d * (k - 1);
@@ -279,7 +279,7 @@ static void conv_valid(const float *restrict x, const float *restrict w, const f
                 yr[i] = bias;
             for (int ci = 0; ci < cin; ci++)
                 for (int ky = 0; ky < k; ky++) {
-                    const float *xr = x + ((size_t)ci * h + oh + ky * d) * wd;
+                    const float *xr = x + (size_t)ci * xstride + (size_t)(oh + ky * d) * wd;
                     const float *wr = w + (((size_t)co * cin + ci) * k + ky) * k;
                     for (int kx = 0; kx < k; kx++) {
                         const float wv = wr[kx];
