@@ -1,5 +1,7 @@
 #include "backward.h"
 #include <stdlib.h>
+#include <string.h>
+#include <glib.h>
 #include "backward_ops.h"
 #include "../lib/kernels.h"
 
@@ -157,13 +159,33 @@ static void node_backward(const ps_node *nd)
     }
 }
 
+/* Zeroes t's gradient if it is still waiting for it. */
+static void zero_if_pending(GHashTable *pending, ps_tensor *t)
+{
+    if (g_hash_table_remove(pending, t))
+        memset(t->grad, 0, ps_numel(t) * sizeof(float));
+}
+
 void ps_backward(ps_graph *g, ps_tensor *out)
 {
+    /* Every node output gets a gradient up front, zeroed only just before the first node (in
+     * reverse order) that adds into it, so the zeros are still in cache for that node's pass. A
+     * node whose output nothing consumed zeroes its own. */
+    GHashTable *pending = g_hash_table_new(NULL, NULL);
     for (int i = 0; i < g->n_nodes; i++) {
         ps_tensor *t = g->nodes[i].out;
-        if (t != out && !t->grad)
-            t->grad = ps_arena_calloc(g->arena, ps_numel(t) * sizeof(float));
+        if (t != out && !t->grad) {
+            t->grad = ps_arena_alloc(g->arena, ps_numel(t) * sizeof(float));
+            g_hash_table_add(pending, t);
+        }
     }
-    for (int i = g->n_nodes - 1; i >= 0; i--)
-        node_backward(&g->nodes[i]);
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const ps_node *nd = &g->nodes[i];
+        zero_if_pending(pending, nd->out);
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k])
+                zero_if_pending(pending, nd->in[k]);
+        node_backward(nd);
+    }
+    g_hash_table_destroy(pending);
 }
