@@ -271,7 +271,7 @@ static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *
 
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
  * every such component blended at each marked pixel. */
-static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
+static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
                        const PsPaint *tint, const PsPaint *line, int y_begin, int y_end)
 {
     guint8 *data[3];
@@ -286,11 +286,13 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
         blend16_init(&blend[COVER_LINE], line, comps, off, n, bytes);
     }
     for (int y = y_begin; y < y_end; y++) {
-        const guint8 *marks = c->cover + (gsize)y * c->w;
+        guint8 *marks = c->cover + (gsize)y * c->w;
         guint8 *row[3];
         for (int i = 0; i < n; i++)
             row[i] = data[i] + (gsize)y * stride[i];
-        for (int x = next_marked(marks, c->dx0, end); x < end; x = next_marked(marks, x, end)) {
+        const int first = next_marked(marks, c->dx0, end);
+        int last = first; /* the marks to clear, first .. the end of the last run, when the row is done */
+        for (int x = first; x < end; last = x, x = next_marked(marks, x, end)) {
             int run_end = x;
             if (bytes) { /* runs of one mark */
                 run_end = run_end_of(marks, x, end, marks[x]);
@@ -316,6 +318,7 @@ static void paint_full(const PsCanvas *c, GstVideoFrame *frame, const int *comps
                         *px = lut[marks[x]][comps[i]][*px];
                     }
         }
+        memset(marks + first, COVER_NONE, last - first);
     }
 }
 
@@ -384,9 +387,7 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
     }
     if (n_sub)
         paint_sub(c, frame, sub, n_sub, lut, y_begin, y_end);
-    paint_full(c, frame, full, n_full, lut, tint, line, y_begin, y_end);
-    for (int y = y_begin; y < y_end; y++)
-        memset(c->cover + (gsize)y * c->w + c->dx0, COVER_NONE, c->dx1 - c->dx0 + 1);
+    paint_full(c, frame, full, n_full, lut, tint, line, y_begin, y_end); /* clears the marks as it goes */
 }
 
 void ps_canvas_painted(PsCanvas *c)
