@@ -1,4 +1,5 @@
 #include "frameconvert.h"
+#include <string.h>
 
 void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size)
 {
@@ -16,10 +17,29 @@ void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size
     }
     for (int comp = 0; comp < 3; comp++)
         c->comp_axes[comp] = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp);
+    /* R, G and B bytes of one 4-byte pixel (RGBx, BGRA, ...): each corner is read as one word */
+    c->packed4 = !c->yuv;
+    for (int comp = 0; comp < 3; comp++) {
+        c->shift[comp] = 8 * GST_VIDEO_INFO_COMP_POFFSET(info, comp);
+        c->packed4 &= GST_VIDEO_INFO_COMP_PSTRIDE(info, comp) == 4 && GST_VIDEO_INFO_COMP_PLANE(info, comp) == 0 &&
+                      GST_VIDEO_INFO_COMP_POFFSET(info, comp) < 4;
+    }
+#if G_BYTE_ORDER == G_BIG_ENDIAN /* the word's first byte is its highest */
+    for (int comp = 0; comp < 3; comp++)
+        c->shift[comp] = 24 - c->shift[comp];
+#endif
+    c->word0 = c->packed4 ? g_new(int, size) : NULL;
+    c->word1 = c->packed4 ? g_new(int, size) : NULL;
+    for (int x = 0; c->packed4 && x < size; x++) {
+        c->word0[x] = c->ax[0].i0[x] * 4;
+        c->word1[x] = c->ax[0].i1[x] * 4;
+    }
 }
 
 void ps_frame_convert_clear(PsFrameConvert *c)
 {
+    g_clear_pointer(&c->word0, g_free);
+    g_clear_pointer(&c->word1, g_free);
     for (int k = 0; k < 2; k++) {
         ps_axis_map_free(&c->ax[k]);
         ps_axis_map_free(&c->ay[k]);
@@ -59,6 +79,36 @@ static inline guint8 to_u8(float v)
     return (guint8)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
 }
 
+/* 4-byte RGB pixels: the four corners of BLOCK output pixels read as words first, then each
+ * component's bytes taken out of them and interpolated over whole arrays (vectorised), with the
+ * float operations of sample_block. No clamp: a lerp with a weight in [0, 1] stays between its
+ * ends, also in float, so v + 0.5 stays below 256. */
+static void convert_row_packed4(const PsFrameConvert *c, const guint8 *r0, const guint8 *r1, float wy, guint8 *out)
+{
+    guint32 a[BLOCK], b[BLOCK], d[BLOCK], e[BLOCK];
+    for (int x0 = 0; x0 < c->size; x0 += BLOCK) {
+        const int n = MIN(BLOCK, c->size - x0);
+        const int *restrict i0 = c->word0 + x0, *restrict i1 = c->word1 + x0;
+        for (int i = 0; i < n; i++) {
+            memcpy(&a[i], r0 + i0[i], 4);
+            memcpy(&b[i], r0 + i1[i], 4);
+            memcpy(&d[i], r1 + i0[i], 4);
+            memcpy(&e[i], r1 + i1[i], 4);
+        }
+        const float *restrict w = c->ax[0].w1 + x0;
+        guint8 *restrict o = out + 3 * x0;
+        for (int comp = 0; comp < 3; comp++) {
+            const int sh = c->shift[comp];
+            for (int i = 0; i < n; i++) {
+                const float fa = (float)((a[i] >> sh) & 255), fb = (float)((b[i] >> sh) & 255);
+                const float fd = (float)((d[i] >> sh) & 255), fe = (float)((e[i] >> sh) & 255);
+                const float top = fa + w[i] * (fb - fa), bottom = fd + w[i] * (fe - fd);
+                o[3 * i + comp] = (guint8)(int)(top + wy * (bottom - top) + 0.5f);
+            }
+        }
+    }
+}
+
 void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, int y, guint8 *out)
 {
     const guint8 *r0[3], *r1[3];
@@ -74,6 +124,11 @@ void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, i
         ps[comp] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
         wy[comp] = ay->w1[y];
         ax[comp] = &c->ax[c->comp_axes[comp]];
+    }
+    if (c->packed4) { /* the pixel's first byte: component 0's data minus its offset */
+        const int first = GST_VIDEO_FRAME_COMP_POFFSET(frame, 0);
+        convert_row_packed4(c, r0[0] - first, r1[0] - first, wy[0], out);
+        return;
     }
     float s[3][BLOCK];
     for (int x0 = 0; x0 < c->size; x0 += BLOCK) {

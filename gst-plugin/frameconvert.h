@@ -14,6 +14,9 @@ typedef struct {
     PsYuv matrix;
     PsYuvToRgb to_rgb;
     int comp_axes[3]; /* per component: which of the axis pairs below (by its subsampling) */
+    gboolean packed4; /* R, G, B are bytes of one 4-byte pixel: shift[] finds each in a word */
+    int shift[3];
+    int *word0, *word1; /* per output column, the byte offsets of the two pixels it reads */
     ps_axis_map ax[2], ay[2]; /* per subsampling: sample indices and weights */
 } PsFrameConvert;
 
