@@ -2,6 +2,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include "model.h"
+#include "preprocess.h"
 #include "test_util.h"
 
 static void test_param_counts(void)
@@ -163,6 +164,36 @@ static void test_weights_validation(void)
     g_free(dir);
 }
 
+/* Any number of threads gives the same bits (each op splits its work so that no value's
+ * arithmetic depends on the split), for every architecture, at a side that leaves partial
+ * chunks and bands. */
+static void test_threads_same_bits(void)
+{
+    const char *const archs[] = {"microaunet", "microaunet-w8", "malunet"};
+    const int side = 160;
+    GRand *r = g_rand_new_with_seed(5);
+    uint8_t *rgb = g_malloc((size_t)side * side * 3);
+    for (int i = 0; i < side * side * 3; i++)
+        rgb[i] = (uint8_t)g_rand_int_range(r, 0, 256);
+    for (size_t a = 0; a < G_N_ELEMENTS(archs); a++) {
+        ps_model *m = ps_model_new(archs[a], NULL, 0, 7, NULL);
+        m->info.input_size = side;
+        ps_segmenter *s = ps_segmenter_new(m);
+        float *want = g_memdup2(ps_segmenter_run(s, rgb, side, side, side * 3), (gsize)side * side * sizeof(float));
+        for (int threads = 2; threads <= 3; threads++) {
+            ps_segmenter_set_threads(s, threads);
+            const float *got = ps_segmenter_run(s, rgb, side, side, side * 3);
+            if (memcmp(got, want, (size_t)side * side * sizeof(float)) != 0)
+                g_test_fail_printf("%s: %d threads change the output", archs[a], threads);
+        }
+        g_free(want);
+        ps_segmenter_free(s);
+        ps_model_free(m);
+    }
+    g_free(rgb);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -174,5 +205,6 @@ int main(int argc, char **argv)
     g_test_add_data_func("/model/forward/malunet-128", "malunet_128", check_forward);
     g_test_add_func("/model/weights-validation", test_weights_validation);
     g_test_add_func("/model/save-load-archs", test_save_load_archs);
+    g_test_add_func("/model/threads-same-bits", test_threads_same_bits);
     return g_test_run();
 }
