@@ -416,11 +416,59 @@ ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x)
     return y;
 }
 
+/* Bilinear x2 in bands of output rows, so a single plane (the head's) shares the threads too:
+ * each output row blends its two input rows interpolated along w, the arithmetic of
+ * ps_upsample2x_ref value for value. */
+enum { UP_ROWS = 32 };
+
+typedef struct up_job {
+    const ps_tensor *x;
+    ps_tensor *y;
+    const ps_lin_tap *cols;
+} up_job;
+
+/* Input row i interpolated along w, kept in slot i % 2: an output row's two input rows are i
+ * and i + 1 (or i twice), so they never evict each other, and the next output row mostly
+ * finds them there. */
+static const float *up_row(const up_job *j, size_t pl, int i, float *slots, int *held)
+{
+    const int w = j->x->w, wo = j->y->w;
+    float *t = slots + (size_t)(i % 2) * wo;
+    if (held[i % 2] != i) {
+        const float *xr = j->x->data + (pl * j->x->h + i) * w;
+        for (int ow = 0; ow < wo; ow++)
+            t[ow] = j->cols[ow].l0 * xr[j->cols[ow].i0] + j->cols[ow].l1 * xr[j->cols[ow].i1];
+        held[i % 2] = i;
+    }
+    return t;
+}
+
+static void upsample_part(void *ctx, int begin, int end)
+{
+    const up_job *j = ctx;
+    const int h = j->x->h, ho = j->y->h, wo = j->y->w, bands = (ho + UP_ROWS - 1) / UP_ROWS;
+    float slots[2 * wo]; /* at most 2 x 8192 values: sides stop at 4096 */
+    for (int u = begin; u < end; u++) {
+        const size_t pl = (size_t)(u / bands);
+        int held[2] = {-1, -1};
+        for (int oh = u % bands * UP_ROWS; oh < MIN(ho, (u % bands + 1) * UP_ROWS); oh++) {
+            const ps_lin_tap r = ps_lin_tap_at(oh, h, ho);
+            const float *t0 = up_row(j, pl, r.i0, slots, held), *t1 = up_row(j, pl, r.i1, slots, held);
+            float *yr = j->y->data + (pl * ho + oh) * wo;
+            for (int ow = 0; ow < wo; ow++)
+                yr[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
+        }
+    }
+}
+
 ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 2 * x->h, 2 * x->w);
-    plane_job j = {.a = x, .y = y, .unary = ps_upsample2x_ref};
-    ps_pool_for(g->pool, x->n * x->c, planes_part, &j);
+    ps_lin_tap *cols = ps_arena_alloc(g->arena, (size_t)y->w * sizeof *cols);
+    for (int ow = 0; ow < y->w; ow++)
+        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
+    up_job j = {x, y, cols};
+    ps_pool_for(g->pool, x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
     return y;
 }

@@ -126,20 +126,55 @@ void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, c
     s->graph.stage_user = user;
 }
 
+/* The sigmoid of the logits, in runs of rows shared by the threads. */
+typedef struct {
+    const float *logits;
+    float *prob;
+    int w;
+} sigmoid_job;
+
+static void sigmoid_rows(void *ctx, int begin, int end)
+{
+    const sigmoid_job *j = ctx;
+    ps_kernels_best()->sigmoid(j->logits + (size_t)begin * j->w, j->prob + (size_t)begin * j->w,
+                               (size_t)(end - begin) * j->w);
+}
+
 static const float *forward(ps_segmenter *s)
 {
     ps_g_stage(&s->graph, "preprocess");
     ps_graph_clear(&s->graph);
     ps_tensor *logits = ps_model_forward(s->model, &s->graph, s->input, NULL);
-    size_t n = ps_numel(logits);
-    ps_kernels_best()->sigmoid(logits->data, s->prob, n);
+    sigmoid_job j = {logits->data, s->prob, logits->w};
+    ps_pool_for(s->graph.pool, logits->h, sigmoid_rows, &j);
     ps_g_stage(&s->graph, "postprocess");
     return s->prob;
 }
 
+/* Model-sized interleaved RGB rows -> the normalised input, in runs of rows shared by the threads. */
+typedef struct {
+    ps_segmenter *s;
+    const uint8_t *rgb;
+    int stride;
+} fill_job;
+
+static void fill_rows(void *ctx, int begin, int end)
+{
+    const fill_job *j = ctx;
+    for (int y = begin; y < end; y++)
+        ps_segmenter_fill_row(j->s, y, j->rgb + (size_t)y * j->stride);
+}
+
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
 {
-    prepare(rgb, w, h, stride, s->lut, s->input, 0, s->scratch);
+    const int size = s->input->w;
+    if (w != size || h != size) { /* resized into scratch first */
+        ps_resize_bilinear_u8(rgb, w, h, stride, 3, s->scratch, size, size, size * 3);
+        rgb = s->scratch;
+        stride = size * 3;
+    }
+    fill_job j = {s, rgb, stride};
+    ps_pool_for(s->graph.pool, size, fill_rows, &j);
     return forward(s);
 }
 
