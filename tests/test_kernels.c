@@ -389,28 +389,35 @@ static void test_graph_decoder_step(void)
     g_rand_free(r);
 }
 
-/* The graph's bilinear x2 (bands of rows, shared by threads) equals the reference bit for bit. */
-static void test_graph_upsample(void)
+/* The graph's ops done in bands of rows shared by the threads (bilinear x2, channel mean/max,
+ * reflect padding) equal their references bit for bit, with 1 to 3 threads. */
+static void test_graph_banded_ops(void)
 {
     GRand *r = g_rand_new_with_seed(34);
-    const int shapes[][4] = {{2, 3, 17, 9}, {1, 1, 40, 33}, {1, 2, 1, 5}};
+    const int shapes[][4] = {{2, 3, 17, 9}, {1, 1, 40, 33}, {1, 2, 5, 5}, {1, 4, 37, 64}};
     for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
         ps_tensor *x = ps_tensor_new(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
-        ps_tensor *want = ps_tensor_new(x->n, x->c, 2 * x->h, 2 * x->w);
+        ps_tensor *up = ps_tensor_new(x->n, x->c, 2 * x->h, 2 * x->w), *mm = ps_tensor_new(x->n, 2, x->h, x->w);
+        ps_tensor *pad = ps_tensor_new(x->n, x->c, x->h + 6, x->w + 6);
         tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
-        ps_upsample2x_ref(x, want);
+        ps_upsample2x_ref(x, up);
+        ps_channel_mean_max_ref(x, mm);
+        ps_reflect_pad_ref(x, 3, pad);
         for (int threads = 1; threads <= 3; threads++) {
             ps_arena *arena = ps_arena_new();
             ps_graph g;
             ps_graph_init(&g, arena, 0);
             g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
-            ps_tensor *got = ps_g_upsample2x(&g, x);
-            g_assert_cmpmem(got->data, ps_numel(got) * sizeof(float), want->data, ps_numel(want) * sizeof(float));
+            const ps_tensor *want[3] = {up, mm, pad};
+            ps_tensor *got[3] = {ps_g_upsample2x(&g, x), ps_g_channel_mean_max(&g, x), ps_g_reflect_pad(&g, x, 3)};
+            for (int o = 0; o < 3; o++)
+                g_assert_cmpmem(got[o]->data, ps_numel(got[o]) * sizeof(float), want[o]->data,
+                                ps_numel(want[o]) * sizeof(float));
             ps_pool_free(g.pool);
             ps_graph_release(&g);
             ps_arena_free(arena);
         }
-        ps_tensor_free(x), ps_tensor_free(want);
+        ps_tensor_free(x), ps_tensor_free(up), ps_tensor_free(mm), ps_tensor_free(pad);
     }
     g_rand_free(r);
 }
@@ -774,7 +781,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/encoder-step", test_graph_encoder_step);
     g_test_add_func("/graph/groupnorm-pointwise", test_graph_groupnorm_pointwise);
     g_test_add_func("/graph/batchnorm-train", test_graph_batchnorm_train);
-    g_test_add_func("/graph/upsample", test_graph_upsample);
+    g_test_add_func("/graph/banded-ops", test_graph_banded_ops);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);

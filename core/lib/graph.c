@@ -365,7 +365,6 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
     }
 UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
 UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
-UNARY(channel_mean_max, PS_OP_CHANNEL_MEAN_MAX, x->n, 2, x->h, x->w)
 UNARY(softmax_spatial, PS_OP_SOFTMAX_SPATIAL, x->n, x->c, x->h, x->w)
 #undef UNARY
 
@@ -617,12 +616,82 @@ ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)
     return y;
 }
 
+/* LSCAB's spatial-attention inputs in bands of rows on the pool, the references' arithmetic
+ * value for value: the channel mean and max of each pixel, and the reflect padding. */
+enum { BAND_ROWS = 16 };
+
+typedef struct band_job {
+    const ps_tensor *x;
+    ps_tensor *y;
+    int pad;
+} band_job;
+
+static int band_units(const ps_tensor *t, int planes)
+{
+    return planes * ((t->h + BAND_ROWS - 1) / BAND_ROWS);
+}
+
+static void mean_max_part(void *ctx, int begin, int end)
+{
+    const band_job *j = ctx;
+    const ps_tensor *x = j->x;
+    const size_t plane = (size_t)x->h * x->w;
+    const int bands = (x->h + BAND_ROWS - 1) / BAND_ROWS;
+    const float inv_c = 1.f / x->c;
+    for (int u = begin; u < end; u++) {
+        const int n = u / bands, r0 = u % bands * BAND_ROWS;
+        const size_t i0 = (size_t)r0 * x->w, i1 = (size_t)MIN(x->h, r0 + BAND_ROWS) * x->w;
+        const float *xn = x->data + (size_t)n * x->c * plane;
+        float *mean = j->y->data + (size_t)n * 2 * plane, *max = mean + plane;
+        for (size_t i = i0; i < i1; i++)
+            mean[i] = max[i] = xn[i];
+        for (int c = 1; c < x->c; c++) {
+            const float *xc = xn + c * plane;
+            for (size_t i = i0; i < i1; i++) {
+                mean[i] += xc[i];
+                max[i] = xc[i] > max[i] ? xc[i] : max[i];
+            }
+        }
+        for (size_t i = i0; i < i1; i++)
+            mean[i] *= inv_c;
+    }
+}
+
+ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, 2, x->h, x->w);
+    band_job j = {x, y, 0};
+    ps_pool_for(g->pool, band_units(x, x->n), mean_max_part, &j);
+    record(g, PS_OP_CHANNEL_MEAN_MAX, y, 1, &x);
+    return y;
+}
+
+static void reflect_pad_part(void *ctx, int begin, int end)
+{
+    const band_job *j = ctx;
+    const int h = j->x->h, w = j->x->w, ho = j->y->h, wo = j->y->w, pad = j->pad;
+    const int bands = (ho + BAND_ROWS - 1) / BAND_ROWS;
+    for (int u = begin; u < end; u++) {
+        const size_t pl = (size_t)(u / bands);
+        for (int oh = u % bands * BAND_ROWS; oh < MIN(ho, (u % bands + 1) * BAND_ROWS); oh++) {
+            const float *xr = j->x->data + (pl * h + reflect_index(oh - pad, h)) * w;
+            float *yr = j->y->data + (pl * ho + oh) * wo;
+            for (int k = 0; k < pad; k++) {
+                yr[k] = xr[pad - k];
+                yr[pad + w + k] = xr[w - 2 - k];
+            }
+            memcpy(yr + pad, xr, (size_t)w * sizeof(float));
+        }
+    }
+}
+
 ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
 {
     if (pad >= x->h || pad >= x->w)
         g_error("reflect padding %d needs a map larger than %dx%d (model input too small)", pad, x->h, x->w);
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
-    ps_reflect_pad_ref(x, pad, y);
+    band_job j = {x, y, pad};
+    ps_pool_for(g->pool, band_units(y, x->n * x->c), reflect_pad_part, &j);
     ps_node *nd = record(g, PS_OP_REFLECT_PAD, y, 1, &x);
     if (nd)
         nd->iarg = pad;
