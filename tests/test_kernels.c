@@ -154,9 +154,11 @@ static void test_depthwise(gconstpointer data)
         int relu = trial % 4 >= 2;
         if (relu)
             relu_in_place(want);
-        if (ks == 3)
-            k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu);
-        else
+        if (ks == 3) { /* in two bands of rows, the later first (as threads split them) */
+            const int split = g_rand_int_range(r, 0, h + 1);
+            k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu, split, h);
+            k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu, 0, split);
+        } else
             k->conv_depthwise1x1(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, (size_t)h * w, relu);
         char label[96];
         g_snprintf(label, sizeof label, "depthwise %dx%d c%d %dx%d dilation %d relu %d", ks, ks, c, h, w, d, relu);

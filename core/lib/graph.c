@@ -73,9 +73,19 @@ typedef struct job {
  * result does not depend on the split. */
 enum { PW_CHUNK = 1024 };
 
-static int pointwise_units(const ps_tensor *y)
+/* Units of work of PW_CHUNK positions of a map: position_units(t) of them, unit u starting at
+ * value position_run(t, u, &len) of channel 0 (the other channels a plane apart each). */
+static int position_units(const ps_tensor *t)
 {
-    return y->n * (int)(((size_t)y->h * y->w + PW_CHUNK - 1) / PW_CHUNK);
+    return t->n * (int)(((size_t)t->h * t->w + PW_CHUNK - 1) / PW_CHUNK);
+}
+
+static size_t position_run(const ps_tensor *t, int u, size_t *len)
+{
+    const size_t plane = (size_t)t->h * t->w, chunks = (plane + PW_CHUNK - 1) / PW_CHUNK;
+    const size_t n = (size_t)u / chunks, p0 = (size_t)u % chunks * PW_CHUNK;
+    *len = MIN(plane, p0 + PW_CHUNK) - p0;
+    return n * t->c * plane + p0;
 }
 
 static void pointwise_part(void *ctx, int begin, int end)
@@ -118,21 +128,32 @@ static void valid_part(void *ctx, int begin, int end)
     }
 }
 
+/* Depthwise convs split like the others, by position: 3x3 ones into bands of DW_ROWS output rows
+ * of every channel, 1x1 ones (per-channel scales) into runs of positions. */
+enum { DW_ROWS = 8 };
+
+static int depthwise_units(const ps_tensor *x, const ps_tensor *w)
+{
+    return w->h == 1 ? position_units(x) : x->n * ((x->h + DW_ROWS - 1) / DW_ROWS);
+}
+
 static void depthwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
-    const int C = j->x->c;
-    const size_t plane = (size_t)j->x->h * j->x->w;
-    for (int u = begin, count; u < end; u += count) {
-        const int n = u / C, c = u % C;
-        count = MIN(end, (n + 1) * C) - u;
-        const size_t off = ((size_t)n * C + c) * plane;
-        const float *b = j->b ? j->b->data + c : NULL;
-        if (j->w->h == 1) /* a per-channel scale */
-            j->k->conv_depthwise1x1(j->x->data + off, j->w->data + c, b, j->y->data + off, count, plane, j->relu);
-        else
-            j->k->conv_depthwise3x3(j->x->data + off, j->w->data + (size_t)c * 9, b, j->y->data + off, count,
-                                    j->x->h, j->x->w, j->dilation, j->relu);
+    const int C = j->x->c, h = j->x->h, bands = (h + DW_ROWS - 1) / DW_ROWS;
+    const size_t plane = (size_t)h * j->x->w;
+    for (int u = begin; u < end; u++) {
+        if (j->w->h == 1) { /* a per-channel scale */
+            size_t len, at = position_run(j->x, u, &len);
+            for (int c = 0; c < C; c++, at += plane)
+                j->k->conv_depthwise1x1(j->x->data + at, j->w->data + c, j->b ? j->b->data + c : NULL,
+                                        j->y->data + at, 1, len, j->relu);
+            continue;
+        }
+        const size_t off = (size_t)(u / bands) * C * plane;
+        const int row0 = u % bands * DW_ROWS;
+        j->k->conv_depthwise3x3(j->x->data + off, j->w->data, j->b ? j->b->data : NULL, j->y->data + off, C, h,
+                                j->x->w, j->dilation, j->relu, row0, MIN(h, row0 + DW_ROWS));
     }
 }
 
@@ -156,10 +177,10 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
 {
     job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .dilation = p->dilation, .relu = relu};
     if (p->groups == 1 && w->h == 1 && w->w == 1 && p->stride == 1 && p->pad_h == 0 && p->pad_w == 0)
-        ps_pool_for(g->pool, pointwise_units(y), pointwise_part, &j);
+        ps_pool_for(g->pool, position_units(y), pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w &&
              ((w->h == 3 && p->pad_h == p->dilation && x->w <= PS_KERNEL_MAX_WIDTH) || (w->h == 1 && p->pad_h == 0)))
-        ps_pool_for(g->pool, x->n * x->c, depthwise_part, &j);
+        ps_pool_for(g->pool, depthwise_units(x, w), depthwise_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
         if (p->pad_h > 0) /* the 'valid' kernel (no fused ReLU) on a zero-padded copy */
             j.x = zero_padded(g, x, p->pad_h);
@@ -184,16 +205,20 @@ static void groupnorm_part(void *ctx, int begin, int end)
     }
 }
 
-enum { CHUNK = 4096 }; /* values per unit of the element-wise kernels */
-
+/* Element-wise ops split like the pointwise convs, into runs of positions of every channel, so
+ * each thread works on the part of each map that it made in the op before (its own cache). */
 static void elementwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
-    const size_t n = ps_numel(j->x), lo = (size_t)begin * CHUNK, hi = MIN(n, (size_t)end * CHUNK);
-    if (j->x2)
-        j->k->add_gelu(j->x->data + lo, j->x2->data + lo, j->y->data + lo, hi - lo);
-    else
-        j->elementwise(j->x->data + lo, j->y->data + lo, hi - lo);
+    const size_t plane = (size_t)j->x->h * j->x->w;
+    for (int u = begin; u < end; u++) {
+        size_t len, at = position_run(j->x, u, &len);
+        for (int c = 0; c < j->x->c; c++, at += plane)
+            if (j->x2)
+                j->k->add_gelu(j->x->data + at, j->x2->data + at, j->y->data + at, len);
+            else
+                j->elementwise(j->x->data + at, j->y->data + at, len);
+    }
 }
 
 /* y = fn(x) value by value, split over the pool in chunks. */
@@ -202,7 +227,7 @@ static ps_tensor *elementwise(ps_graph *g, ps_tensor *x, ps_op_kind op,
 {
     ps_tensor *y = new_like(g, x);
     job j = {.x = x, .y = y, .elementwise = fn};
-    ps_pool_for(g->pool, (int)((ps_numel(x) + CHUNK - 1) / CHUNK), elementwise_part, &j);
+    ps_pool_for(g->pool, position_units(x), elementwise_part, &j);
     record(g, op, y, 1, &x);
     return y;
 }
@@ -213,7 +238,7 @@ ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b)
         return ps_g_gelu(g, ps_g_add(g, a, b));
     ps_tensor *y = new_like(g, a);
     job j = {.k = ps_kernels_best(), .x = a, .x2 = b, .y = y};
-    ps_pool_for(g->pool, (int)((ps_numel(a) + CHUNK - 1) / CHUNK), elementwise_part, &j);
+    ps_pool_for(g->pool, position_units(a), elementwise_part, &j);
     return y;
 }
 
@@ -592,7 +617,7 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
     }
     ps_tensor *y = ps_arena_tensor(g->arena, 1, cout, x->h, x->w);
     job pj = {.k = j.k, .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
-    ps_pool_for(g->pool, pointwise_units(y), pointwise_part, &pj);
+    ps_pool_for(g->pool, position_units(y), pointwise_part, &pj);
     return y;
 }
 
@@ -705,20 +730,25 @@ static int bdim(int a, int b)
 
 /* One output plane per unit; an operand with one channel (e.g. a (N,1,H,W) gate) gives its
  * image's plane to every channel. */
-static void channel_bcast_part(void *ctx, int begin, int end)
+/* Operands of y's size, or of one channel (e.g. LDGA's gate, (N,1,H,W) * (N,C,H,W)): runs of
+ * positions of every channel, as the element-wise ops split them. */
+static void positions_part(void *ctx, int begin, int end)
 {
     const plane_job *j = ctx;
-    const int C = j->y->c;
+    const size_t plane = (size_t)j->y->h * j->y->w;
     for (int u = begin; u < end; u++) {
-        const int ia = j->a->c == 1 ? u / C : u, ib = j->b->c == 1 ? u / C : u;
-        ps_tensor a = plane_view(j->a, ia, ia + 1), b = plane_view(j->b, ib, ib + 1), y = plane_view(j->y, u, u + 1);
-        binary_views(j, &a, &b, &y);
+        size_t len, at = position_run(j->y, u, &len);
+        const size_t image = at / (plane * j->y->c), p0 = at % plane;
+        for (int c = 0; c < j->y->c; c++, at += plane) {
+            const size_t ia = j->a->c == 1 ? image * plane + p0 : at, ib = j->b->c == 1 ? image * plane + p0 : at;
+            j->kernel(j->a->data + ia, j->b->data + ib, j->y->data + at, len);
+        }
     }
 }
 
-/* Broadcasting within planes (same N and C, e.g. (N,C,1,1) * (N,C,H,W)) splits by planes, and so
- * does a one-channel operand of the same size, e.g. (N,1,H,W) * (N,C,H,W); broadcasting across
- * images runs whole. */
+/* Operands of y's planes' size split by runs of positions (positions_part); broadcasting within
+ * planes (same N and C, e.g. (N,C,1,1) * (N,C,H,W)) by planes; broadcasting across images runs
+ * whole. */
 static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
                          void (*fn)(const ps_tensor *, const ps_tensor *, ps_tensor *))
 {
@@ -726,11 +756,11 @@ static ps_tensor *binary(ps_graph *g, ps_tensor *a, ps_tensor *b, ps_op_kind op,
                                    bdim(a->h, b->h), bdim(a->w, b->w));
     const ps_kernels *k = ps_kernels_best();
     plane_job j = {.a = a, .b = b, .y = y, .binary = fn, .kernel = op == PS_OP_MUL ? k->mul : k->add};
-    if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
+    const int full_planes = a->h == y->h && a->w == y->w && b->h == y->h && b->w == y->w;
+    if (a->n == y->n && b->n == y->n && (a->c == y->c || a->c == 1) && (b->c == y->c || b->c == 1) && full_planes) {
+        ps_pool_for(g->pool, position_units(y), positions_part, &j);
+    } else if (a->n == y->n && b->n == y->n && a->c == y->c && b->c == y->c) {
         ps_pool_for(g->pool, y->n * y->c, planes_part, &j);
-    } else if (a->n == y->n && b->n == y->n && (a->c == 1 || b->c == 1) && a->h == y->h && a->w == y->w &&
-               b->h == y->h && b->w == y->w) {
-        ps_pool_for(g->pool, y->n * y->c, channel_bcast_part, &j);
     } else {
         fn(a, b, y);
     }

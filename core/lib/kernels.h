@@ -39,9 +39,9 @@ typedef struct ps_kernels {
                            int cin, int cout, size_t n, size_t stride, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:
      * y (c, h, w) from x (c, h, w <= PS_KERNEL_MAX_WIDTH), w (c, 3, 3), b (c, or NULL); relu as
-     * above. */
+     * above; only output rows [row0, row1) (threads split the rows). */
     void (*conv_depthwise3x3)(const float *x, const float *w, const float *b, float *y, int c,
-                              int h, int wd, int dilation, int relu);
+                              int h, int wd, int dilation, int relu, int row0, int row1);
     /* One image, depthwise 1x1 (a per-channel scale and bias): y (c, plane) from x (c, plane),
      * w (c), b (c, or NULL); relu as above. */
     void (*conv_depthwise1x1)(const float *x, const float *w, const float *b, float *y, int c, size_t plane,

@@ -239,13 +239,13 @@ static void dw_row(const float *restrict x0, const float *restrict x1, const flo
 }
 
 static void conv_depthwise3x3(const float *restrict x, const float *restrict w, const float *restrict b,
-                              float *restrict y, int c, int h, int wd, int d, int relu)
+                              float *restrict y, int c, int h, int wd, int d, int relu, int row0, int row1)
 {
     const size_t plane = (size_t)h * wd;
     for (int ch = 0; ch < c; ch++) {
         const float *xp = x + ch * plane, *k = w + ch * 9;
         const float bias = b ? b[ch] : 0.f;
-        for (int oh = 0; oh < h; oh++) {
+        for (int oh = row0; oh < row1; oh++) {
             const float *above = oh - d >= 0 ? xp + (size_t)(oh - d) * wd : zero_row;
             const float *below = oh + d < h ? xp + (size_t)(oh + d) * wd : zero_row;
             dw_row(above, xp + (size_t)oh * wd, below, k, bias, y + ch * plane + (size_t)oh * wd, wd, d, relu);
