@@ -518,21 +518,34 @@ static void norm_stats_part(void *ctx, int begin, int end)
         j->k->groupnorm_stats(j->x->data + u * len, len, j->eps, &j->mean[u], &j->invstd[u]);
 }
 
-static void norm_planes_part(void *ctx, int begin, int end)
+/* The normalised step in bands of NORM_ROWS output rows of every channel (split by position like
+ * the other ops); a band reads the input rows under it (the decoder's taps say which). */
+enum { NORM_ROWS = 8 };
+
+static void norm_rows_part(void *ctx, int begin, int end)
 {
     const norm_job *j = ctx;
-    const int C = j->x->c, cpg = C / j->groups;
-    const size_t xplane = (size_t)j->x->h * j->x->w, yplane = (size_t)j->y->h * j->y->w;
+    const int C = j->x->c, cpg = C / j->groups, w = j->x->w, ho = j->y->h, wo = j->y->w;
+    const int bands = (ho + NORM_ROWS - 1) / NORM_ROWS;
+    const size_t xplane = (size_t)j->x->h * w, yplane = (size_t)ho * wo;
     for (int u = begin; u < end; u++) {
-        const int c = u % C, grp = u / C * j->groups + c / cpg;
-        const float scale = j->invstd[grp] * (j->gamma ? j->gamma->data[c] : 1.f);
-        const float shift = (j->beta ? j->beta->data[c] : 0.f) - j->mean[grp] * scale;
-        if (j->encoder)
-            j->k->affine_pool2_gelu(j->x->data + u * xplane, j->x->h, j->x->w, scale, shift,
-                                    j->y->data + u * yplane);
-        else
-            j->k->affine_up2_gelu_add(j->x->data + u * xplane, j->x->h, j->x->w, j->rows, j->y->h, j->cols,
-                                      j->y->w, scale, shift, j->skip->data + u * yplane, j->y->data + u * yplane);
+        const int n = u / bands, r0 = u % bands * NORM_ROWS, rows = MIN(ho, r0 + NORM_ROWS) - r0;
+        for (int c = 0; c < C; c++) {
+            const int grp = n * j->groups + c / cpg;
+            const size_t p = (size_t)n * C + c;
+            const float scale = j->invstd[grp] * (j->gamma ? j->gamma->data[c] : 1.f);
+            const float shift = (j->beta ? j->beta->data[c] : 0.f) - j->mean[grp] * scale;
+            const float *x = j->x->data + p * xplane;
+            float *y = j->y->data + p * yplane + (size_t)r0 * wo;
+            if (j->encoder) /* output row r pools input rows 2r and 2r + 1 */
+                j->k->affine_pool2_gelu(x + (size_t)2 * r0 * w, 2 * rows, w, scale, shift, y);
+            else if (j->rows) /* the taps index the whole input plane */
+                j->k->affine_up2_gelu_add(x, j->x->h, w, j->rows + r0, rows, j->cols, wo, scale, shift,
+                                          j->skip->data + p * yplane + (size_t)r0 * wo, y);
+            else /* no upsampling: the band's own rows */
+                j->k->affine_up2_gelu_add(x + (size_t)r0 * w, rows, w, NULL, rows, NULL, wo, scale, shift,
+                                          j->skip->data + p * yplane + (size_t)r0 * wo, y);
+        }
     }
 }
 
@@ -549,7 +562,7 @@ static void norm_stats(ps_graph *g, norm_job *j)
 static void norm_fused(ps_graph *g, norm_job *j)
 {
     norm_stats(g, j);
-    ps_pool_for(g->pool, j->x->n * j->x->c, norm_planes_part, j);
+    ps_pool_for(g->pool, j->x->n * ((j->y->h + NORM_ROWS - 1) / NORM_ROWS), norm_rows_part, j);
 }
 
 ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
