@@ -81,8 +81,8 @@ static inline guint8 to_u8(float v)
 
 /* 4-byte RGB pixels: the four corners of BLOCK output pixels read as words first, then each
  * component's bytes taken out of them and interpolated over whole arrays (vectorised), with the
- * float operations of sample_block. No clamp: a lerp with a weight in [0, 1] stays between its
- * ends, also in float, so v + 0.5 stays below 256. */
+ * float operations of sample_block. No clamp: a lerp of bytes with a weight in [0, 1] may pass
+ * its ends by a rounding error at most, so v + 0.5 truncates into 0..255 all the same. */
 static void convert_row_packed4(const PsFrameConvert *c, const guint8 *r0, const guint8 *r1, float wy, guint8 *out)
 {
     guint32 a[BLOCK], b[BLOCK], d[BLOCK], e[BLOCK];

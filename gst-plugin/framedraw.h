@@ -26,8 +26,9 @@ void ps_canvas_init(PsCanvas *c, int width, int height, int size);
 void ps_canvas_clear(PsCanvas *c);
 /* Drawing is split into frame rows so that threads can share it: first, on one thread, every
  * polyp's box is added; then the mask is filled and (after the contours) painted in disjoint
- * row ranges, each a multiple of ps_canvas_row_group() rows (the rows that share a chroma
- * row) except at the frame's end; then ps_canvas_painted() starts the next frame. */
+ * row ranges that start at a multiple of ps_canvas_row_group() rows (the rows that share a
+ * chroma row) and span a multiple of it except at the frame's end; then ps_canvas_painted()
+ * starts the next frame. */
 /* Grows the dirty box by the frame pixels the model-pixel box x0..x1, y0..y1 can tint. */
 void ps_canvas_add_mask_box(PsCanvas *c, int x0, int y0, int x1, int y1);
 /* Marks, in frame rows [row_begin, row_end), the frame pixels of that box where the

@@ -156,7 +156,13 @@ static void test_depthwise(gconstpointer data)
             relu_in_place(want);
         if (ks == 3) { /* in two bands of rows, the later first (as threads split them) */
             const int split = g_rand_int_range(r, 0, h + 1);
+            for (size_t i = 0; i < ps_numel(got); i++)
+                got->data[i] = -1234.f; /* rows outside a band must keep this */
             k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu, split, h);
+            for (int ch = 0; ch < c; ch++)
+                for (int i = 0; i < split * w; i++)
+                    if (got->data[(size_t)ch * h * w + i] != -1234.f)
+                        g_test_fail_printf("depthwise band [%d, %d) wrote row %d of channel %d", split, h, i / w, ch);
             k->conv_depthwise3x3(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, h, w, d, relu, 0, split);
         } else
             k->conv_depthwise1x1(x->data, wt->data, with_bias ? b->data : NULL, got->data, c, (size_t)h * w, relu);
@@ -388,6 +394,41 @@ static void test_graph_decoder_step(void)
         graph_pair_free(&gp);
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(skip);
     }
+    g_rand_free(r);
+}
+
+/* A depthwise 1x1 conv (per-channel scale and bias, LDGA's) through the training graph's
+ * backward against ps_conv2d_backward, batch of two. */
+static void test_graph_depthwise1x1_backward(void)
+{
+    GRand *r = g_rand_new_with_seed(35);
+    const int c = 6;
+    ps_tensor *x = with_grad(ps_tensor_new(2, c, 13, 21), r), *w = with_grad(ps_tensor_new(c, 1, 1, 1), r);
+    ps_tensor *b = with_grad(ps_tensor_new(c, 1, 1, 1), r);
+    tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
+    tu_fill_uniform(w->data, c, r, -1, 1);
+    tu_fill_uniform(b->data, c, r, -1, 1);
+    float *start[3] = {g_memdup2(x->grad, ps_numel(x) * sizeof(float)), g_memdup2(w->grad, c * sizeof(float)),
+                       g_memdup2(b->grad, c * sizeof(float))};
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    ps_tensor *y = ps_g_conv2d(&g, x, w, b, 1, 0, 1, c);
+    y->grad = ps_arena_alloc(arena, ps_numel(y) * sizeof(float));
+    tu_fill_uniform(y->grad, ps_numel(y), r, -1, 1);
+    ps_backward(&g, y);
+    float *got[3] = {x->grad, w->grad, b->grad};
+    x->grad = start[0], w->grad = start[1], b->grad = start[2];
+    ps_conv2d_params p = {1, 0, 0, 1, c};
+    ps_conv2d_backward(x, w, b, &p, y);
+    tu_assert_close("depthwise 1x1 backward gx", got[0], x->grad, ps_numel(x), 1e-5);
+    tu_assert_close("depthwise 1x1 backward gw", got[1], w->grad, c, 1e-5);
+    tu_assert_close("depthwise 1x1 backward gb", got[2], b->grad, c, 1e-5);
+    for (int i = 0; i < 3; i++)
+        g_free(got[i]);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(x), ps_tensor_free(w), ps_tensor_free(b);
     g_rand_free(r);
 }
 
@@ -784,6 +825,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/groupnorm-pointwise", test_graph_groupnorm_pointwise);
     g_test_add_func("/graph/batchnorm-train", test_graph_batchnorm_train);
     g_test_add_func("/graph/banded-ops", test_graph_banded_ops);
+    g_test_add_func("/graph/depthwise1x1-backward", test_graph_depthwise1x1_backward);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);
     g_test_add_data_func("/pool/threads-same-result-malunet", "malunet", test_threads_same_result);

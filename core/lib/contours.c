@@ -70,8 +70,8 @@ const int32_t *ps_regions_labels(const ps_regions *r)
 static const int DX[8] = {1, 1, 0, -1, -1, -1, 0, 1};
 static const int DY[8] = {0, 1, 1, 1, 0, -1, -1, -1};
 
-/* Queue entries hold a pixel's coordinates, y << 16 | x (sides stop at 4096), so no division
- * recovers them. */
+/* Queue entries hold a pixel's coordinates, y << 16 | x (ps_regions_new takes sides up to
+ * 65535), so no division recovers them. */
 static inline int32_t pack_xy(int x, int y)
 {
     return (int32_t)((uint32_t)y << 16 | (uint32_t)x);

@@ -17,7 +17,9 @@ typedef struct ps_region {
 
 typedef struct ps_regions ps_regions;
 
-ps_regions *ps_regions_new(int w, int h); /* for w x h masks; abort()s on out-of-memory */
+/* For w x h masks, sides up to 65535 (model inputs stop at 4096); abort()s on out-of-memory
+ * or a larger side. */
+ps_regions *ps_regions_new(int w, int h);
 void ps_regions_free(ps_regions *r);
 /* Finds the regions of `mask` (nonzero = foreground), in raster order of their top-left pixel.
  * Regions of fewer than min_area pixels are cleared from the mask, so afterwards it holds

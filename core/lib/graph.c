@@ -54,8 +54,10 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
 }
 
 /* ---- optimised kernels, split over the pool ----
- * Work is split in units (an output channel of one image, a GroupNorm group, a chunk of
- * values); each part of the pool gets a contiguous range of units. */
+ * Work is split in units, mostly by position (a run of positions or a band of rows of every
+ * channel, so a thread keeps working on the part of each map it made in the op before; a
+ * GroupNorm group for the statistics); each part of the pool gets a contiguous range of units.
+ * Maps of one unit or less (the deepest levels) run on one thread. */
 
 typedef struct job {
     const ps_kernels *k;
@@ -498,7 +500,7 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 }
 
 /* A GroupNorm fused with what follows it (inference): statistics per (image, group) first,
- * then one pass per plane with the channel's affine folded into the next step. */
+ * then one pass in bands of rows with each channel's affine folded into the next step. */
 typedef struct norm_job {
     const ps_kernels *k;
     const ps_tensor *x, *gamma, *beta, *skip;
@@ -741,8 +743,6 @@ static int bdim(int a, int b)
     return a > b ? a : b;
 }
 
-/* One output plane per unit; an operand with one channel (e.g. a (N,1,H,W) gate) gives its
- * image's plane to every channel. */
 /* Operands of y's size, or of one channel (e.g. LDGA's gate, (N,1,H,W) * (N,C,H,W)): runs of
  * positions of every channel, as the element-wise ops split them. */
 static void positions_part(void *ctx, int begin, int end)

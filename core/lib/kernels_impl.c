@@ -187,6 +187,21 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
 /* The zero padding above the first and below the last row of a depthwise input. */
 static const float zero_row[PS_KERNEL_MAX_WIDTH];
 
+/* PW_V outputs of a depthwise 3x3 row from `at`, all taps inside the row. */
+static inline void dw_vec(const float *x0, const float *x1, const float *x2, const float *k, float bias, float *yr,
+                          int at, int d, int relu)
+{
+#define AT(r, o) (*(const pw_vec *)((r) + at + (o)))
+    pw_vec acc = (pw_vec){0} + bias;
+    acc += k[0] * AT(x0, -d) + k[1] * AT(x0, 0) + k[2] * AT(x0, d);
+    acc += k[3] * AT(x1, -d) + k[4] * AT(x1, 0) + k[5] * AT(x1, d);
+    acc += k[6] * AT(x2, -d) + k[7] * AT(x2, 0) + k[8] * AT(x2, d);
+#undef AT
+    if (relu) /* as relu_in_place: v where v > 0, else +0 */
+        acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
+    *(pw_vec *)(yr + at) = acc;
+}
+
 /* One output row of a depthwise 3x3 from its three input rows x0, x1, x2 (zero_row where the
  * row falls outside the image), the sum kept in a register. Columns where a tap falls outside
  * the image are handled apart, so the middle loop is plain. */
@@ -201,27 +216,17 @@ static void dw_row(const float *restrict x0, const float *restrict x1, const flo
         acc += k[7] * x2[i] + (i + d < wd ? k[8] * x2[i + d] : 0.f);
         yr[i] = relu_if(relu, acc);
     }
-    /* The middle in whole vectors; the last one may overlap the one before (it writes the same
-     * values again), so a row is never left to a scalar tail unless it is narrower than a vector. */
+    /* The middle in whole vectors; a last one ending at hi may overlap the one before (it writes
+     * the same values again), so a row is never left to a scalar tail unless it is narrower than
+     * a vector. */
     int i = lo;
-    if (hi - lo >= PW_V)
-        for (;; i += PW_V) {
-            if (i + PW_V > hi)
-                i = hi - PW_V;
-#define AT(r, o) (*(const pw_vec *)((r) + i + (o)))
-            pw_vec acc = (pw_vec){0} + bias;
-            acc += k[0] * AT(x0, -d) + k[1] * AT(x0, 0) + k[2] * AT(x0, d);
-            acc += k[3] * AT(x1, -d) + k[4] * AT(x1, 0) + k[5] * AT(x1, d);
-            acc += k[6] * AT(x2, -d) + k[7] * AT(x2, 0) + k[8] * AT(x2, d);
-#undef AT
-            if (relu) /* as relu_in_place: v where v > 0, else +0 */
-                acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
-            *(pw_vec *)(yr + i) = acc;
-            if (i + PW_V == hi) {
-                i = hi;
-                break;
-            }
-        }
+    if (hi - lo >= PW_V) {
+        for (; i + PW_V <= hi; i += PW_V)
+            dw_vec(x0, x1, x2, k, bias, yr, i, d, relu);
+        if (i < hi)
+            dw_vec(x0, x1, x2, k, bias, yr, hi - PW_V, d, relu);
+        i = hi;
+    }
     for (; i < hi; i++) {
         float acc = bias;
         acc += k[0] * x0[i - d] + k[1] * x0[i] + k[2] * x0[i + d];
@@ -549,10 +554,10 @@ static inline __attribute__((always_inline)) void gw_tile(const float *restrict 
     }
     for (int k = 0; k < t; k++)
         for (int j = 0; j < u; j++) {
-            float sum = 0.f;
+            float total = 0.f;
             for (int l = 0; l < PW_V; l++)
-                sum += acc[k][j][l];
-            gw[(size_t)k * cin + j] += sum;
+                total += acc[k][j][l];
+            gw[(size_t)k * cin + j] += total;
         }
 }
 
@@ -659,10 +664,10 @@ static void conv_depthwise3x3_backward(const float *restrict x, const float *res
             }
             if (gw && (oh % DW_TAP_ROWS == DW_TAP_ROWS - 1 || oh == h - 1))
                 for (int t = 0; t < 9; t++) {
-                    float sum = tail[t];
+                    float total = tail[t];
                     for (int l = 0; l < PW_V; l++)
-                        sum += acc[t][l];
-                    tap[t] += sum;
+                        total += acc[t][l];
+                    tap[t] += total;
                     acc[t] = (pw_vec){0};
                     tail[t] = 0.f;
                 }

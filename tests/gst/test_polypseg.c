@@ -477,9 +477,17 @@ static void test_canvas_blend_formula(void)
         guint8 *marks = g_memdup2(c.cover, (gsize)w * h);
         GstVideoFrame vf;
         g_assert_true(gst_video_frame_map(&vf, &info, buf, GST_MAP_READWRITE));
-        /* in two row ranges, the later first, as threads may paint them */
+        /* in two row ranges, the later first, as threads may paint them; the first leaves the
+         * rows above it, pixels and marks, as they were */
         const int split = 2 * 23;
         ps_canvas_paint(&c, &vf, &tint, &line, split, h);
+        for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(&vf); p++) {
+            const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&vf, p), rows = p == 0 ? split : split / 2;
+            const guint8 *now = GST_VIDEO_FRAME_PLANE_DATA(&vf, p), *was = before + GST_VIDEO_INFO_PLANE_OFFSET(&info, p);
+            if (memcmp(now, was, (size_t)rows * stride) != 0)
+                g_error("%s: painting rows %d.. changed plane %u above them", fmts[f], split, p);
+        }
+        g_assert_cmpmem(c.cover, (gsize)split * w, marks, (gsize)split * w);
         ps_canvas_paint(&c, &vf, &tint, &line, 0, split);
         ps_canvas_painted(&c);
         const gboolean yuv = GST_VIDEO_INFO_IS_YUV(&info);
