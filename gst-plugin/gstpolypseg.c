@@ -596,8 +596,8 @@ gst_polyp_seg_class_init (GstPolypSegClass * klass)
           DEFAULT_POST_MESSAGES, live));
   g_object_class_install_property (gobject_class, PROP_THREADS,
       g_param_spec_uint ("threads", "Threads",
-          "Threads that share each inference (0 = one per CPU core); the result is the same "
-          "for any number", 0, 64, DEFAULT_THREADS, live));
+          "Threads that share each frame's conversion, inference and drawing (0 = one per CPU "
+          "core); the result is the same for any number", 0, 64, DEFAULT_THREADS, live));
 
   gst_element_class_set_static_metadata (element_class, "Polyp segmentation",
       "Filter/Analyzer/Video",
