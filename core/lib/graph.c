@@ -322,32 +322,23 @@ ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b)
     return y;
 }
 
-/* ps_batchnorm_train_ref with the kernels' sums and per-plane affine. */
-static void batchnorm_train(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta, ps_tensor *running_mean,
-                            ps_tensor *running_var, float momentum, float eps, ps_tensor *y, float *save_mean,
-                            float *save_invstd)
+/* Batch-norm's training statistics and affine by the kernels (ps_batchnorm_train_with). */
+static double kernel_sum(const float *x, size_t n)
 {
-    const ps_kernels *k = ps_kernels_best();
-    const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
-    for (int c = 0; c < x->c; c++) {
-        double sum = 0, ssd = 0;
-        for (int n = 0; n < x->n; n++)
-            sum += k->sum(x->data + ((size_t)n * x->c + c) * plane, plane);
-        const double mean = sum / m;
-        for (int n = 0; n < x->n; n++)
-            ssd += k->sum_sqdev(x->data + ((size_t)n * x->c + c) * plane, plane, (float)mean);
-        const double var = ssd / m;
-        const float invstd = (float)(1.0 / sqrt(var + eps));
-        save_mean[c] = (float)mean;
-        save_invstd[c] = invstd;
-        const float scale = gamma->data[c] * invstd, shift = beta->data[c] - (float)mean * scale;
-        for (int n = 0; n < x->n; n++) {
-            const size_t off = ((size_t)n * x->c + c) * plane;
-            k->conv_depthwise1x1(x->data + off, &scale, &shift, y->data + off, 1, plane, 0);
-        }
-        ps_batchnorm_update_running(running_mean, running_var, c, momentum, mean, ssd, m);
-    }
+    return ps_kernels_best()->sum(x, n);
 }
+
+static double kernel_sum_sqdev(const float *x, size_t n, double mean)
+{
+    return ps_kernels_best()->sum_sqdev(x, n, (float)mean);
+}
+
+static void kernel_affine(float *y, const float *x, size_t n, float scale, float shift)
+{
+    ps_kernels_best()->conv_depthwise1x1(x, &scale, &shift, y, 1, n, 0);
+}
+
+static const ps_batchnorm_ops kernel_bn_ops = {kernel_sum, kernel_sum_sqdev, kernel_affine};
 
 ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor *beta,
                           ps_tensor *mean, ps_tensor *var, float eps)
@@ -359,7 +350,8 @@ ps_tensor *ps_g_batchnorm(ps_graph *g, ps_tensor *x, ps_tensor *gamma, ps_tensor
     }
     float *save_mean = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
     float *save_invstd = ps_arena_alloc(g->arena, (size_t)x->c * sizeof(float));
-    batchnorm_train(x, gamma, beta, mean, var, g->bn_momentum, eps, y, save_mean, save_invstd);
+    ps_batchnorm_train_with(&kernel_bn_ops, x, gamma, beta, mean, var, g->bn_momentum, eps, y, save_mean,
+                            save_invstd);
     ps_node *nd = record(g, PS_OP_BATCHNORM_TRAIN, y, 3, (ps_tensor *[]){x, gamma, beta});
     nd->eps = eps;
     nd->save_mean = save_mean;
@@ -409,17 +401,9 @@ typedef struct plane_job {
     ps_tensor *y;
     void (*unary)(const ps_tensor *x, ps_tensor *y);
     void (*binary)(const ps_tensor *a, const ps_tensor *b, ps_tensor *y);
-    /* the optimised kernel of `binary`, for operands of one size */
+    /* the optimised kernel of `binary` on runs of values (positions_part) */
     void (*kernel)(const float *a, const float *b, float *y, size_t n);
 } plane_job;
-
-static void binary_views(const plane_job *j, const ps_tensor *a, const ps_tensor *b, ps_tensor *y)
-{
-    if (j->kernel && ps_tensor_same_shape(a, y) && ps_tensor_same_shape(b, y))
-        j->kernel(a->data, b->data, y->data, ps_numel(y));
-    else
-        j->binary(a, b, y);
-}
 
 static void planes_part(void *ctx, int begin, int end)
 {
@@ -429,7 +413,7 @@ static void planes_part(void *ctx, int begin, int end)
         j->unary(&a, &y);
     } else {
         ps_tensor b = plane_view(j->b, begin, end);
-        binary_views(j, &a, &b, &y);
+        j->binary(&a, &b, &y);
     }
 }
 
@@ -442,9 +426,8 @@ ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x)
     return y;
 }
 
-/* Bilinear x2 in bands of output rows, so a single plane (the head's) shares the threads too:
- * each output row blends its two input rows interpolated along w, the arithmetic of
- * ps_upsample2x_ref value for value. */
+/* Bilinear x2 in bands of output rows (ps_upsample2x_rows), so a single plane (the head's) shares
+ * the threads too. */
 enum { UP_ROWS = 32 };
 
 typedef struct up_job {
@@ -453,37 +436,13 @@ typedef struct up_job {
     const ps_lin_tap *cols;
 } up_job;
 
-/* Input row i interpolated along w, kept in slot i % 2: an output row's two input rows are i
- * and i + 1 (or i twice), so they never evict each other, and the next output row mostly
- * finds them there. */
-static const float *up_row(const up_job *j, size_t pl, int i, float *slots, int *held)
-{
-    const int w = j->x->w, wo = j->y->w;
-    float *t = slots + (size_t)(i % 2) * wo;
-    if (held[i % 2] != i) {
-        const float *xr = j->x->data + (pl * j->x->h + i) * w;
-        for (int ow = 0; ow < wo; ow++)
-            t[ow] = j->cols[ow].l0 * xr[j->cols[ow].i0] + j->cols[ow].l1 * xr[j->cols[ow].i1];
-        held[i % 2] = i;
-    }
-    return t;
-}
-
 static void upsample_part(void *ctx, int begin, int end)
 {
     const up_job *j = ctx;
-    const int h = j->x->h, ho = j->y->h, wo = j->y->w, bands = (ho + UP_ROWS - 1) / UP_ROWS;
-    float slots[2 * wo]; /* at most 2 x 8192 values: sides stop at 4096 */
+    const int bands = (j->y->h + UP_ROWS - 1) / UP_ROWS;
     for (int u = begin; u < end; u++) {
-        const size_t pl = (size_t)(u / bands);
-        int held[2] = {-1, -1};
-        for (int oh = u % bands * UP_ROWS; oh < MIN(ho, (u % bands + 1) * UP_ROWS); oh++) {
-            const ps_lin_tap r = ps_lin_tap_at(oh, h, ho);
-            const float *t0 = up_row(j, pl, r.i0, slots, held), *t1 = up_row(j, pl, r.i1, slots, held);
-            float *yr = j->y->data + (pl * ho + oh) * wo;
-            for (int ow = 0; ow < wo; ow++)
-                yr[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
-        }
+        const int oh0 = u % bands * UP_ROWS;
+        ps_upsample2x_rows(j->x, j->y, (size_t)(u / bands), oh0, MIN(j->y->h, oh0 + UP_ROWS), j->cols);
     }
 }
 
@@ -491,8 +450,7 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 2 * x->h, 2 * x->w);
     ps_lin_tap *cols = ps_arena_alloc(g->arena, (size_t)y->w * sizeof *cols);
-    for (int ow = 0; ow < y->w; ow++)
-        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
+    ps_upsample2x_cols(x, y, cols);
     up_job j = {x, y, cols};
     ps_pool_for(g->pool, x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
@@ -656,8 +614,8 @@ ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)
     return y;
 }
 
-/* LSCAB's spatial-attention inputs in bands of rows on the pool, the references' arithmetic
- * value for value: the channel mean and max of each pixel, and the reflect padding. */
+/* LSCAB's spatial-attention inputs (channel mean and max, reflect padding) in bands of rows
+ * on the pool, each band by the reference's own row-range form. */
 enum { BAND_ROWS = 16 };
 
 typedef struct band_job {
@@ -674,26 +632,10 @@ static int band_units(const ps_tensor *t, int planes)
 static void mean_max_part(void *ctx, int begin, int end)
 {
     const band_job *j = ctx;
-    const ps_tensor *x = j->x;
-    const size_t plane = (size_t)x->h * x->w;
-    const int bands = (x->h + BAND_ROWS - 1) / BAND_ROWS;
-    const float inv_c = 1.f / x->c;
+    const int bands = (j->x->h + BAND_ROWS - 1) / BAND_ROWS, w = j->x->w;
     for (int u = begin; u < end; u++) {
-        const int n = u / bands, r0 = u % bands * BAND_ROWS;
-        const size_t i0 = (size_t)r0 * x->w, i1 = (size_t)MIN(x->h, r0 + BAND_ROWS) * x->w;
-        const float *xn = x->data + (size_t)n * x->c * plane;
-        float *mean = j->y->data + (size_t)n * 2 * plane, *max = mean + plane;
-        for (size_t i = i0; i < i1; i++)
-            mean[i] = max[i] = xn[i];
-        for (int c = 1; c < x->c; c++) {
-            const float *xc = xn + c * plane;
-            for (size_t i = i0; i < i1; i++) {
-                mean[i] += xc[i];
-                max[i] = xc[i] > max[i] ? xc[i] : max[i];
-            }
-        }
-        for (size_t i = i0; i < i1; i++)
-            mean[i] *= inv_c;
+        const int r0 = u % bands * BAND_ROWS, r1 = MIN(j->x->h, r0 + BAND_ROWS);
+        ps_channel_mean_max_range(j->x, j->y, u / bands, (size_t)r0 * w, (size_t)r1 * w);
     }
 }
 
@@ -709,19 +651,10 @@ ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x)
 static void reflect_pad_part(void *ctx, int begin, int end)
 {
     const band_job *j = ctx;
-    const int h = j->x->h, w = j->x->w, ho = j->y->h, wo = j->y->w, pad = j->pad;
-    const int bands = (ho + BAND_ROWS - 1) / BAND_ROWS;
+    const int bands = (j->y->h + BAND_ROWS - 1) / BAND_ROWS;
     for (int u = begin; u < end; u++) {
-        const size_t pl = (size_t)(u / bands);
-        for (int oh = u % bands * BAND_ROWS; oh < MIN(ho, (u % bands + 1) * BAND_ROWS); oh++) {
-            const float *xr = j->x->data + (pl * h + reflect_index(oh - pad, h)) * w;
-            float *yr = j->y->data + (pl * ho + oh) * wo;
-            for (int k = 0; k < pad; k++) {
-                yr[k] = xr[pad - k];
-                yr[pad + w + k] = xr[w - 2 - k];
-            }
-            memcpy(yr + pad, xr, (size_t)w * sizeof(float));
-        }
+        const int oh0 = u % bands * BAND_ROWS;
+        ps_reflect_pad_rows(j->x, j->pad, j->y, (size_t)(u / bands), oh0, MIN(j->y->h, oh0 + BAND_ROWS));
     }
 }
 

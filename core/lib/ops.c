@@ -113,18 +113,34 @@ void ps_batchnorm_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tenso
     }
 }
 
+/* The reference's sums in double, and its affine. */
+static double sqdev_d(const float *x, size_t n, double mean)
+{
+    return sum_sqdev_d(x, n, mean);
+}
+
+static const ps_batchnorm_ops ref_ops = {sum_d, sqdev_d, affine};
+
 void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
                             ps_tensor *running_mean, ps_tensor *running_var, float momentum,
                             float eps, ps_tensor *y, float *save_mean, float *save_invstd)
+{
+    ps_batchnorm_train_with(&ref_ops, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
+                            save_invstd);
+}
+
+void ps_batchnorm_train_with(const ps_batchnorm_ops *ops, const ps_tensor *x, const ps_tensor *gamma,
+                             const ps_tensor *beta, ps_tensor *running_mean, ps_tensor *running_var, float momentum,
+                             float eps, ps_tensor *y, float *save_mean, float *save_invstd)
 {
     const size_t plane = (size_t)x->h * x->w, m = plane * x->n;
     for (int c = 0; c < x->c; c++) {
         double sum = 0, ssd = 0;
         for (int n = 0; n < x->n; n++)
-            sum += sum_d(x->data + ((size_t)n * x->c + c) * plane, plane);
+            sum += ops->sum(x->data + ((size_t)n * x->c + c) * plane, plane);
         const double mean = sum / m;
         for (int n = 0; n < x->n; n++)
-            ssd += sum_sqdev_d(x->data + ((size_t)n * x->c + c) * plane, plane, mean);
+            ssd += ops->sum_sqdev(x->data + ((size_t)n * x->c + c) * plane, plane, mean);
         const double var = ssd / m;
         const float invstd = (float)(1.0 / sqrt(var + eps));
         save_mean[c] = (float)mean;
@@ -133,21 +149,15 @@ void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps
         const float shift = beta->data[c] - (float)mean * scale;
         for (int n = 0; n < x->n; n++) {
             const size_t off = ((size_t)n * x->c + c) * plane;
-            affine(y->data + off, x->data + off, plane, scale, shift);
+            ops->affine(y->data + off, x->data + off, plane, scale, shift);
         }
-        ps_batchnorm_update_running(running_mean, running_var, c, momentum, mean, ssd, m);
-    }
-}
-
-void ps_batchnorm_update_running(ps_tensor *running_mean, ps_tensor *running_var, int c, float momentum,
-                                 double mean, double ssd, size_t m)
-{
-    if (running_mean)
-        running_mean->data[c] = (1 - momentum) * running_mean->data[c] + momentum * (float)mean;
-    if (running_var) {
-        /* Unbiased variance; a single value per channel has none, keep the biased one. */
-        const double unbiased = m > 1 ? ssd / (m - 1) : ssd / m;
-        running_var->data[c] = (1 - momentum) * running_var->data[c] + momentum * (float)unbiased;
+        if (running_mean)
+            running_mean->data[c] = (1 - momentum) * running_mean->data[c] + momentum * (float)mean;
+        if (running_var) {
+            /* Unbiased variance; a single value per channel has none, keep the biased one. */
+            const double unbiased = m > 1 ? ssd / (m - 1) : var;
+            running_var->data[c] = (1 - momentum) * running_var->data[c] + momentum * (float)unbiased;
+        }
     }
 }
 
@@ -270,73 +280,97 @@ void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y)
         y->data[pl] = (float)(sum_d(x->data + pl * plane, plane) / plane);
 }
 
-void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
+void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1)
 {
     const size_t plane = (size_t)x->h * x->w;
     const float inv_c = 1.f / x->c;
-    for (int n = 0; n < x->n; n++) {
-        const float *xn = x->data + (size_t)n * x->c * plane;
-        float *mean = y->data + (size_t)n * 2 * plane, *max = mean + plane;
-        memcpy(mean, xn, plane * sizeof(float));
-        memcpy(max, xn, plane * sizeof(float));
-        /* Channel-outer order: both accumulators are streamed plane by plane. */
-        for (int c = 1; c < x->c; c++) {
-            const float *xc = xn + c * plane;
-            for (size_t i = 0; i < plane; i++) {
-                mean[i] += xc[i];
-                max[i] = xc[i] > max[i] ? xc[i] : max[i];
-            }
+    const float *xn = x->data + (size_t)n * x->c * plane;
+    float *mean = y->data + (size_t)n * 2 * plane, *max = mean + plane;
+    for (size_t i = i0; i < i1; i++)
+        mean[i] = max[i] = xn[i];
+    /* Channel-outer order: both accumulators are streamed plane by plane. */
+    for (int c = 1; c < x->c; c++) {
+        const float *xc = xn + c * plane;
+        for (size_t i = i0; i < i1; i++) {
+            mean[i] += xc[i];
+            max[i] = xc[i] > max[i] ? xc[i] : max[i];
         }
-        for (size_t i = 0; i < plane; i++)
-            mean[i] *= inv_c;
+    }
+    for (size_t i = i0; i < i1; i++)
+        mean[i] *= inv_c;
+}
+
+void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
+{
+    for (int n = 0; n < x->n; n++)
+        ps_channel_mean_max_range(x, y, n, 0, (size_t)x->h * x->w);
+}
+
+void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, int oh0, int oh1)
+{
+    const int h = x->h, w = x->w, ho = y->h, wo = y->w;
+    for (int oh = oh0; oh < oh1; oh++) {
+        const float *xr = x->data + (pl * h + reflect_index(oh - pad, h)) * w;
+        float *yr = y->data + (pl * ho + oh) * wo;
+        for (int j = 0; j < pad; j++) {
+            yr[j] = xr[pad - j];
+            yr[pad + w + j] = xr[w - 2 - j];
+        }
+        memcpy(yr + pad, xr, (size_t)w * sizeof(float));
     }
 }
 
 void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y)
 {
-    const int h = x->h, w = x->w, ho = y->h, wo = y->w;
-    const size_t planes = (size_t)x->n * x->c;
-    for (size_t pl = 0; pl < planes; pl++)
-        for (int oh = 0; oh < ho; oh++) {
-            const float *xr = x->data + (pl * h + reflect_index(oh - pad, h)) * w;
-            float *yr = y->data + (pl * ho + oh) * wo;
-            for (int j = 0; j < pad; j++) {
-                yr[j] = xr[pad - j];
-                yr[pad + w + j] = xr[w - 2 - j];
-            }
-            memcpy(yr + pad, xr, (size_t)w * sizeof(float));
-        }
+    for (size_t pl = 0; pl < (size_t)x->n * x->c; pl++)
+        ps_reflect_pad_rows(x, pad, y, pl, 0, y->h);
+}
+
+/* Input row i of plane pl interpolated along w, kept in slot i % 2: an output row's two input
+ * rows are i and i + 1 (or i twice), so they never evict each other, and the next output row
+ * mostly finds them there. */
+static const float *up_row(const ps_tensor *x, size_t pl, int i, const ps_lin_tap *cols, int wo, float *slots,
+                           int *held)
+{
+    float *t = slots + (size_t)(i % 2) * wo;
+    if (held[i % 2] != i) {
+        const float *xr = x->data + (pl * x->h + i) * x->w;
+        for (int ow = 0; ow < wo; ow++)
+            t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
+        held[i % 2] = i;
+    }
+    return t;
+}
+
+void ps_upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, int oh1, const ps_lin_tap *cols)
+{
+    /* Same arithmetic as PyTorch's l0h * (l0w * x00 + l1w * x01) + l1h * (l0w * x10 + l1w * x11). */
+    const int wo = y->w;
+    float slots[2 * wo]; /* at most 2 x 8192 values: model sides stop at 4096 */
+    int held[2] = {-1, -1};
+    for (int oh = oh0; oh < oh1; oh++) {
+        const ps_lin_tap r = ps_lin_tap_at(oh, x->h, y->h);
+        const float *t0 = up_row(x, pl, r.i0, cols, wo, slots, held), *t1 = up_row(x, pl, r.i1, cols, wo, slots, held);
+        float *yr = y->data + (pl * y->h + oh) * wo;
+        for (int ow = 0; ow < wo; ow++)
+            yr[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
+    }
+}
+
+void ps_upsample2x_cols(const ps_tensor *x, const ps_tensor *y, ps_lin_tap *cols)
+{
+    for (int ow = 0; ow < y->w; ow++)
+        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
 }
 
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
 {
-    const int h = x->h, w = x->w, ho = y->h, wo = y->w;
-    /* Column taps, then per plane: every input row interpolated along w once (rows), then each
-     * output row a contiguous blend of two of those. Same arithmetic as PyTorch's
-     * l0h * (l0w * x00 + l1w * x01) + l1h * (l0w * x10 + l1w * x11). */
-    ps_lin_tap *cols = malloc((size_t)wo * sizeof *cols);
-    float *rows = malloc((size_t)h * wo * sizeof *rows);
-    if (!cols || !rows)
+    ps_lin_tap *cols = malloc((size_t)y->w * sizeof *cols);
+    if (!cols)
         abort();
-    for (int ow = 0; ow < wo; ow++)
-        cols[ow] = ps_lin_tap_at(ow, w, wo);
-    const size_t planes = (size_t)x->n * x->c;
-    for (size_t pl = 0; pl < planes; pl++) {
-        for (int i = 0; i < h; i++) {
-            const float *xr = x->data + (pl * h + i) * w;
-            float *t = rows + (size_t)i * wo;
-            for (int ow = 0; ow < wo; ow++)
-                t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
-        }
-        for (int oh = 0; oh < ho; oh++) {
-            const ps_lin_tap r = ps_lin_tap_at(oh, h, ho);
-            const float *t0 = rows + (size_t)r.i0 * wo, *t1 = rows + (size_t)r.i1 * wo;
-            float *yr = y->data + (pl * ho + oh) * wo;
-            for (int ow = 0; ow < wo; ow++)
-                yr[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
-        }
-    }
-    free(rows);
+    ps_upsample2x_cols(x, y, cols);
+    for (size_t pl = 0; pl < (size_t)x->n * x->c; pl++)
+        ps_upsample2x_rows(x, y, pl, 0, y->h, cols);
     free(cols);
 }
 

@@ -4,6 +4,7 @@
  * against these. */
 #pragma once
 #include "tensor.h"
+#include "kernels.h" /* ps_lin_tap */
 
 typedef struct ps_conv2d_params {
     int stride;          /* same in both directions */
@@ -36,10 +37,16 @@ void ps_batchnorm_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tenso
 void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
                             ps_tensor *running_mean, ps_tensor *running_var, float momentum,
                             float eps, ps_tensor *y, float *save_mean, float *save_invstd);
-/* Its running-statistics update for channel c from the batch mean and the sum of squared
- * deviations over m values (shared by the graph's kernel version). */
-void ps_batchnorm_update_running(ps_tensor *running_mean, ps_tensor *running_var, int c, float momentum,
-                                 double mean, double ssd, size_t m);
+/* The same with its sums over a plane (sum x, sum (x - mean)^2) and its per-plane affine
+ * (y = x scale + shift) done by `ops`: the reference's in double, the graph's by the kernels. */
+typedef struct ps_batchnorm_ops {
+    double (*sum)(const float *x, size_t n);
+    double (*sum_sqdev)(const float *x, size_t n, double mean);
+    void (*affine)(float *y, const float *x, size_t n, float scale, float shift);
+} ps_batchnorm_ops;
+void ps_batchnorm_train_with(const ps_batchnorm_ops *ops, const ps_tensor *x, const ps_tensor *gamma,
+                             const ps_tensor *beta, ps_tensor *running_mean, ps_tensor *running_var, float momentum,
+                             float eps, ps_tensor *y, float *save_mean, float *save_invstd);
 
 /* GroupNorm (torch.nn.GroupNorm): C divisible by groups; gamma, beta (C,1,1,1) or NULL. */
 void ps_groupnorm_ref(const ps_tensor *x, int groups, const ps_tensor *gamma,
@@ -58,12 +65,19 @@ void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y);
 void ps_maxpool2x2_ref(const ps_tensor *x, ps_tensor *y);
 /* Global average pool: y (N,C,1,1). */
 void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y);
-/* y (N,2,H,W): channel 0 = mean over channels, channel 1 = max over channels. */
+/* y (N,2,H,W): channel 0 = mean over channels, channel 1 = max over channels. The _range,
+ * _rows and _cols forms below do a part of these ops (values [i0, i1) of image n's planes, rows
+ * [oh0, oh1) of plane pl), so the graph can share them out in bands on its threads. */
 void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y);
+void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1);
 /* Reflect padding (torch ReflectionPad2d), pad < H and pad < W: y (N,C,H+2p,W+2p). */
 void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y);
-/* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W). */
+void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, int oh0, int oh1);
+/* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W); ps_upsample2x_cols fills the
+ * column taps (y->w of them) that ps_upsample2x_rows needs. */
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y);
+void ps_upsample2x_cols(const ps_tensor *x, const ps_tensor *y, ps_lin_tap *cols);
+void ps_upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, int oh1, const ps_lin_tap *cols);
 
 /* Element-wise with broadcasting: each of N,C,H,W of a and b is equal or 1; y has the
  * broadcast shape. */
