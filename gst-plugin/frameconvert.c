@@ -151,9 +151,3 @@ void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, i
         }
     }
 }
-
-void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb)
-{
-    for (int y = 0; y < c->size; y++)
-        ps_frame_convert_row(c, frame, y, rgb + (size_t)y * c->size * 3);
-}

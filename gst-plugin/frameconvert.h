@@ -23,8 +23,7 @@ typedef struct {
 /* Builds the sampling tables for frames of `info` (once per caps). */
 void ps_frame_convert_init(PsFrameConvert *c, const GstVideoInfo *info, int size);
 void ps_frame_convert_clear(PsFrameConvert *c);
-/* Writes size x size interleaved RGB (stride size*3); allocates nothing. */
-void ps_frame_convert_run(const PsFrameConvert *c, const GstVideoFrame *frame, guint8 *rgb);
-/* Output row y only (size pixels of interleaved RGB at out), so a frame can be converted by
- * several threads straight into the model input (ps_segmenter_fill_row), one row at a time. */
+/* Output row y (size pixels of interleaved RGB at out); allocates nothing. Row by row, so a
+ * frame can be converted by several threads straight into the model input
+ * (ps_segmenter_fill_row). */
 void ps_frame_convert_row(const PsFrameConvert *c, const GstVideoFrame *frame, int y, guint8 *out);

@@ -396,14 +396,14 @@ static void
 gst_polyp_seg_draw (GstPolypSeg * self, GstVideoFrame * frame, const PsSettings * s)
 {
   gint count = self->result_boxes->len;
+
+  if (count == 0 || (!s->draw_overlay && !s->draw_contours))
+    return;
   ps_pool *pool = ps_segmenter_pool (self->segmenter);
   const PsYuv *matrix = self->convert.yuv ? &self->convert.matrix : NULL;
   DrawJob job = { self, frame, ps_paint_from_argb (s->overlay_color, s->overlay_alpha, matrix),
     ps_paint_from_argb (s->contour_color, 1.0, matrix), ps_canvas_row_group (frame), 0
   };
-
-  if (count == 0 || (!s->draw_overlay && !s->draw_contours))
-    return;
   /* Every tint before any line: lines are drawn over the tint, never under it. */
   if (s->draw_overlay) {
     for (gint i = 0; i < count; i++) {

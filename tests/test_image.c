@@ -704,8 +704,8 @@ static void test_resize_frame_speed(void)
     ps_image_free(frame);
 }
 
-/* Pre-processing an image already at the model's size skips the resize (a copy): the tensor
- * equals the one the resizing path makes from the same pixels with a padded stride, and the
+/* Pre-processing an image already at the model's size skips the resize (a copy), with any
+ * stride: a tight and a padded copy of the same pixels give the same tensor, and the
  * normalisation matches (v / 255 - mean) / std. */
 static void test_preprocess_model_size(void)
 {

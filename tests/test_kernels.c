@@ -397,6 +397,43 @@ static void test_graph_decoder_step(void)
     g_rand_free(r);
 }
 
+/* Gradients of t[0..2] (an op's input, weight and bias, each given random start gradients by
+ * with_grad) from the graph's backward against a reference backward from the same start: take
+ * the start values before ps_backward, then swap them back in, run the reference, and compare. */
+typedef struct {
+    ps_tensor *t[3];
+    float *start[3], *graph[3];
+} grad_check;
+
+static void grad_check_start(grad_check *gc, ps_tensor *x, ps_tensor *w, ps_tensor *b)
+{
+    ps_tensor *t[3] = {x, w, b};
+    for (int i = 0; i < 3; i++) {
+        gc->t[i] = t[i];
+        gc->start[i] = g_memdup2(t[i]->grad, ps_numel(t[i]) * sizeof(float));
+    }
+}
+
+/* After ps_backward: the reference is to run next, from the start values. */
+static void grad_check_swap(grad_check *gc)
+{
+    for (int i = 0; i < 3; i++) {
+        gc->graph[i] = gc->t[i]->grad;
+        gc->t[i]->grad = gc->start[i]; /* the tensors own (and free) these now */
+    }
+}
+
+static void grad_check_compare(grad_check *gc, const char *what)
+{
+    static const char *const names[3] = {"input", "weight", "bias"};
+    for (int i = 0; i < 3; i++) {
+        char label[96];
+        g_snprintf(label, sizeof label, "%s backward, %s gradient", what, names[i]);
+        tu_assert_close(label, gc->graph[i], gc->t[i]->grad, ps_numel(gc->t[i]), 1e-5);
+        g_free(gc->graph[i]);
+    }
+}
+
 /* A depthwise 1x1 conv (per-channel scale and bias, LDGA's) through the training graph's
  * backward against ps_conv2d_backward, batch of two. */
 static void test_graph_depthwise1x1_backward(void)
@@ -408,8 +445,8 @@ static void test_graph_depthwise1x1_backward(void)
     tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
     tu_fill_uniform(w->data, c, r, -1, 1);
     tu_fill_uniform(b->data, c, r, -1, 1);
-    float *start[3] = {g_memdup2(x->grad, ps_numel(x) * sizeof(float)), g_memdup2(w->grad, c * sizeof(float)),
-                       g_memdup2(b->grad, c * sizeof(float))};
+    grad_check gc;
+    grad_check_start(&gc, x, w, b);
     ps_arena *arena = ps_arena_new();
     ps_graph g;
     ps_graph_init(&g, arena, 1);
@@ -417,15 +454,10 @@ static void test_graph_depthwise1x1_backward(void)
     y->grad = ps_arena_alloc(arena, ps_numel(y) * sizeof(float));
     tu_fill_uniform(y->grad, ps_numel(y), r, -1, 1);
     ps_backward(&g, y);
-    float *got[3] = {x->grad, w->grad, b->grad};
-    x->grad = start[0], w->grad = start[1], b->grad = start[2];
+    grad_check_swap(&gc);
     ps_conv2d_params p = {1, 0, 0, 1, c};
     ps_conv2d_backward(x, w, b, &p, y);
-    tu_assert_close("depthwise 1x1 backward gx", got[0], x->grad, ps_numel(x), 1e-5);
-    tu_assert_close("depthwise 1x1 backward gw", got[1], w->grad, c, 1e-5);
-    tu_assert_close("depthwise 1x1 backward gb", got[2], b->grad, c, 1e-5);
-    for (int i = 0; i < 3; i++)
-        g_free(got[i]);
+    grad_check_compare(&gc, "depthwise 1x1");
     ps_graph_release(&g);
     ps_arena_free(arena);
     ps_tensor_free(x), ps_tensor_free(w), ps_tensor_free(b);
@@ -495,22 +527,17 @@ static void test_graph_batchnorm_train(void)
     tu_assert_close("saved 1/std", g.nodes[0].save_invstd, save_invstd, c, 1e-6);
     tu_assert_close("running mean", mean[1]->data, mean[0]->data, c, 1e-6);
     tu_assert_close("running var", var[1]->data, var[0]->data, c, 1e-6);
-    /* backward: the reference first, on copies of the start gradients */
-    float *gx = g_memdup2(x->grad, ps_numel(x) * sizeof(float)), *ggm = g_memdup2(gm->grad, c * sizeof(float));
-    float *gbt = g_memdup2(bt->grad, c * sizeof(float));
+    /* backward: the graph's, then the reference's from the same start gradients */
+    grad_check gc;
+    grad_check_start(&gc, x, gm, bt);
     got->grad = ps_arena_alloc(arena, ps_numel(got) * sizeof(float));
     tu_fill_uniform(got->grad, ps_numel(got), r, -1, 1);
+    ps_backward(&g, got);
+    grad_check_swap(&gc);
     want->grad = got->grad;
     ps_batchnorm_train_backward(x, gm, bt, save_mean, save_invstd, want);
     want->grad = NULL;
-    float *ref[3] = {x->grad, gm->grad, bt->grad};
-    x->grad = gx, gm->grad = ggm, bt->grad = gbt;
-    ps_backward(&g, got);
-    tu_assert_close("batch-norm gx", gx, ref[0], ps_numel(x), 1e-5);
-    tu_assert_close("batch-norm ggamma", ggm, ref[1], c, 1e-5);
-    tu_assert_close("batch-norm gbeta", gbt, ref[2], c, 1e-5);
-    for (int i = 0; i < 3; i++) /* the copies stay with the tensors, which free them */
-        g_free(ref[i]);
+    grad_check_compare(&gc, "batch-norm");
     ps_graph_release(&g);
     ps_arena_free(arena);
     ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(want);

@@ -302,7 +302,7 @@ static void conv_valid(const float *restrict x, size_t xstride, const float *res
  * reference sums in double. */
 enum { LANES = 64 };
 
-static inline double sum_lanes(const float *restrict x, size_t n)
+static double sum_lanes(const float *restrict x, size_t n)
 {
     float s[LANES] = {0};
     size_t i = 0;
@@ -317,7 +317,7 @@ static inline double sum_lanes(const float *restrict x, size_t n)
     return t;
 }
 
-static inline double sqdev_lanes(const float *restrict x, size_t n, float mean)
+static double sqdev_lanes(const float *restrict x, size_t n, float mean)
 {
     float s[LANES] = {0};
     size_t i = 0;
@@ -359,8 +359,8 @@ static void groupnorm_group(const float *restrict x, float *restrict y, const fl
 }
 
 /* sum dy and sum dy (x - mean) over n values in one pass. */
-static void sum_dotdev_lanes(const float *restrict dy, const float *restrict x, size_t n, float mean,
-                                    double *sdy, double *sdyx)
+static void sum_dotdev_lanes(const float *restrict dy, const float *restrict x, size_t n, float mean, double *sdy,
+                             double *sdyx)
 {
     float s[LANES] = {0}, t[LANES] = {0};
     size_t i = 0;
@@ -413,16 +413,6 @@ static void groupnorm_backward_group(const float *restrict x, const float *restr
         for (size_t i = 0; i < plane; i++)
             gc[i] += k * dc[i] - ma - (xc[i] - mean) * cx;
     }
-}
-
-static double sum(const float *restrict x, size_t n)
-{
-    return sum_lanes(x, n);
-}
-
-static double sum_sqdev(const float *restrict x, size_t n, float mean)
-{
-    return sqdev_lanes(x, n, mean);
 }
 
 /* v = in * scale + shift; out = gelu(v) + skip, over n values. */
@@ -697,8 +687,8 @@ const ps_kernels SET_NAME = {
     .gelu_backward = gelu_backward,
     .relu_backward = relu_backward,
     .groupnorm_backward_group = groupnorm_backward_group,
-    .sum = sum,
-    .sum_sqdev = sum_sqdev,
+    .sum = sum_lanes,
+    .sum_sqdev = sqdev_lanes,
     .sum_dotdev = sum_dotdev_lanes,
     .maxpool2x2_backward = maxpool2x2_backward,
     .conv_pointwise_backward = conv_pointwise_backward,

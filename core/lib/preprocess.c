@@ -30,22 +30,24 @@ static void normalise_pixels(const uint8_t *restrict rgb, int count, const norm_
     }
 }
 
-/* Interleaved RGB at the tensor's size -> normalised planes of sample n. */
-static void normalise(const uint8_t *rgb, const norm_lut lut, ps_tensor *out, int n)
+/* rgb at ow x oh: as it is when it already is (any stride), else resized into scratch (stride
+ * ow * 3); *stride is updated. */
+static const uint8_t *at_size(const uint8_t *rgb, int w, int h, int *stride, int ow, int oh, uint8_t *scratch)
 {
-    const size_t S = (size_t)out->h * out->w;
-    normalise_pixels(rgb, (int)S, lut, out->data + (size_t)n * 3 * S, S);
+    if (w == ow && h == oh)
+        return rgb;
+    ps_resize_bilinear_u8(rgb, w, h, *stride, 3, scratch, ow, oh, ow * 3);
+    *stride = ow * 3;
+    return scratch;
 }
 
-/* Resize (unless already the tensor's size: resizing would copy) and normalise. */
-static void prepare(const uint8_t *rgb, int w, int h, int stride, const norm_lut lut, ps_tensor *out, int n,
-                    uint8_t *scratch)
+/* Rows [begin, end) of interleaved RGB, w pixels each -> the normalised planes at dst (planes of
+ * `plane` values). */
+static void normalise_rows(const uint8_t *rgb, int stride, int begin, int end, int w, size_t plane,
+                           const norm_lut lut, float *dst)
 {
-    if (w != out->w || h != out->h || stride != 3 * w) {
-        ps_resize_bilinear_u8(rgb, w, h, stride, 3, scratch, out->w, out->h, out->w * 3);
-        rgb = scratch;
-    }
-    normalise(rgb, lut, out, n);
+    for (int y = begin; y < end; y++)
+        normalise_pixels(rgb + (size_t)y * stride, w, lut, dst + (size_t)y * w, plane);
 }
 
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
@@ -53,7 +55,9 @@ void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float
 {
     norm_lut lut;
     norm_lut_init(lut, mean, std);
-    prepare(rgb, w, h, stride, lut, out, n, scratch);
+    const size_t plane = (size_t)out->h * out->w;
+    rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch);
+    normalise_rows(rgb, stride, 0, out->h, out->w, plane, lut, out->data + (size_t)n * 3 * plane);
 }
 
 struct ps_segmenter {
@@ -151,7 +155,7 @@ static const float *forward(ps_segmenter *s)
     return s->prob;
 }
 
-/* Model-sized interleaved RGB rows -> the normalised input, in runs of rows shared by the threads. */
+/* Model-sized interleaved RGB -> the normalised input, in runs of rows shared by the threads. */
 typedef struct {
     ps_segmenter *s;
     const uint8_t *rgb;
@@ -161,20 +165,15 @@ typedef struct {
 static void fill_rows(void *ctx, int begin, int end)
 {
     const fill_job *j = ctx;
-    for (int y = begin; y < end; y++)
-        ps_segmenter_fill_row(j->s, y, j->rgb + (size_t)y * j->stride);
+    const ps_tensor *in = j->s->input;
+    normalise_rows(j->rgb, j->stride, begin, end, in->w, (size_t)in->h * in->w, j->s->lut, in->data);
 }
 
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
 {
-    const int size = s->input->w;
-    if (w != size || h != size) { /* resized into scratch first */
-        ps_resize_bilinear_u8(rgb, w, h, stride, 3, s->scratch, size, size, size * 3);
-        rgb = s->scratch;
-        stride = size * 3;
-    }
+    rgb = at_size(rgb, w, h, &stride, s->input->w, s->input->h, s->scratch);
     fill_job j = {s, rgb, stride};
-    ps_pool_for(s->graph.pool, size, fill_rows, &j);
+    ps_pool_for(s->graph.pool, s->input->h, fill_rows, &j);
     return forward(s);
 }
 

@@ -2,16 +2,21 @@
 #include <glib.h>
 #include <math.h>
 
-/* log(1 + e^x) without overflow. */
-static double softplus(double x)
+/* softplus(z) = log(1 + e^z) and sigmoid(z) from e = e^-|z|, so one exponential serves both
+ * and neither overflows. */
+static inline double softplus_of(double z, double e)
 {
-    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+    return fmax(z, 0.0) + log1p(e);
 }
 
-/* sigmoid(z) from e = e^-|z| (one exponential serves softplus and sigmoid). */
 static inline double sigmoid_of(double z, double e)
 {
     return z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+static double softplus(double z)
+{
+    return softplus_of(z, exp(-fabs(z)));
 }
 
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
@@ -20,7 +25,7 @@ double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weig
     double sum = 0, scale = weight / (double)n;
     for (size_t i = 0; i < n; i++) {
         double z = logits->data[i], t = target->data[i], e = exp(-fabs(z));
-        sum += fmax(z, 0.0) + log1p(e) - z * t; /* softplus(z) - z t = -t log p - (1 - t) log(1 - p) */
+        sum += softplus_of(z, e) - z * t; /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
         logits->grad[i] += (float)((sigmoid_of(z, e) - t) * scale);
     }
     return sum / (double)n;
