@@ -1,10 +1,12 @@
 /* polypseg-average: the mean of every tensor, the inputs' provenance in the metadata, held-out
  * metrics with --val, and refusals that write nothing. */
 #include <glib/gstdio.h>
+#include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <json-glib/json-glib.h>
 #include "image.h"
+#include "../core/train/batchnorm_stats.h"
 #include "test_util.h"
 
 static char *tmpdir;
@@ -120,31 +122,11 @@ static void test_mean_and_provenance(void)
     g_free(so), g_free(args), g_free(out), g_free(a), g_free(b);
 }
 
-/* Two small image/mask pairs: a bright disc on a darker background. */
+/* Two small image/mask pairs. */
 static char *make_val_folder(void)
 {
     char *root = g_build_filename(tmpdir, "val", NULL);
-    for (int i = 0; i < 2; i++) {
-        ps_image *im = ps_image_new(96, 80, 3), *mk = ps_image_new(96, 80, 1);
-        for (int y = 0; y < 80; y++)
-            for (int x = 0; x < 96; x++) {
-                int in = (x - 40 - 10 * i) * (x - 40 - 10 * i) + (y - 40) * (y - 40) < 400;
-                mk->data[y * 96 + x] = in ? 255 : 0;
-                for (int c = 0; c < 3; c++)
-                    im->data[(y * 96 + x) * 3 + c] = (uint8_t)(in ? 200 - 30 * c : 80 + 10 * c);
-            }
-        char name[16];
-        g_snprintf(name, sizeof name, "%d.png", i);
-        char *di = g_build_filename(root, "images", NULL), *dm = g_build_filename(root, "masks", NULL);
-        g_mkdir_with_parents(di, 0755);
-        g_mkdir_with_parents(dm, 0755);
-        char *pi = g_build_filename(di, name, NULL), *pm = g_build_filename(dm, name, NULL);
-        g_assert_true(ps_image_save_png(pi, im, NULL));
-        g_assert_true(ps_image_save_png(pm, mk, NULL));
-        g_free(pi), g_free(pm), g_free(di), g_free(dm);
-        ps_image_free(im);
-        ps_image_free(mk);
-    }
+    tu_write_disc_dataset(root, 2, 96, 80, 5);
     return root;
 }
 
@@ -168,6 +150,217 @@ static void test_val_metrics(void)
     g_free(so), g_free(args), g_free(out), g_free(val), g_free(a), g_free(b);
 }
 
+/* A copy of the weights file `src` as tmpdir/NAME with one more one-value tensor `extra`,
+ * marked as a training checkpoint (epoch 3) or not. */
+static char *with_extra_tensor(const char *src, const char *name, const char *extra, gboolean checkpoint)
+{
+    char *path = g_build_filename(tmpdir, name, NULL);
+    ps_st_file *f = read_ok(src);
+    ps_st_tensor *ts = g_new0(ps_st_tensor, f->n_tensors + 1);
+    memcpy(ts, f->tensors, sizeof(ps_st_tensor) * f->n_tensors);
+    float one = 1;
+    ts[f->n_tensors] = (ps_st_tensor){.name = (char *)extra, .ndim = 1, .shape = {1}, .numel = 1, .data = &one};
+    if (checkpoint)
+        g_hash_table_insert(f->metadata, g_strdup("checkpoint_epoch"), g_strdup("3"));
+    g_assert_true(ps_st_write(path, ts, f->n_tensors + 1, f->metadata, NULL));
+    g_free(ts);
+    ps_st_free(f);
+    return path;
+}
+
+/* A training checkpoint (polypseg-train --snapshot-every) averages as its model: its optimiser
+ * state is left out of the result. */
+static void test_checkpoints(void)
+{
+    char *a = save_model("microaunet", 7, "g.safetensors", "x"), *b = save_model("microaunet", 8, "h.safetensors", "x");
+    char *ckpt = with_extra_tensor(b, "h.ckpt", "optim.m.decoder", TRUE);
+    char *plain = g_build_filename(tmpdir, "gh.safetensors", NULL), *mixed = g_build_filename(tmpdir, "gh-ckpt.safetensors", NULL);
+    char *args = g_strdup_printf("-o %s %s %s", plain, a, b), *args2 = g_strdup_printf("-o %s %s %s", mixed, a, ckpt);
+    g_assert_cmpint(run_average(args, NULL), ==, 0);
+    g_assert_cmpint(run_average(args2, NULL), ==, 0);
+    ps_st_file *fp = read_ok(plain), *fm = read_ok(mixed);
+    g_assert_cmpint(fm->n_tensors, ==, fp->n_tensors);
+    g_assert_null(ps_st_find(fm, "optim.m.decoder"));
+    for (int t = 0; t < fp->n_tensors; t++) {
+        const ps_st_tensor *tm = ps_st_find(fm, fp->tensors[t].name);
+        g_assert_nonnull(tm);
+        g_assert_cmpmem(tm->data, tm->numel * 4, fp->tensors[t].data, fp->tensors[t].numel * 4);
+    }
+    ps_st_free(fp), ps_st_free(fm);
+    g_free(a), g_free(b), g_free(ckpt), g_free(plain), g_free(mixed), g_free(args), g_free(args2);
+}
+
+/* ---- batch-norm statistics re-estimated for an averaged model ---- */
+
+static ps_model *random_model_at(uint64_t seed, int size)
+{
+    GError *err = NULL;
+    ps_model *m = ps_model_new("microaunet", NULL, 0, seed, &err);
+    g_assert_no_error(err);
+    m->info.input_size = size;
+    return m;
+}
+
+/* ps_recompute_batchnorm over `ds` in batches of 2, with or without augmentation. */
+static int recompute(ps_model *m, const ps_dataset *ds, gboolean augment)
+{
+    ps_loader_config lc = ps_batchnorm_loader_config(m, 1);
+    lc.batch = 2;
+    lc.augment = augment;
+    GError *err = NULL;
+    ps_loader *l = ps_loader_new(ds, &lc, &err);
+    g_assert_no_error(err);
+    int batches = ps_recompute_batchnorm(m, l, lc.batch);
+    ps_loader_free(l);
+    return batches;
+}
+
+static ps_dataset *open_ok(const char *dir, const char *split)
+{
+    GError *err = NULL;
+    ps_dataset *ds = ps_dataset_open(dir, split, &err);
+    g_assert_no_error(err);
+    return ds;
+}
+
+/* Each running value ends as the mean over the batches of that batch's statistics: over two
+ * batches it is the mean of what each batch alone gives, it differs from the initial value,
+ * and no trainable tensor changes. */
+static void test_batchnorm_mean_over_batches(void)
+{
+    char *dir = g_build_filename(tmpdir, "bn", NULL), *split = g_build_filename(tmpdir, "bn-second.txt", NULL);
+    tu_write_disc_dataset(dir, 4, 96, 80, 21);
+    g_assert_true(g_file_set_contents(split, "2.png\n3.png\n", -1, NULL));
+    ps_dataset *all = open_ok(dir, NULL), *first = open_ok(dir, NULL), *second = open_ok(dir, split);
+    first->n = 2; /* the listing keeps ownership of every path */
+    ps_model *m0 = random_model_at(3, 128), *ma = random_model_at(3, 128), *mb = random_model_at(3, 128), *mab = random_model_at(3, 128);
+    g_assert_cmpint(recompute(ma, first, FALSE), ==, 1);
+    g_assert_cmpint(recompute(mb, second, FALSE), ==, 1);
+    g_assert_cmpint(recompute(mab, all, FALSE), ==, 2);
+    int stats = 0;
+    for (int p = 0; p < m0->n_params; p++) {
+        const ps_param *p0 = &m0->params[p];
+        const float *a = ma->params[p].t->data, *b = mb->params[p].t->data, *ab = mab->params[p].t->data;
+        size_t n = ps_numel(p0->t);
+        if (p0->trainable) {
+            g_assert_cmpmem(ab, n * 4, p0->t->data, n * 4);
+            continue;
+        }
+        stats++;
+        gboolean changed = FALSE;
+        for (size_t k = 0; k < n; k++) {
+            const float want = 0.5f * a[k] + 0.5f * b[k];
+            if (fabsf(ab[k] - want) > 1e-5f * fmaxf(1, fabsf(want)))
+                g_test_fail_printf("%s[%zu]: %g over both batches, %g and %g alone", p0->name, k, ab[k], a[k], b[k]);
+            changed |= ab[k] != p0->t->data[k];
+        }
+        if (!changed)
+            g_test_fail_printf("%s: unchanged", p0->name);
+    }
+    /* mean and var of the 2 BNs of each DSD: the stem, and 2 in each of the 10 DWDs */
+    g_assert_cmpint(stats, ==, 2 * 2 * (1 + 2 * 10));
+    ps_model_free(m0), ps_model_free(ma), ps_model_free(mb), ps_model_free(mab);
+    ps_dataset_free(all), ps_dataset_free(first), ps_dataset_free(second);
+    g_free(dir), g_free(split);
+}
+
+/* Re-estimated on one (augmented) batch, every running mean is that batch's mean of the layer's
+ * input, and every running variance its unbiased variance, as the training pass over the same
+ * batch computes them. */
+static void test_batchnorm_matches_batch(void)
+{
+    char *dir = g_build_filename(tmpdir, "bn1", NULL);
+    tu_write_disc_dataset(dir, 2, 96, 80, 22);
+    ps_dataset *ds = open_ok(dir, NULL);
+    ps_model *m = random_model_at(5, 128);
+    g_assert_cmpint(recompute(m, ds, TRUE), ==, 1);
+    /* the same batch again: order and augmentation depend only on the seed */
+    ps_loader_config lc = ps_batchnorm_loader_config(m, 1);
+    lc.batch = 2;
+    GError *err = NULL;
+    ps_loader *l = ps_loader_new(ds, &lc, &err);
+    g_assert_no_error(err);
+    ps_tensor *images = ps_tensor_new(2, 3, 128, 128), *masks = ps_tensor_new(2, 1, 128, 128);
+    ps_loader_start_epoch(l, 0);
+    g_assert_true(ps_loader_next(l, images, masks));
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    g.bn_momentum = 0; /* leave the running values as they are */
+    ps_model_forward(m, &g, images, NULL);
+    int layers = 0;
+    for (int i = 0; i < g.n_nodes; i++) {
+        const ps_node *nd = &g.nodes[i];
+        if (nd->op != PS_OP_BATCHNORM_TRAIN)
+            continue;
+        /* the layer's running statistics: the parameters named like its gamma, ".weight" ->
+         * ".running_mean" / ".running_var" */
+        const ps_param *gamma = NULL;
+        for (int p = 0; p < m->n_params && !gamma; p++)
+            if (m->params[p].t == nd->in[1])
+                gamma = &m->params[p];
+        g_assert_nonnull(gamma);
+        char *prefix = g_strndup(gamma->name, strlen(gamma->name) - strlen(".weight"));
+        char *mean_name = g_strconcat(prefix, ".running_mean", NULL), *var_name = g_strconcat(prefix, ".running_var", NULL);
+        const float *mean = ps_model_find(m, mean_name)->t->data, *var = ps_model_find(m, var_name)->t->data;
+        const ps_tensor *x = nd->in[0];
+        const double count = (double)x->n * x->h * x->w;
+        for (int c = 0; c < x->c; c++) {
+            const double invstd = nd->save_invstd[c];
+            const double biased = 1 / (invstd * invstd) - nd->eps;
+            const double want = biased * count / (count - 1);
+            g_assert_cmpfloat(mean[c], ==, nd->save_mean[c]);
+            if (fabs(var[c] - want) > 1e-3 * want + 1e-6)
+                g_test_fail_printf("%s[%d]: %g, the batch's unbiased variance is %g", var_name, c, var[c], want);
+        }
+        layers++;
+        g_free(prefix), g_free(mean_name), g_free(var_name);
+    }
+    g_assert_cmpint(layers, ==, 2 * (1 + 2 * 10));
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(images), ps_tensor_free(masks);
+    ps_loader_free(l);
+    ps_model_free(m);
+    ps_dataset_free(ds);
+    g_free(dir);
+}
+
+/* polypseg-average --bn-data: trainable tensors are the plain mean, the running statistics
+ * are re-estimated, and the metadata says on what. */
+static void test_bn_data_option(void)
+{
+    char *a = save_model("microaunet", 9, "i.safetensors", "x"), *b = save_model("microaunet", 10, "j.safetensors", "x");
+    char *dir = g_build_filename(tmpdir, "bn-cli", NULL);
+    tu_write_disc_dataset(dir, 3, 96, 80, 23);
+    char *plain = g_build_filename(tmpdir, "ij.safetensors", NULL), *bn = g_build_filename(tmpdir, "ij-bn.safetensors", NULL);
+    char *args = g_strdup_printf("-o %s %s %s", plain, a, b);
+    char *args2 = g_strdup_printf("-o %s --bn-data %s --bn-add-data %s %s %s", bn, dir, dir, a, b), *so = NULL;
+    g_assert_cmpint(run_average(args, NULL), ==, 0);
+    g_assert_cmpint(run_average(args2, &so), ==, 0);
+    g_assert_nonnull(strstr(so, "re-estimated on 6 images"));
+    ps_st_file *fp = read_ok(plain), *fb = read_ok(bn);
+    g_assert_nonnull(strstr(ps_st_meta(fb, "batchnorm_statistics"), "6 images"));
+    int differ = 0;
+    for (int t = 0; t < fp->n_tensors; t++) {
+        const ps_st_tensor *tp = &fp->tensors[t], *tb = ps_st_find(fb, tp->name);
+        const gboolean stat = g_str_has_suffix(tp->name, "running_mean") || g_str_has_suffix(tp->name, "running_var");
+        const gboolean same = memcmp(tp->data, tb->data, tp->numel * 4) == 0;
+        if (!stat)
+            g_assert_true(same);
+        differ += stat && !same;
+    }
+    g_assert_cmpint(differ, ==, 2 * 2 * (1 + 2 * 10));
+    /* a folder without images is refused and writes nothing */
+    char *none = g_build_filename(tmpdir, "no-such-folder", NULL), *out = g_build_filename(tmpdir, "bn-refused.safetensors", NULL);
+    char *args3 = g_strdup_printf("-o %s --bn-data %s %s %s", out, none, a, b);
+    g_assert_cmpint(run_average(args3, NULL), ==, 1);
+    g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+    ps_st_free(fp), ps_st_free(fb);
+    g_free(a), g_free(b), g_free(dir), g_free(plain), g_free(bn), g_free(args), g_free(args2), g_free(so);
+    g_free(none), g_free(out), g_free(args3);
+}
+
 /* Mismatched models, a single input, a checkpoint-like file and a corrupt file are refused and
  * no output appears. */
 static void test_refusals(void)
@@ -176,21 +369,10 @@ static void test_refusals(void)
     char *w8 = save_model("microaunet-w8", 6, "w8.safetensors", "x");
     char *corrupt = g_build_filename(tmpdir, "corrupt.safetensors", NULL);
     g_assert_true(g_file_set_contents(corrupt, "\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10, NULL));
-    /* a file with one tensor more than the model has, and one marked as a training checkpoint */
-    char *extra = g_build_filename(tmpdir, "extra.safetensors", NULL);
-    char *ckpt = g_build_filename(tmpdir, "e.safetensors.ckpt", NULL);
-    {
-        ps_st_file *f = read_ok(a);
-        ps_st_tensor *ts = g_new0(ps_st_tensor, f->n_tensors + 1);
-        memcpy(ts, f->tensors, sizeof(ps_st_tensor) * f->n_tensors);
-        float one = 1;
-        ts[f->n_tensors] = (ps_st_tensor){.name = "optim.step", .ndim = 1, .shape = {1}, .numel = 1, .data = &one};
-        g_assert_true(ps_st_write(extra, ts, f->n_tensors + 1, f->metadata, NULL));
-        g_hash_table_insert(f->metadata, g_strdup("checkpoint_epoch"), g_strdup("3"));
-        g_assert_true(ps_st_write(ckpt, f->tensors, f->n_tensors, f->metadata, NULL));
-        g_free(ts);
-        ps_st_free(f);
-    }
+    /* optimiser state in a file not marked as a checkpoint, and a checkpoint with a tensor that
+     * is neither the model's nor training state */
+    char *extra = with_extra_tensor(a, "extra.safetensors", "optim.step", FALSE);
+    char *ckpt = with_extra_tensor(a, "e.safetensors.ckpt", "stray", TRUE);
     char *out = g_build_filename(tmpdir, "refused.safetensors", NULL);
     struct { const char *label; char *args; int code; } cases[] = {
         {"other architecture", g_strdup_printf("-o %s %s %s", out, a, w8), 1},
@@ -219,6 +401,10 @@ int main(int argc, char **argv)
     g_test_add_func("/average/mean-and-provenance", test_mean_and_provenance);
     g_test_add_func("/average/val-metrics", test_val_metrics);
     g_test_add_func("/average/refusals", test_refusals);
+    g_test_add_func("/average/checkpoints", test_checkpoints);
+    g_test_add_func("/average/batchnorm-mean-over-batches", test_batchnorm_mean_over_batches);
+    g_test_add_func("/average/batchnorm-matches-batch", test_batchnorm_matches_batch);
+    g_test_add_func("/average/bn-data-option", test_bn_data_option);
     int rc = g_test_run();
     tu_remove_tree(tmpdir);
     return rc;

@@ -251,37 +251,12 @@ static char *tmpdir;
 static void make_dataset(void)
 {
     static gboolean made;
-    if (made)
-        return;
-    made = TRUE;
-    char *img_dir = g_build_filename(tmpdir, "data", "images", NULL);
-    char *mask_dir = g_build_filename(tmpdir, "data", "masks", NULL);
-    g_mkdir_with_parents(img_dir, 0755);
-    g_mkdir_with_parents(mask_dir, 0755);
-    GRand *r = g_rand_new_with_seed(11);
-    for (int i = 0; i < 6; i++) {
-        ps_image *im = ps_image_new(80, 64, 3), *mk = ps_image_new(80, 64, 1);
-        int cx = g_rand_int_range(r, 20, 60), cy = g_rand_int_range(r, 20, 44), rad = g_rand_int_range(r, 8, 16);
-        for (int y = 0; y < 64; y++)
-            for (int x = 0; x < 80; x++) {
-                gboolean in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad;
-                mk->data[y * 80 + x] = in ? 255 : 0;
-                for (int c = 0; c < 3; c++)
-                    im->data[(y * 80 + x) * 3 + c] = (uint8_t)((in ? 180 : 90) + g_rand_int_range(r, 0, 40) - c * 20);
-            }
-        char name[16];
-        g_snprintf(name, sizeof name, "%d.png", i);
-        char *pi = g_build_filename(img_dir, name, NULL), *pm = g_build_filename(mask_dir, name, NULL);
-        g_assert_true(ps_image_save_png(pi, im, NULL));
-        g_assert_true(ps_image_save_png(pm, mk, NULL));
-        g_free(pi);
-        g_free(pm);
-        ps_image_free(im);
-        ps_image_free(mk);
+    if (!made) {
+        char *dir = g_build_filename(tmpdir, "data", NULL);
+        tu_write_disc_dataset(dir, 6, 80, 64, 11);
+        g_free(dir);
+        made = TRUE;
     }
-    g_rand_free(r);
-    g_free(img_dir);
-    g_free(mask_dir);
 }
 
 /* Runs polypseg-train with common arguments plus `extra`; returns the wait status. With sig
@@ -472,11 +447,44 @@ static void test_init_from_weights(void)
     g_free(out);
 }
 
+/* --snapshot-every N keeps the checkpoint of every Nth epoch as OUT-epochE.ckpt; the last one
+ * holds the final weights. */
+static void test_snapshots(void)
+{
+    char *out = g_build_filename(tmpdir, "snap.safetensors", NULL);
+    int st = run_train(out, "--snapshot-every 20", 0, 0);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (int e = 1; e <= TRAIN_EPOCHS; e++) {
+        char *name = g_strdup_printf("snap-epoch%d.ckpt", e), *path = g_build_filename(tmpdir, name, NULL);
+        const gboolean kept = g_file_test(path, G_FILE_TEST_EXISTS);
+        if (kept != (e % 20 == 0))
+            g_test_fail_printf("%s %s", name, kept ? "kept" : "missing");
+        if (kept) {
+            ps_st_file *f = read_ok(path);
+            g_assert_cmpint(atoi(ps_st_meta(f, "checkpoint_epoch")), ==, e);
+            ps_st_free(f);
+        }
+        g_free(name), g_free(path);
+    }
+    /* the final weights are the model of the last epoch's snapshot */
+    G_STATIC_ASSERT(TRAIN_EPOCHS % 20 == 0);
+    char *last = g_build_filename(tmpdir, "snap-last.safetensors", NULL);
+    char *ckpt = g_strdup_printf("%s/snap-epoch%d.ckpt", tmpdir, TRAIN_EPOCHS);
+    GError *err = NULL;
+    ps_model *m = ps_model_load(ckpt, &err);
+    g_assert_no_error(err);
+    g_assert_true(ps_model_save(m, last, NULL, &err));
+    assert_same_weights(last, out);
+    ps_model_free(m);
+    g_free(last), g_free(ckpt), g_free(out);
+}
+
 static void test_bad_arguments(void)
 {
     char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
     const char *bad[] = {"--batch 0", "--stage1-epochs -1", "--stage1-epochs 41", "--kd-weight nan",
-                         "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors"};
+                         "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
+                         "--snapshot-every -1"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -615,6 +623,7 @@ int main(int argc, char **argv)
     g_test_add_func("/train/distill-resume-is-exact", test_distill_resume_is_exact);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);
     g_test_add_func("/train/bad-arguments", test_bad_arguments);
+    g_test_add_func("/train/snapshots", test_snapshots);
     g_test_add_func("/tools/add-data-and-per-image", test_add_data_and_per_image);
     g_test_add_func("/tools/bench-json", test_bench_json);
     int rc = g_test_run();

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <glib/gstdio.h>
 #include "../core/train/dataset.h"
+#include "../core/lib/image.h"
 
 char *tu_fixture_path(const char *rel)
 {
@@ -142,4 +143,34 @@ void tu_remove_tree(const char *path)
             g_dir_close(d);
     }
     g_remove(path);
+}
+
+void tu_write_disc_dataset(const char *dir, int n, int w, int h, guint32 seed)
+{
+    char *img_dir = g_build_filename(dir, "images", NULL), *mask_dir = g_build_filename(dir, "masks", NULL);
+    g_mkdir_with_parents(img_dir, 0755);
+    g_mkdir_with_parents(mask_dir, 0755);
+    GRand *r = g_rand_new_with_seed(seed);
+    for (int i = 0; i < n; i++) {
+        ps_image *im = ps_image_new(w, h, 3), *mk = ps_image_new(w, h, 1);
+        int cx = g_rand_int_range(r, w / 4, 3 * w / 4), cy = g_rand_int_range(r, h / 4, 3 * h / 4);
+        int rad = g_rand_int_range(r, h / 8, h / 4);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                gboolean in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad;
+                mk->data[y * w + x] = in ? 255 : 0;
+                for (int c = 0; c < 3; c++)
+                    im->data[(y * w + x) * 3 + c] = (uint8_t)((in ? 180 : 90) + g_rand_int_range(r, 0, 40) - c * 20);
+            }
+        char name[16];
+        g_snprintf(name, sizeof name, "%d.png", i);
+        char *pi = g_build_filename(img_dir, name, NULL), *pm = g_build_filename(mask_dir, name, NULL);
+        g_assert_true(ps_image_save_png(pi, im, NULL));
+        g_assert_true(ps_image_save_png(pm, mk, NULL));
+        g_free(pi), g_free(pm);
+        ps_image_free(im);
+        ps_image_free(mk);
+    }
+    g_rand_free(r);
+    g_free(img_dir), g_free(mask_dir);
 }

@@ -29,3 +29,6 @@ char *tu_data_root_or_skip(void);
 ps_model *tu_model_from_fixture(const ps_st_file *f);
 /* Removes a file or a folder with everything in it (symbolic links are not followed). */
 void tu_remove_tree(const char *path);
+/* Writes n image/mask pairs DIR/images/I.png and DIR/masks/I.png (I = 0..n-1), w x h: a
+ * brighter noisy disc (the "polyp") of seeded position and size on a darker noisy background. */
+void tu_write_disc_dataset(const char *dir, int n, int w, int h, guint32 seed);

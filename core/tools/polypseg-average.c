@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
+#include "batchnorm_stats.h"
 #include "evaluate.h"
 
 typedef struct ingredient {
@@ -36,13 +37,11 @@ static gboolean read_ingredient(ingredient *in, GError **err)
     in->sha256 = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)bytes, len);
     g_free(bytes);
     in->file = ps_st_read(in->path, err);
-    if (in->file && ps_st_meta(in->file, "checkpoint_epoch")) {
-        g_set_error(err, PS_MODEL_ERROR, 1, "%s is a training checkpoint; average the final weights files",
-                    in->path);
-        return FALSE;
-    }
-    /* Any other tensor beside the model's is refused by the loader. */
-    in->model = in->file ? ps_model_from_file(in->file, in->path, NULL, err) : NULL;
+    /* A training checkpoint (e.g. polypseg-train --snapshot-every) counts as its model: its
+     * optimiser state and distillation adapters are ignored. Any other extra tensor is refused. */
+    const char *const train_only[] = {PS_TRAIN_ONLY_PREFIXES, NULL};
+    const int ckpt = in->file && ps_st_meta(in->file, "checkpoint_epoch") != NULL;
+    in->model = in->file ? ps_model_from_file(in->file, in->path, ckpt ? train_only : NULL, err) : NULL;
     return in->model != NULL;
 }
 
@@ -112,14 +111,45 @@ static void average_into_first(ingredient *ins, int n)
     }
 }
 
+/* Where the running statistics came from, for the metadata. */
+static char *bn_note(int n, const char *dir, const char *split, char **add)
+{
+    GString *s = g_string_new(NULL);
+    g_string_printf(s, "re-estimated with the training augmentation on %d images: %s", n, dir);
+    if (split)
+        g_string_append_printf(s, " (split %s)", split);
+    for (char **a = add; a && *a; a++)
+        g_string_append_printf(s, " + %s", *a);
+    return g_string_free(s, FALSE);
+}
+
+/* --bn-data with its split and every --bn-add-data folder, as one list. */
+static ps_dataset *open_bn_data(const char *dir, const char *split, char **add, GError **err)
+{
+    ps_dataset *ds = ps_dataset_open(dir, split, err);
+    for (char **a = add; ds && a && *a; a++) {
+        ps_dataset *more = ps_dataset_open(*a, NULL, err);
+        if (!more) {
+            ps_dataset_free(ds);
+            return NULL;
+        }
+        ps_dataset_append(ds, more);
+    }
+    return ds;
+}
+
 int main(int argc, char **argv)
 {
-    char *out = NULL, *val = NULL, *val_split = NULL, *dataset_name = NULL;
+    char *out = NULL, *val = NULL, *val_split = NULL, *dataset_name = NULL, *bn_data = NULL, *bn_split = NULL;
+    char **bn_add = NULL;
     char *command = g_strjoinv(" ", argv);
     GOptionEntry entries[] = {
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Averaged weights to write (safetensors; required)", "FILE"},
         {"val", 0, 0, G_OPTION_ARG_FILENAME, &val, "Held-out folder to evaluate the result on (metrics go into its metadata)", "DIR"},
         {"val-split", 0, 0, G_OPTION_ARG_FILENAME, &val_split, "Split file for --val", "FILE"},
+        {"bn-data", 0, 0, G_OPTION_ARG_FILENAME, &bn_data, "Re-estimate the batch-norm running statistics of the mean on this training folder (see below)", "DIR"},
+        {"bn-split", 0, 0, G_OPTION_ARG_FILENAME, &bn_split, "Split file for --bn-data", "FILE"},
+        {"bn-add-data", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &bn_add, "Also use every pair of this folder for --bn-data (repeatable)", "DIR"},
         {"dataset-name", 0, 0, G_OPTION_ARG_STRING, &dataset_name, "Dataset recorded in the result (default: the inputs' datasets joined with ' + ')", "NAME"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("WEIGHTS WEIGHTS... - average weights files of one architecture");
@@ -127,6 +157,9 @@ int main(int argc, char **argv)
         "Every tensor of the result is the mean of that tensor over the inputs. Average runs\n"
         "fine-tuned from one parent; unrelated runs average to a poor model. The inputs' files,\n"
         "SHA-256, datasets and commands are recorded in the result's metadata ('average_of').\n\n"
+        "The mean of the inputs' batch-norm running statistics is not the statistics of the\n"
+        "averaged network's activations. With --bn-data they are re-estimated as SWA does: one\n"
+        "pass over those (training) images, with the training augmentation, at the model's input size.\n\n"
         "Example:\n  polypseg-average -o runs/soup.safetensors runs/a.safetensors runs/b.safetensors");
     g_option_context_add_main_entries(ctx, entries, NULL);
     GError *err = NULL;
@@ -161,11 +194,32 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-average: %s\n", err->message);
         rc = 1;
     }
+    ps_dataset *bds = NULL;
+    if (rc == 0 && bn_data && !(bds = open_bn_data(bn_data, bn_split, bn_add, &err))) {
+        fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
+        rc = 1;
+    }
     if (rc == 0) {
         average_into_first(ins, n);
+        if (bds) {
+            ps_loader_config lc = ps_batchnorm_loader_config(ins[0].model, (int)g_get_num_processors());
+            ps_loader *loader = ps_loader_new(bds, &lc, &err);
+            if (!loader) {
+                fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
+                rc = 1;
+            } else {
+                int batches = ps_recompute_batchnorm(ins[0].model, loader, lc.batch);
+                printf("batch-norm statistics re-estimated on %d images (%d batches)\n", bds->n, batches);
+                ps_loader_free(loader);
+            }
+        }
+    }
+    if (rc == 0) {
         GHashTable *meta = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         g_hash_table_insert(meta, g_strdup("command"), g_strdup(command));
         g_hash_table_insert(meta, g_strdup("average_of"), ingredients_json(ins, n));
+        if (bds)
+            g_hash_table_insert(meta, g_strdup("batchnorm_statistics"), bn_note(bds->n, bn_data, bn_split, bn_add));
         g_hash_table_insert(meta, g_strdup("dataset"), dataset_name ? g_strdup(dataset_name) : datasets_union(ins, n));
         if (vds) {
             char *metrics = ps_evaluate_summary(ins[0].model, vds, val, val_split, &err);
@@ -195,6 +249,8 @@ int main(int argc, char **argv)
     g_free(ins);
     if (vds)
         ps_dataset_free(vds);
+    if (bds)
+        ps_dataset_free(bds);
     g_clear_error(&err);
     g_free(command);
     return rc;

@@ -26,7 +26,7 @@ typedef struct opts {
     char **add_data;
     char *crop_scale;
     char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init, *teacher;
-    int epochs, batch, size, threads, warmup, limit;
+    int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
     double lr, wd, min_lr;
@@ -66,6 +66,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
+        {"snapshot-every", 0, 0, G_OPTION_ARG_INT, &o->snapshot_every, "Also keep the checkpoint of every Nth epoch as OUT-epochE.ckpt (for weight averaging with polypseg-average, as in SWA)", "N"},
         {"limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "Use only the first N images (quick checks)", "N"},
         {NULL}};
     GOptionEntry kd_entries[] = {
@@ -100,9 +101,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
-               o->size % 32 || o->threads < 1 || o->lr <= 0 || o->min_lr < 0 || o->warmup < 0) {
+               o->size % 32 || o->threads < 1 || o->lr <= 0 || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
-                        "32 in %d..%d, lr > 0, min-lr >= 0, warmup-epochs >= 0\n", PS_MIN_INPUT, PS_MAX_INPUT);
+                        "32 in %d..%d, lr > 0, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
+                PS_MAX_INPUT);
         ok = FALSE;
     }
     if (ok) {
@@ -169,6 +171,20 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("command"), g_strdup(command));
     g_hash_table_insert(t, g_strdup("train_seconds"), g_strdup_printf("%.0f", train_seconds));
     return t;
+}
+
+/* A copy of the checkpoint just written, as OUT (less .safetensors) + "-epochE.ckpt". */
+static gboolean keep_snapshot(const char *checkpoint, const char *out, int epoch, GError **err)
+{
+    char *bytes = NULL;
+    gsize len = 0;
+    char *base = g_str_has_suffix(out, ".safetensors") ? g_strndup(out, strlen(out) - strlen(".safetensors"))
+                                                       : g_strdup(out);
+    char *path = g_strdup_printf("%s-epoch%d.ckpt", base, epoch);
+    gboolean ok = g_file_get_contents(checkpoint, &bytes, &len, err) &&
+                  g_file_set_contents(path, bytes, (gssize)len, err); /* temporary file + rename */
+    g_free(bytes), g_free(path), g_free(base);
+    return ok;
 }
 
 static const char *setting_or_none(GHashTable *config, const char *key)
@@ -357,6 +373,12 @@ int main(int argc, char **argv)
         ps_progress_finish(&bar);
         if (!saved) {
             fprintf(stderr, "polypseg-train: checkpoint not written: %s\n", err->message);
+            exit_code = 1;
+            break;
+        }
+        if (o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0 &&
+            !keep_snapshot(o.checkpoint, o.out, at.epoch, &err)) {
+            fprintf(stderr, "polypseg-train: snapshot not written: %s\n", err->message);
             exit_code = 1;
             break;
         }
