@@ -497,6 +497,54 @@ static void test_graph_banded_ops(void)
     g_rand_free(r);
 }
 
+/* The fused inference ops against the scalar references (within 1e-5 of the output's scale)
+ * and against the graph's separate ops (bit for bit: the same kernels on the same runs), for
+ * 1-3 threads, on shapes whose last run of positions is partial. */
+static void test_graph_fused_gate_relu_gelu(void)
+{
+    GRand *r = g_rand_new_with_seed(35);
+    const int shapes[][4] = {{2, 5, 17, 9}, {1, 3, 40, 33}, {1, 8, 37, 64}, {1, 1, 6, 7}};
+    for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
+        const int c = shapes[k][1], cout = c + 2;
+        ps_tensor *x = ps_tensor_new(shapes[k][0], c, shapes[k][2], shapes[k][3]);
+        ps_tensor *wg = ps_tensor_new(1, c, 1, 1), *w = ps_tensor_new(cout, c, 1, 1), *b = ps_tensor_new(cout, 1, 1, 1);
+        tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
+        tu_fill_uniform(wg->data, c, r, -1, 1);
+        tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
+        tu_fill_uniform(b->data, cout, r, -0.5f, 0.5f);
+        /* references: x * sigmoid(conv(x, wg)) and gelu(relu(conv(x, w, b))) */
+        const ps_conv2d_params p = {1, 0, 0, 1, 1};
+        ps_tensor *logit = ps_tensor_new(x->n, 1, x->h, x->w), *gate = ps_tensor_new(x->n, 1, x->h, x->w);
+        ps_tensor *gated = ps_tensor_new(x->n, c, x->h, x->w), *conv = ps_tensor_new(x->n, cout, x->h, x->w);
+        ps_tensor *act = ps_tensor_new(x->n, cout, x->h, x->w);
+        ps_conv2d_ref(x, wg, NULL, &p, logit);
+        ps_sigmoid_ref(logit, gate);
+        ps_mul_ref(x, gate, gated);
+        ps_conv2d_ref(x, w, b, &p, conv);
+        ps_relu_ref(conv, conv);
+        ps_gelu_ref(conv, act);
+        for (int threads = 1; threads <= 3; threads++) {
+            ps_arena *arena = ps_arena_new();
+            ps_graph g;
+            ps_graph_init(&g, arena, 0);
+            g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+            ps_tensor *fg = ps_g_gate(&g, x, wg), *fa = ps_g_pointwise_relu_gelu(&g, x, w, b);
+            tu_assert_close("gate", fg->data, gated->data, ps_numel(gated), 1e-5);
+            tu_assert_close("relu-gelu", fa->data, act->data, ps_numel(act), 1e-5);
+            ps_tensor *sg = ps_g_mul(&g, x, ps_g_sigmoid(&g, ps_g_conv2d(&g, x, wg, NULL, 1, 0, 1, 1)));
+            ps_tensor *sa = ps_g_gelu(&g, ps_g_conv2d_relu(&g, x, w, b, 1, 0, 1, 1));
+            g_assert_cmpmem(fg->data, ps_numel(fg) * sizeof(float), sg->data, ps_numel(sg) * sizeof(float));
+            g_assert_cmpmem(fa->data, ps_numel(fa) * sizeof(float), sa->data, ps_numel(sa) * sizeof(float));
+            ps_pool_free(g.pool);
+            ps_graph_release(&g);
+            ps_arena_free(arena);
+        }
+        ps_tensor_free(x), ps_tensor_free(wg), ps_tensor_free(w), ps_tensor_free(b), ps_tensor_free(logit);
+        ps_tensor_free(gate), ps_tensor_free(gated), ps_tensor_free(conv), ps_tensor_free(act);
+    }
+    g_rand_free(r);
+}
+
 /* Training-mode batch-norm in the graph (the kernels' sums) against ps_batchnorm_train_ref and
  * ps_batchnorm_train_backward: output, saved and running statistics, and every gradient. */
 static void test_graph_batchnorm_train(void)
@@ -547,14 +595,15 @@ static void test_graph_batchnorm_train(void)
 }
 
 /* GroupNorm folded into the next pointwise conv, with or without a residual added as it stores
- * (inference, one image), against the separate ops (training records them). The fold cancels
- * the mean inside the conv's sum, so its error grows with |mean| / spread like the rounding of
- * the input itself: 1e-5 up to 20x, the ops' 1e-4 at 100x. */
+ * and a depthwise 1x1 before the norm (inference, one image), against the separate ops (training
+ * records them). The fold cancels the mean inside the conv's sum, so its error grows with
+ * |mean| / spread like the rounding of the input itself: 1e-5 up to 20x, the ops' 1e-4 at 100x. */
 static void test_graph_groupnorm_pointwise(void)
 {
     GRand *r = g_rand_new_with_seed(43);
-    const float offsets[] = {0.f, 3.f, -20.f, 100.f};
+    const float offsets[] = {0.f, 3.f, -20.f, 100.f, 0.5f, -4.f, 20.f};
     for (size_t o = 0; o < G_N_ELEMENTS(offsets); o++) {
+        const int pre = o >= 4; /* the depthwise 1x1 (scales of either sign, one channel all zero) */
         const int cin = 12, cout = 8 + (int)o;
         ps_tensor *x = ps_tensor_new(1, cin, 19, 23), *gm = ps_tensor_new(cin, 1, 1, 1), *bt = ps_tensor_new(cin, 1, 1, 1);
         ps_tensor *w = ps_tensor_new(cout, cin, 1, 1), *b = ps_tensor_new(cout, 1, 1, 1);
@@ -568,17 +617,22 @@ static void test_graph_groupnorm_pointwise(void)
         ps_tensor *out[2];
         graph_pair gp;
         graph_pair_init(&gp);
+        ps_tensor *dw = ps_tensor_new(cin, 1, 1, 1), *db = ps_tensor_new(cin, 1, 1, 1);
+        tu_fill_uniform(dw->data, cin, r, -2, 2);
+        tu_fill_uniform(db->data, cin, r, -1, 1);
+        dw->data[5] = 0;
         for (int training = 0; training < 2; training++)
-            out[training] = ps_g_groupnorm_pointwise(&gp.g[training], x, 4, gm, o % 2 ? bt : NULL, 1e-5f, w,
-                                                     o % 2 ? NULL : b, o >= 2 ? res : NULL);
-        g_assert_cmpint(gp.g[1].n_nodes, ==, o >= 2 ? 3 : 2);
+            out[training] = ps_g_groupnorm_pointwise(&gp.g[training], x, pre ? dw : NULL, pre && o != 5 ? db : NULL, 4,
+                                                     gm, o % 2 ? bt : NULL, 1e-5f, w, o % 2 ? NULL : b,
+                                                     o >= 2 ? res : NULL);
+        g_assert_cmpint(gp.g[1].n_nodes, ==, (o >= 2 ? 3 : 2) + pre);
         g_assert_cmpint(gp.g[0].n_nodes, ==, 0);
         char label[64];
-        g_snprintf(label, sizeof label, "groupnorm + pointwise, offset %g", offsets[o]);
+        g_snprintf(label, sizeof label, "%sgroupnorm + pointwise, offset %g", pre ? "dw1x1 + " : "", offsets[o]);
         tu_assert_close(label, out[0]->data, out[1]->data, ps_numel(out[1]), fabsf(offsets[o]) > 20 ? 1e-4 : 1e-5);
         graph_pair_free(&gp);
         ps_tensor_free(x), ps_tensor_free(gm), ps_tensor_free(bt), ps_tensor_free(w), ps_tensor_free(b);
-        ps_tensor_free(res);
+        ps_tensor_free(res), ps_tensor_free(dw), ps_tensor_free(db);
     }
     g_rand_free(r);
 }
@@ -852,6 +906,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/groupnorm-pointwise", test_graph_groupnorm_pointwise);
     g_test_add_func("/graph/batchnorm-train", test_graph_batchnorm_train);
     g_test_add_func("/graph/banded-ops", test_graph_banded_ops);
+    g_test_add_func("/graph/fused-gate-relu-gelu", test_graph_fused_gate_relu_gelu);
     g_test_add_func("/graph/depthwise1x1-backward", test_graph_depthwise1x1_backward);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);

@@ -64,6 +64,7 @@ typedef struct job {
     const ps_tensor *x, *w, *b;
     const ps_tensor *x2; /* add_gelu's second input; a pointwise conv's residual */
     ps_tensor *y;
+    ps_tensor *tmp; /* ps_g_pointwise_relu_gelu: the conv's output before the GELU */
     int dilation, groups, relu;
     float eps;
     void (*elementwise)(const float *x, float *y, size_t n); /* gelu, sigmoid */
@@ -97,11 +98,15 @@ static void pointwise_part(void *ctx, int begin, int end)
     const size_t plane = (size_t)j->y->h * j->y->w, chunks = (plane + PW_CHUNK - 1) / PW_CHUNK;
     for (int u = begin, count; u < end; u += count) { /* runs of chunks within one image */
         const int n = u / (int)chunks, c0 = u % (int)chunks;
-        count = MIN(end, (n + 1) * (int)chunks) - u;
+        /* with a GELU after, chunk by chunk, so it reads the conv's output while in cache */
+        count = j->tmp ? 1 : MIN(end, (n + 1) * (int)chunks) - u;
         const size_t p0 = (size_t)c0 * PW_CHUNK, len = MIN(plane, (size_t)(c0 + count) * PW_CHUNK) - p0;
         const size_t at = (size_t)n * cout * plane + p0;
+        float *out = (j->tmp ? j->tmp : j->y)->data + at;
         j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane + p0, j->w->data, j->b ? j->b->data : NULL,
-                             j->x2 ? j->x2->data + at : NULL, j->y->data + at, cin, cout, len, plane, j->relu);
+                             j->x2 ? j->x2->data + at : NULL, out, cin, cout, len, plane, j->relu);
+        for (int c = 0; j->tmp && c < cout; c++)
+            j->k->gelu(out + (size_t)c * plane, j->y->data + at + (size_t)c * plane, len);
     }
 }
 
@@ -300,6 +305,42 @@ ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *
     ps_tensor *y = conv2d_output(g, x, w, &p);
     conv2d(g, x, w, b, &p, 1, y);
     return y;
+}
+
+ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b)
+{
+    if (g->training)
+        g_error("ps_g_pointwise_relu_gelu is inference-only (it records no node)");
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n, x->h, x->w);
+    job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .relu = 1, .tmp = new_like(g, y)};
+    ps_pool_for(g->pool, position_units(y), pointwise_part, &j);
+    return y;
+}
+
+/* LDGA's gate on one run of positions of every channel: the gate's logits and sigmoid for the
+ * run on the stack, then each channel's run times them. */
+static void gate_part(void *ctx, int begin, int end)
+{
+    const job *j = ctx;
+    const int C = j->x->c;
+    const size_t plane = (size_t)j->x->h * j->x->w;
+    float logit[PW_CHUNK], gate[PW_CHUNK];
+    for (int u = begin; u < end; u++) {
+        size_t len, at = position_run(j->x, u, &len);
+        j->k->conv_pointwise(j->x->data + at, j->w->data, NULL, NULL, logit, C, 1, len, plane, 0);
+        j->k->sigmoid(logit, gate, len);
+        for (int c = 0; c < C; c++, at += plane)
+            j->k->mul(j->x->data + at, gate, j->y->data + at, len);
+    }
+}
+
+ps_tensor *ps_g_gate(ps_graph *g, ps_tensor *x, ps_tensor *w)
+{
+    if (g->training)
+        return ps_g_mul(g, x, ps_g_sigmoid(g, ps_g_conv2d(g, x, w, NULL, 1, 0, 1, 1)));
+    job j = {.k = ps_kernels_best(), .x = x, .w = w, .y = new_like(g, x)};
+    ps_pool_for(g->pool, position_units(x), gate_part, &j);
+    return j.y;
 }
 
 ps_tensor *ps_g_conv1d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int pad)
@@ -564,24 +605,55 @@ ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps
     return j.y;
 }
 
-ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
-                                    float eps, ps_tensor *w, ps_tensor *b, ps_tensor *residual)
+/* Per-channel affine s x + t (depthwise 1x1; s, t NULL = none) then GroupNorm, as the
+ * (scale, shift) per channel of x it amounts to, for one image: the group statistics of s x + t
+ * come from the per-channel mean and variance of x (m_c, v_c): mean M = avg(s m + t), variance
+ * avg(s^2 v + (s m + t)^2) - M^2, summed in double. */
+static void affine_groupnorm_fold(ps_graph *g, const ps_tensor *x, const ps_tensor *s, const ps_tensor *t,
+                                  int groups, const ps_tensor *gamma, const ps_tensor *beta, float eps,
+                                  float *scale, float *shift)
+{
+    const int cin = x->c, cpg = cin / groups;
+    norm_job j = {.x = x, .groups = s ? cin : groups, .eps = eps}; /* with s: each channel alone */
+    norm_stats(g, &j);
+    for (int grp = 0; grp < groups; grp++) {
+        double mean = j.mean[grp], invstd = j.invstd[grp];
+        if (s) {
+            double m1 = 0, m2 = 0;
+            for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
+                const double sc = s->data[c], mc = sc * j.mean[c] + (t ? t->data[c] : 0.f);
+                const double vc = fmax(0.0, 1.0 / ((double)j.invstd[c] * j.invstd[c]) - eps);
+                m1 += mc;
+                m2 += sc * sc * vc + mc * mc;
+            }
+            mean = m1 / cpg;
+            invstd = 1.0 / sqrt(fmax(0.0, m2 / cpg - mean * mean) + eps);
+        }
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
+            const double a = invstd * (gamma ? gamma->data[c] : 1.f), sc = s ? s->data[c] : 1.f;
+            const double tc = s && t ? t->data[c] : 0.f;
+            scale[c] = (float)(a * sc);
+            shift[c] = (float)((beta ? beta->data[c] : 0.f) + (tc - mean) * a);
+        }
+    }
+}
+
+ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, ps_tensor *dw_w, ps_tensor *dw_b, int groups,
+                                    ps_tensor *gamma, ps_tensor *beta, float eps, ps_tensor *w, ps_tensor *b,
+                                    ps_tensor *residual)
 {
     if (g->training || x->n != 1 || w->h != 1 || w->w != 1 ||
         (residual && (residual->n != 1 || residual->c != w->n || residual->h != x->h || residual->w != x->w))) {
+        if (dw_w)
+            x = ps_g_conv2d(g, x, dw_w, dw_b, 1, 0, 1, x->c);
         ps_tensor *y = ps_g_conv2d(g, ps_g_groupnorm(g, x, groups, gamma, beta, eps), w, b, 1, 0, 1, 1);
         return residual ? ps_g_add(g, y, residual) : y;
     }
-    norm_job j = {.x = x, .groups = groups, .eps = eps};
-    norm_stats(g, &j);
-    /* channel ci is s x + t after the norm; w (s x + t) + b = (w s) x + (w t + b) */
-    const int cin = x->c, cout = w->n, cpg = cin / groups;
-    ps_tensor *wf = ps_arena_tensor(g->arena, cout, cin, 1, 1), *bf = ps_arena_tensor(g->arena, cout, 1, 1, 1);
+    /* channel ci is scale x + shift after the norm; w (scale x + shift) + b = (w scale) x + (w shift + b) */
+    const int cin = x->c, cout = w->n;
     float *scale = ps_arena_alloc(g->arena, 2 * (size_t)cin * sizeof(float)), *shift = scale + cin;
-    for (int ci = 0; ci < cin; ci++) {
-        scale[ci] = j.invstd[ci / cpg] * (gamma ? gamma->data[ci] : 1.f);
-        shift[ci] = (beta ? beta->data[ci] : 0.f) - j.mean[ci / cpg] * scale[ci];
-    }
+    affine_groupnorm_fold(g, x, dw_w, dw_b, groups, gamma, beta, eps, scale, shift);
+    ps_tensor *wf = ps_arena_tensor(g->arena, cout, cin, 1, 1), *bf = ps_arena_tensor(g->arena, cout, 1, 1, 1);
     for (int co = 0; co < cout; co++) {
         double acc = b ? b->data[co] : 0.0;
         for (int ci = 0; ci < cin; ci++) {
@@ -591,7 +663,7 @@ ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_te
         bf->data[co] = (float)acc;
     }
     ps_tensor *y = ps_arena_tensor(g->arena, 1, cout, x->h, x->w);
-    job pj = {.k = j.k, .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
+    job pj = {.k = ps_kernels_best(), .x = x, .w = wf, .b = bf, .x2 = residual, .y = y};
     ps_pool_for(g->pool, position_units(y), pointwise_part, &pj);
     return y;
 }

@@ -54,6 +54,12 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
 /* Inference only: relu(conv2d(...)) in one pass (for convs with batch-norm folded in). */
 ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                             int pad, int dilation, int groups);
+/* Inference only: gelu(relu(conv1x1(x, w, b))) in one pass per run of positions (MicroAUNet's
+ * first DSD of a DWD ends in a ReLU that a GELU follows). */
+ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
+/* LDGA's gate: x * sigmoid(conv1x1(x, w)) with w (1, C, 1, 1), no bias; one pass in inference,
+ * the three ops in training. */
+ps_tensor *ps_g_gate(ps_graph *g, ps_tensor *x, ps_tensor *w);
 ps_tensor *ps_g_conv1d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int pad);
 ps_tensor *ps_g_linear(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
 /* Inference: running statistics. Training: batch statistics, running ones updated. */
@@ -69,12 +75,14 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
 /* The encoder's step: gelu(maxpool2x2(groupnorm(x))), fused for inference in the same way. */
 ps_tensor *ps_g_groupnorm_maxpool_gelu(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
                                        float eps);
-/* conv1x1(groupnorm(x), w, b) [+ residual, NULL = none]: in inference (one image) the frame's
- * GroupNorm statistics are folded into the conv's weights and the residual is added as each
- * output is stored, so neither the normalised map nor the sum is a pass of its own; training
- * records the separate ops. */
-ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
-                                    float eps, ps_tensor *w, ps_tensor *b, ps_tensor *residual);
+/* conv1x1(groupnorm(dw1x1(x)), w, b) [+ residual, NULL = none], dw1x1 a per-channel scale dw_w
+ * (C,1,1,1) and bias dw_b (NULL: no dw1x1; MicroAUNet's DWC with k = 1). In inference (one
+ * image) the frame's GroupNorm statistics, and the dw1x1, are folded into the conv's weights
+ * and the residual is added as each output is stored, so neither the normalised map nor the
+ * sum is a pass of its own; training records the separate ops. */
+ps_tensor *ps_g_groupnorm_pointwise(ps_graph *g, ps_tensor *x, ps_tensor *dw_w, ps_tensor *dw_b, int groups,
+                                    ps_tensor *gamma, ps_tensor *beta, float eps, ps_tensor *w, ps_tensor *b,
+                                    ps_tensor *residual);
 /* gelu(a + b); one pass in inference when a and b have one shape. */
 ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b);
 /* MicroAUNet's LSCAB output (alpha * ca + beta * sa) * t + t, for t (N,C,H,W), channel attention

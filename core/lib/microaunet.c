@@ -91,31 +91,33 @@ static void fold_bn(ps_graph *g, const ps_tensor *w, const bn_t *n, ps_tensor **
     }
 }
 
-static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s)
+/* DSD, then a GELU when `gelu` is set (fused into the last conv in inference). */
+static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s, int gelu)
 {
     if (!g->training) {
         ps_tensor *w, *b;
         fold_bn(g, s->dw, &s->bn1, &w, &b);
         ps_tensor *y = ps_g_conv2d_relu(g, x, w, b, 1, s->d, s->d, x->c);
         fold_bn(g, s->pw, &s->bn2, &w, &b);
-        return ps_g_conv2d_relu(g, y, w, b, 1, 0, 1, 1);
+        return gelu ? ps_g_pointwise_relu_gelu(g, y, w, b) : ps_g_conv2d_relu(g, y, w, b, 1, 0, 1, 1);
     }
     ps_tensor *y = ps_g_conv2d(g, x, s->dw, NULL, 1, s->d, s->d, x->c);
     y = ps_g_relu(g, fwd_bn(g, y, &s->bn1));
     y = ps_g_conv2d(g, y, s->pw, NULL, 1, 0, 1, 1);
-    return ps_g_relu(g, fwd_bn(g, y, &s->bn2));
+    y = ps_g_relu(g, fwd_bn(g, y, &s->bn2));
+    return gelu ? ps_g_gelu(g, y) : y;
 }
 
 static ps_tensor *fwd_dwd(ps_graph *g, ps_tensor *x, const dwd_t *w)
 {
-    ps_tensor *y = ps_g_gelu(g, fwd_dsd(g, x, &w->dsd1));
-    return ps_g_add_gelu(g, fwd_dsd(g, y, &w->dsd2), x);
+    ps_tensor *y = fwd_dsd(g, x, &w->dsd1, 1);
+    return ps_g_add_gelu(g, fwd_dsd(g, y, &w->dsd2, 0), x);
 }
 
 static ps_tensor *fwd_ldga(ps_graph *g, ps_tensor *x, const ldga_t *l)
 {
     ps_tensor *a = ps_fwd_dwc(g, x, &l->dwc1);
-    a = ps_g_mul(g, a, ps_g_sigmoid(g, ps_g_conv2d(g, a, l->gate, NULL, 1, 0, 1, 1)));
+    a = ps_g_gate(g, a, l->gate);
     ps_tensor *r = l->has_res ? ps_fwd_dwc(g, x, &l->res) : x;
     return ps_fwd_dwc_add(g, a, &l->dwc2, r);
 }
@@ -146,7 +148,7 @@ static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **
 static ps_tensor *enc_block(ps_graph *g, const void *net_, int k, ps_tensor *x)
 {
     const net *n = net_;
-    return k == 0 ? fwd_dsd(g, x, &n->enc1) : fwd_ldga(g, fwd_dwd(g, x, &n->enc_dwd[k - 1]), &n->enc_ldga[k - 1]);
+    return k == 0 ? fwd_dsd(g, x, &n->enc1, 0) : fwd_ldga(g, fwd_dwd(g, x, &n->enc_dwd[k - 1]), &n->enc_ldga[k - 1]);
 }
 
 static ps_tensor *dec_block(ps_graph *g, const void *net_, int k, ps_tensor *x)

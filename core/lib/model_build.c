@@ -111,8 +111,12 @@ ps_dwc ps_build_dwc(ps_builder *b, const char *prefix, int i, int o, int k)
 
 ps_tensor *ps_fwd_dwc_add(ps_graph *g, ps_tensor *x, const ps_dwc *c, ps_tensor *residual)
 {
+    if (c->k == 1) /* the depthwise conv is a per-channel affine, folded in with the norm */
+        return ps_g_groupnorm_pointwise(g, x, c->dw_w, c->dw_b, PS_GN_GROUPS, c->gn.w, c->gn.b, PS_NORM_EPS,
+                                        c->pw_w, c->pw_b, residual);
     ps_tensor *y = ps_g_conv2d(g, x, c->dw_w, c->dw_b, 1, c->k / 2, 1, x->c);
-    return ps_g_groupnorm_pointwise(g, y, PS_GN_GROUPS, c->gn.w, c->gn.b, PS_NORM_EPS, c->pw_w, c->pw_b, residual);
+    return ps_g_groupnorm_pointwise(g, y, NULL, NULL, PS_GN_GROUPS, c->gn.w, c->gn.b, PS_NORM_EPS, c->pw_w, c->pw_b,
+                                    residual);
 }
 
 ps_tensor *ps_fwd_dwc(ps_graph *g, ps_tensor *x, const ps_dwc *c)
