@@ -59,6 +59,16 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
  * GroupNorm group for the statistics); each part of the pool gets a contiguous range of units.
  * Maps of one unit or less (the deepest levels) run on one thread. */
 
+/* The pool for an op over `values` floats: below PAR_MIN_VALUES the hand-over and the barrier
+ * cost more than a second thread saves (8192 was the fastest of 0, 8192, 16384, 32768 and 65536
+ * at 256 on two cores), so small maps run on the calling thread. */
+enum { PAR_MIN_VALUES = 8192 };
+
+static ps_pool *pool_for(const ps_graph *g, size_t values)
+{
+    return values < PAR_MIN_VALUES ? NULL : g->pool;
+}
+
 typedef struct job {
     const ps_kernels *k;
     const ps_tensor *x, *w, *b;
@@ -74,7 +84,7 @@ typedef struct job {
  * reads its part of the input once and fills whole register tiles, also when there is a single
  * output channel (LDGA's gate, the head). Parts start at multiples of 32 positions, so the
  * result does not depend on the split. */
-enum { PW_CHUNK = 1024 };
+enum { PW_CHUNK = 256 };
 
 /* Units of work of PW_CHUNK positions of a map: position_units(t) of them, unit u starting at
  * value position_run(t, u, &len) of channel 0 (the other channels a plane apart each). */
@@ -187,11 +197,11 @@ static void conv2d(ps_graph *g, const ps_tensor *x, const ps_tensor *w, const ps
         ps_pool_for(g->pool, position_units(y), pointwise_part, &j);
     else if (p->groups == x->c && y->c == x->c && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w &&
              ((w->h == 3 && p->pad_h == p->dilation && x->w <= PS_KERNEL_MAX_WIDTH) || (w->h == 1 && p->pad_h == 0)))
-        ps_pool_for(g->pool, depthwise_units(x, w), depthwise_part, &j);
+        ps_pool_for(pool_for(g, ps_numel(x)), depthwise_units(x, w), depthwise_part, &j);
     else if (p->groups == 1 && w->h == w->w && p->stride == 1 && p->pad_h == p->pad_w && !relu) {
         if (p->pad_h > 0) /* the 'valid' kernel (no fused ReLU) on a zero-padded copy */
             j.x = zero_padded(g, x, p->pad_h);
-        ps_pool_for(g->pool, valid_units(y), valid_part, &j);
+        ps_pool_for(pool_for(g, ps_numel(j.x)), valid_units(y), valid_part, &j);
     } else {
         ps_conv2d_ref(x, w, b, p, y);
         for (size_t i = 0, n = ps_numel(y); relu && i < n; i++)
@@ -274,7 +284,7 @@ ps_tensor *ps_g_attend_residual(ps_graph *g, ps_tensor *t, ps_tensor *ca, ps_ten
     }
     attend_job j = {.k = ps_kernels_best(), .t = t, .ca = ca, .sa = sa, .alpha = alpha->data[0],
                     .beta = beta->data[0], .y = new_like(g, t)};
-    ps_pool_for(g->pool, t->n * t->c, attend_part, &j);
+    ps_pool_for(pool_for(g, ps_numel(t)), t->n * t->c, attend_part, &j);
     return j.y;
 }
 
@@ -405,7 +415,7 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
 {
     ps_tensor *y = new_like(g, x);
     job j = {.k = ps_kernels_best(), .x = x, .w = gamma, .b = beta, .y = y, .groups = groups, .eps = eps};
-    ps_pool_for(g->pool, x->n * groups, groupnorm_part, &j);
+    ps_pool_for(pool_for(g, ps_numel(x)), x->n * groups, groupnorm_part, &j);
     ps_node *nd = record(g, PS_OP_GROUPNORM, y, 3, (ps_tensor *[]){x, gamma, beta});
     if (nd) {
         nd->iarg = groups;
@@ -493,7 +503,7 @@ ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
     ps_lin_tap *cols = ps_arena_alloc(g->arena, (size_t)y->w * sizeof *cols);
     ps_upsample2x_cols(x, y, cols);
     up_job j = {x, y, cols};
-    ps_pool_for(g->pool, x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
+    ps_pool_for(pool_for(g, ps_numel(y)), x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
     return y;
 }
@@ -558,14 +568,14 @@ static void norm_stats(ps_graph *g, norm_job *j)
     j->k = ps_kernels_best();
     j->mean = ps_arena_alloc(g->arena, 2 * (size_t)j->x->n * j->groups * sizeof(float));
     j->invstd = j->mean + (size_t)j->x->n * j->groups;
-    ps_pool_for(g->pool, j->x->n * j->groups, norm_stats_part, j);
+    ps_pool_for(pool_for(g, ps_numel(j->x)), j->x->n * j->groups, norm_stats_part, j);
 }
 
 /* Runs a prepared norm_job over y. */
 static void norm_fused(ps_graph *g, norm_job *j)
 {
     norm_stats(g, j);
-    ps_pool_for(g->pool, j->x->n * ((j->y->h + NORM_ROWS - 1) / NORM_ROWS), norm_rows_part, j);
+    ps_pool_for(pool_for(g, ps_numel(j->x) + ps_numel(j->y)), j->x->n * ((j->y->h + NORM_ROWS - 1) / NORM_ROWS), norm_rows_part, j);
 }
 
 ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamma, ps_tensor *beta,
@@ -717,7 +727,7 @@ ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, 2, x->h, x->w);
     band_job j = {x, y, 0};
-    ps_pool_for(g->pool, band_units(x, x->n), mean_max_part, &j);
+    ps_pool_for(pool_for(g, ps_numel(x)), band_units(x, x->n), mean_max_part, &j);
     record(g, PS_OP_CHANNEL_MEAN_MAX, y, 1, &x);
     return y;
 }
@@ -738,7 +748,7 @@ ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
         g_error("reflect padding %d needs a map larger than %dx%d (model input too small)", pad, x->h, x->w);
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
     band_job j = {x, y, pad};
-    ps_pool_for(g->pool, band_units(y, x->n * x->c), reflect_pad_part, &j);
+    ps_pool_for(pool_for(g, ps_numel(y)), band_units(y, x->n * x->c), reflect_pad_part, &j);
     ps_node *nd = record(g, PS_OP_REFLECT_PAD, y, 1, &x);
     if (nd)
         nd->iarg = pad;

@@ -272,28 +272,51 @@ static void conv_depthwise1x1(const float *restrict x, const float *restrict w, 
     }
 }
 
+/* PW_V outputs of one 'valid' conv row from column i: every tap of every input channel summed
+ * in a register, in the order of the plain loop (channel, kernel row, kernel column). */
+static inline pw_vec valid_vec(const float *restrict x, size_t xstride, const float *restrict w, float bias,
+                               int cin, int wd, int k, int d, int i)
+{
+    pw_vec acc = (pw_vec){0} + bias;
+    for (int ci = 0; ci < cin; ci++)
+        for (int ky = 0; ky < k; ky++) {
+            const float *xr = x + (size_t)ci * xstride + (size_t)ky * d * wd + i;
+            const float *wr = w + ((size_t)ci * k + ky) * k;
+            for (int kx = 0; kx < k; kx++)
+                acc += wr[kx] * *(const pw_vec *)(xr + kx * d);
+        }
+    return acc;
+}
+
 static void conv_valid(const float *restrict x, size_t xstride, const float *restrict w, const float *restrict b,
                        float *restrict y, int cin, int cout, int h, int wd, int k, int d)
 {
     const int ho = h - d * (k - 1), wo = wd - d * (k - 1);
-    for (int co = 0; co < cout; co++)
+    for (int co = 0; co < cout; co++) {
+        const float *wc = w + (size_t)co * cin * k * k;
+        const float bias = b ? b[co] : 0.f;
         for (int oh = 0; oh < ho; oh++) {
             float *yr = y + ((size_t)co * ho + oh) * wo;
-            const float bias = b ? b[co] : 0.f;
-            for (int i = 0; i < wo; i++)
-                yr[i] = bias;
-            for (int ci = 0; ci < cin; ci++)
-                for (int ky = 0; ky < k; ky++) {
-                    const float *xr = x + (size_t)ci * xstride + (size_t)(oh + ky * d) * wd;
-                    const float *wr = w + (((size_t)co * cin + ci) * k + ky) * k;
-                    for (int kx = 0; kx < k; kx++) {
-                        const float wv = wr[kx];
-                        const float *xs = xr + kx * d;
-                        for (int i = 0; i < wo; i++)
-                            yr[i] += wv * xs[i];
-                    }
-                }
+            const float *xo = x + (size_t)oh * wd;
+            int i = 0;
+            /* whole vectors, the last one overlapping the one before (same values again) */
+            if (wo >= PW_V) {
+                for (; i + PW_V <= wo; i += PW_V)
+                    *(pw_vec *)(yr + i) = valid_vec(xo, xstride, wc, bias, cin, wd, k, d, i);
+                if (i < wo)
+                    *(pw_vec *)(yr + wo - PW_V) = valid_vec(xo, xstride, wc, bias, cin, wd, k, d, wo - PW_V);
+                continue;
+            }
+            for (; i < wo; i++) { /* rows narrower than a vector */
+                float acc = bias;
+                for (int ci = 0; ci < cin; ci++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++)
+                            acc += wc[((size_t)ci * k + ky) * k + kx] * xo[(size_t)ci * xstride + (size_t)(ky * d) * wd + i + kx * d];
+                yr[i] = acc;
+            }
         }
+    }
 }
 
 /* Float sums over 64 independent lanes (four AVX-512 registers, so four additions are in flight
