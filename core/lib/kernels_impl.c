@@ -37,21 +37,23 @@ static inline float exp_approx(float x)
     return p * scale;
 }
 
-/* 1 - erf(|v|/sqrt2), Abramowitz-Stegun 7.1.26 (abs error < 1.5e-7). */
-static inline float erfc_half(float v)
-{
-    float z = (v < 0 ? -v : v) * 0.70710678f;
-    float t = 1.f / (1.f + 0.3275911f * z);
-    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    return poly * exp_approx(-z * z);
-}
-
-/* Phi(v) = (1 + erf(v/sqrt2)) / 2 = q/2 for v < 0 and 1 - q/2 otherwise, q = erfc_half(v):
- * the negative tail keeps its relative accuracy. */
+/* Phi(v) = (1 + erf(v / sqrt 2)) / 2 with erf(z) = z P(z^2) / Q(z^2) for |z| < 3.9 (beyond, erf
+ * rounds to +-1 in float): a rational fit of our own (scripts/fit_erf.py, weighted least
+ * squares towards minimax), max abs error 3.1e-7 in float. No exponential and one division, about
+ * two thirds of the operations of erfc via exp; the error is absolute, 1.6e-7 in Phi. */
 static inline float normal_cdf(float v)
 {
-    float q = erfc_half(v);
-    return 0.5f * (v < 0 ? q : 2.f - q);
+    float z = v * 0.70710678f;
+    z = z < -4.f ? -4.f : z;
+    z = z > 4.f ? 4.f : z;
+    const float z2 = z * z;
+    const float p = 1.12837863f + z2 * (0.213938341f + z2 * (0.0524325147f + z2 * (0.00429271301f +
+                    z2 * (0.000155523521f + z2 * (-1.99015813e-06f + z2 * 1.9215399e-08f)))));
+    const float q = 1.f + z2 * (0.522925556f + z2 * (0.120796882f + z2 * (0.0155504616f + z2 * 0.00109793886f)));
+    float e = z * p / q;
+    e = z >= 3.9f ? 1.f : e; /* erf rounds to +-1 from here on; exactly so, as huge v need v * 1 */
+    e = z <= -3.9f ? -1.f : e;
+    return 0.5f + 0.5f * e;
 }
 
 static void gelu(const float *restrict x, float *restrict y, size_t n)
