@@ -473,8 +473,9 @@ static void test_graph_banded_ops(void)
     for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
         ps_tensor *x = ps_tensor_new(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
         ps_tensor *up = ps_tensor_new(x->n, x->c, 2 * x->h, 2 * x->w), *mm = ps_tensor_new(x->n, 2, x->h, x->w);
-        ps_tensor *pad = ps_tensor_new(x->n, x->c, x->h + 6, x->w + 6);
+        ps_tensor *pad = ps_tensor_new(x->n, x->c, x->h + 6, x->w + 6), *avg = ps_tensor_new(x->n, x->c, 1, 1);
         tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
+        ps_global_avgpool_ref(x, avg);
         ps_upsample2x_ref(x, up);
         ps_channel_mean_max_ref(x, mm);
         ps_reflect_pad_ref(x, 3, pad);
@@ -488,11 +489,13 @@ static void test_graph_banded_ops(void)
             for (int o = 0; o < 3; o++)
                 g_assert_cmpmem(got[o]->data, ps_numel(got[o]) * sizeof(float), want[o]->data,
                                 ps_numel(want[o]) * sizeof(float));
+            /* the plane means: the kernels' lane sums against the reference's double sums */
+            tu_assert_close("global average pool", ps_g_global_avgpool(&g, x)->data, avg->data, ps_numel(avg), 1e-6);
             ps_pool_free(g.pool);
             ps_graph_release(&g);
             ps_arena_free(arena);
         }
-        ps_tensor_free(x), ps_tensor_free(up), ps_tensor_free(mm), ps_tensor_free(pad);
+        ps_tensor_free(x), ps_tensor_free(up), ps_tensor_free(mm), ps_tensor_free(pad), ps_tensor_free(avg);
     }
     g_rand_free(r);
 }

@@ -434,9 +434,20 @@ ps_tensor *ps_g_groupnorm(ps_graph *g, ps_tensor *x, int groups, ps_tensor *gamm
         return y;                                                              \
     }
 UNARY(relu, PS_OP_RELU, x->n, x->c, x->h, x->w)
-UNARY(global_avgpool, PS_OP_GLOBAL_AVGPOOL, x->n, x->c, 1, 1)
 UNARY(softmax_spatial, PS_OP_SOFTMAX_SPATIAL, x->n, x->c, x->h, x->w)
 #undef UNARY
+
+/* Each plane's mean through the kernels' lane sums (the reference sums in double). */
+ps_tensor *ps_g_global_avgpool(ps_graph *g, ps_tensor *x)
+{
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 1, 1);
+    const ps_kernels *k = ps_kernels_best();
+    const size_t plane = (size_t)x->h * x->w;
+    for (size_t p = 0; p < (size_t)x->n * x->c; p++)
+        y->data[p] = (float)(k->sum(x->data + p * plane, plane) / (double)plane);
+    record(g, PS_OP_GLOBAL_AVGPOOL, y, 1, &x);
+    return y;
+}
 
 /* ---- plane-wise reference ops split over the pool ----
  * Ops whose every output plane (n, c) depends only on the same plane of their inputs run the
