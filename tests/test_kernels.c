@@ -501,12 +501,12 @@ static void test_graph_banded_ops(void)
 }
 
 /* The fused inference ops against the scalar references (within 1e-5 of the output's scale)
- * and against the graph's separate ops (bit for bit: the same kernels on the same runs), for
- * 1-3 threads, on shapes whose last run of positions is partial. */
+ * and against the graph's separate ops (the gate and pointwise + GELU bit for bit: the same
+ * kernels on the same runs), for 1-3 threads, on shapes whose last run of positions is partial. */
 static void test_graph_fused_gate_relu_gelu(void)
 {
     GRand *r = g_rand_new_with_seed(35);
-    const int shapes[][4] = {{2, 5, 17, 9}, {1, 3, 40, 33}, {1, 8, 37, 64}, {1, 1, 6, 7}};
+    const int shapes[][4] = {{2, 5, 17, 9}, {1, 3, 40, 33}, {1, 8, 37, 64}, {1, 1, 6, 7}, {1, 4, 30, 20}};
     for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
         const int c = shapes[k][1], cout = c + 2;
         ps_tensor *x = ps_tensor_new(shapes[k][0], c, shapes[k][2], shapes[k][3]);
@@ -515,6 +515,9 @@ static void test_graph_fused_gate_relu_gelu(void)
         tu_fill_uniform(wg->data, c, r, -1, 1);
         tu_fill_uniform(w->data, ps_numel(w), r, -1, 1);
         tu_fill_uniform(b->data, cout, r, -0.5f, 0.5f);
+        ps_tensor *wdw = ps_tensor_new(c, 1, 3, 3), *bdw = ps_tensor_new(c, 1, 1, 1);
+        tu_fill_uniform(wdw->data, ps_numel(wdw), r, -1, 1);
+        tu_fill_uniform(bdw->data, c, r, -0.5f, 0.5f);
         /* references: x * sigmoid(conv(x, wg)) and gelu(relu(conv(x, w, b))) */
         const ps_conv2d_params p = {1, 0, 0, 1, 1};
         ps_tensor *logit = ps_tensor_new(x->n, 1, x->h, x->w), *gate = ps_tensor_new(x->n, 1, x->h, x->w);
@@ -538,12 +541,25 @@ static void test_graph_fused_gate_relu_gelu(void)
             ps_tensor *sa = ps_g_gelu(&g, ps_g_conv2d_relu(&g, x, w, b, 1, 0, 1, 1));
             g_assert_cmpmem(fg->data, ps_numel(fg) * sizeof(float), sg->data, ps_numel(sg) * sizeof(float));
             g_assert_cmpmem(fa->data, ps_numel(fa) * sizeof(float), sa->data, ps_numel(sa) * sizeof(float));
+            /* the depthwise 3x3 + pointwise pass (DSD), dilation 1 and 2, with and without the GELU,
+             * against the separate graph ops: bands start at any position, so within 1e-6 */
+            for (int d = 1; d <= 2; d++)
+                for (int gelu = 0; gelu <= 1; gelu++) {
+                    ps_tensor *dd = ps_g_depthwise_pointwise_relu(&g, x, wdw, bdw, d, w, b, gelu);
+                    ps_tensor *sd = ps_g_conv2d_relu(&g, x, wdw, bdw, 1, d, d, c);
+                    sd = gelu ? ps_g_gelu(&g, ps_g_conv2d_relu(&g, sd, w, b, 1, 0, 1, 1))
+                              : ps_g_conv2d_relu(&g, sd, w, b, 1, 0, 1, 1);
+                    char label[48];
+                    g_snprintf(label, sizeof label, "depthwise + pointwise, d %d, gelu %d", d, gelu);
+                    tu_assert_close(label, dd->data, sd->data, ps_numel(sd), 1e-6);
+                }
             ps_pool_free(g.pool);
             ps_graph_release(&g);
             ps_arena_free(arena);
         }
         ps_tensor_free(x), ps_tensor_free(wg), ps_tensor_free(w), ps_tensor_free(b), ps_tensor_free(logit);
         ps_tensor_free(gate), ps_tensor_free(gated), ps_tensor_free(conv), ps_tensor_free(act);
+        ps_tensor_free(wdw), ps_tensor_free(bdw);
     }
     g_rand_free(r);
 }

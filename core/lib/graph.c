@@ -327,6 +327,51 @@ ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_
     return y;
 }
 
+/* MicroAUNet's DSD in inference, one band of DW_ROWS rows at a time: the depthwise 3x3 (+ ReLU)
+ * of the band's rows into tmp, then the pointwise conv (+ ReLU) of those positions while they are
+ * in cache [into tmp2, then GELU into y]. */
+typedef struct dsd_job {
+    const ps_kernels *k;
+    const ps_tensor *x, *wd, *bd, *wp, *bp;
+    ps_tensor *tmp, *tmp2, *y;
+    int dilation;
+} dsd_job;
+
+static void dsd_part(void *ctx, int begin, int end)
+{
+    const dsd_job *j = ctx;
+    const int C = j->x->c, cout = j->y->c, h = j->x->h, w = j->x->w, bands = (h + DW_ROWS - 1) / DW_ROWS;
+    const size_t plane = (size_t)h * w;
+    for (int u = begin; u < end; u++) {
+        const int n = u / bands, r0 = u % bands * DW_ROWS, r1 = MIN(h, r0 + DW_ROWS);
+        const size_t xoff = (size_t)n * C * plane, yoff = (size_t)n * cout * plane + (size_t)r0 * w;
+        const size_t len = (size_t)(r1 - r0) * w;
+        j->k->conv_depthwise3x3(j->x->data + xoff, j->wd->data, j->bd ? j->bd->data : NULL, j->tmp->data + xoff, C,
+                                h, w, j->dilation, 1, r0, r1);
+        float *out = (j->tmp2 ? j->tmp2 : j->y)->data + yoff;
+        j->k->conv_pointwise(j->tmp->data + xoff + (size_t)r0 * w, j->wp->data, j->bp ? j->bp->data : NULL, NULL, out,
+                             C, cout, len, plane, 1);
+        for (int c = 0; j->tmp2 && c < cout; c++)
+            j->k->gelu(out + (size_t)c * plane, j->y->data + yoff + (size_t)c * plane, len);
+    }
+}
+
+ps_tensor *ps_g_depthwise_pointwise_relu(ps_graph *g, ps_tensor *x, ps_tensor *wd, ps_tensor *bd, int dilation,
+                                         ps_tensor *wp, ps_tensor *bp, int gelu)
+{
+    if (g->training)
+        g_error("ps_g_depthwise_pointwise_relu is inference-only (it records no node)");
+    if (x->w > PS_KERNEL_MAX_WIDTH) { /* the separate ops */
+        ps_tensor *y = ps_g_conv2d_relu(g, x, wd, bd, 1, dilation, dilation, x->c);
+        return gelu ? ps_g_pointwise_relu_gelu(g, y, wp, bp) : ps_g_conv2d_relu(g, y, wp, bp, 1, 0, 1, 1);
+    }
+    ps_tensor *y = ps_arena_tensor(g->arena, x->n, wp->n, x->h, x->w);
+    dsd_job j = {.k = ps_kernels_best(), .x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .tmp = new_like(g, x),
+                 .tmp2 = gelu ? new_like(g, y) : NULL, .y = y, .dilation = dilation};
+    ps_pool_for(pool_for(g, ps_numel(x) + ps_numel(y)), depthwise_units(x, wd), dsd_part, &j);
+    return y;
+}
+
 /* LDGA's gate on one run of positions of every channel: the gate's logits and sigmoid for the
  * run on the stack, then each channel's run times them. */
 static void gate_part(void *ctx, int begin, int end)

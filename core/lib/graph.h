@@ -57,6 +57,11 @@ ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *
 /* Inference only: gelu(relu(conv1x1(x, w, b))) in one pass per run of positions (MicroAUNet's
  * first DSD of a DWD ends in a ReLU that a GELU follows). */
 ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
+/* Inference only: relu(conv1x1(relu(depthwise3x3(x, wd, bd, dilation)), wp, bp)) [then GELU when
+ * gelu is set], one band of rows at a time, the depthwise output consumed while in cache
+ * (MicroAUNet's DSD with its batch-norms folded in). */
+ps_tensor *ps_g_depthwise_pointwise_relu(ps_graph *g, ps_tensor *x, ps_tensor *wd, ps_tensor *bd, int dilation,
+                                         ps_tensor *wp, ps_tensor *bp, int gelu);
 /* LDGA's gate: x * sigmoid(conv1x1(x, w)) with w (1, C, 1, 1), no bias; one pass in inference,
  * the three ops in training. */
 ps_tensor *ps_g_gate(ps_graph *g, ps_tensor *x, ps_tensor *w);

@@ -95,11 +95,10 @@ static void fold_bn(ps_graph *g, const ps_tensor *w, const bn_t *n, ps_tensor **
 static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s, int gelu)
 {
     if (!g->training) {
-        ps_tensor *w, *b;
-        fold_bn(g, s->dw, &s->bn1, &w, &b);
-        ps_tensor *y = ps_g_conv2d_relu(g, x, w, b, 1, s->d, s->d, x->c);
-        fold_bn(g, s->pw, &s->bn2, &w, &b);
-        return gelu ? ps_g_pointwise_relu_gelu(g, y, w, b) : ps_g_conv2d_relu(g, y, w, b, 1, 0, 1, 1);
+        ps_tensor *wd, *bd, *wp, *bp;
+        fold_bn(g, s->dw, &s->bn1, &wd, &bd);
+        fold_bn(g, s->pw, &s->bn2, &wp, &bp);
+        return ps_g_depthwise_pointwise_relu(g, x, wd, bd, s->d, wp, bp, gelu);
     }
     ps_tensor *y = ps_g_conv2d(g, x, s->dw, NULL, 1, s->d, s->d, x->c);
     y = ps_g_relu(g, fwd_bn(g, y, &s->bn1));
