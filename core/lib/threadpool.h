@@ -1,6 +1,7 @@
-/* A persistent pool of worker threads for splitting one op over the cores. Workers spin briefly
- * after each job (ops follow each other within microseconds) and then sleep, so an idle pool
- * costs nothing between frames. */
+/* A persistent pool of worker threads for splitting one op over the cores. Workers spin for half
+ * a millisecond after each job (ops follow each other within microseconds, or tens of them where
+ * small maps run on the calling thread) and then sleep, so an idle pool costs nothing between
+ * frames beyond that. */
 #pragma once
 
 typedef struct ps_pool ps_pool;
