@@ -82,22 +82,29 @@ typedef struct job {
 
 /* Pointwise convs are split into runs of positions, every output channel at once: each thread
  * reads its part of the input once and fills whole register tiles, also when there is a single
- * output channel (LDGA's gate, the head). Parts start at multiples of 32 positions, so the
- * result does not depend on the split. */
-enum { PW_CHUNK = 256 };
+ * output channel (LDGA's gate, the head). Runs of PW_CHUNK positions, or of PW_CHUNK_SMALL on
+ * maps of up to 32x32 so that the deep levels' convs (64-channel ones in microaunet-w8) split
+ * too. Parts start at multiples of 32 positions, so the result does not depend on the split. */
+enum { PW_CHUNK = 256, PW_CHUNK_SMALL = 64 };
 
-/* Units of work of PW_CHUNK positions of a map: position_units(t) of them, unit u starting at
- * value position_run(t, u, &len) of channel 0 (the other channels a plane apart each). */
+static size_t chunk_of(size_t plane)
+{
+    return plane <= 1024 ? PW_CHUNK_SMALL : PW_CHUNK;
+}
+
+/* Units of work of chunk_of(plane) positions of a map: position_units(t) of them, unit u
+ * starting at value position_run(t, u, &len) of channel 0 (the other channels a plane apart). */
 static int position_units(const ps_tensor *t)
 {
-    return t->n * (int)(((size_t)t->h * t->w + PW_CHUNK - 1) / PW_CHUNK);
+    const size_t plane = (size_t)t->h * t->w, chunk = chunk_of(plane);
+    return t->n * (int)((plane + chunk - 1) / chunk);
 }
 
 static size_t position_run(const ps_tensor *t, int u, size_t *len)
 {
-    const size_t plane = (size_t)t->h * t->w, chunks = (plane + PW_CHUNK - 1) / PW_CHUNK;
-    const size_t n = (size_t)u / chunks, p0 = (size_t)u % chunks * PW_CHUNK;
-    *len = MIN(plane, p0 + PW_CHUNK) - p0;
+    const size_t plane = (size_t)t->h * t->w, chunk = chunk_of(plane), chunks = (plane + chunk - 1) / chunk;
+    const size_t n = (size_t)u / chunks, p0 = (size_t)u % chunks * chunk;
+    *len = MIN(plane, p0 + chunk) - p0;
     return n * t->c * plane + p0;
 }
 
@@ -105,12 +112,12 @@ static void pointwise_part(void *ctx, int begin, int end)
 {
     const job *j = ctx;
     const int cin = j->x->c, cout = j->y->c;
-    const size_t plane = (size_t)j->y->h * j->y->w, chunks = (plane + PW_CHUNK - 1) / PW_CHUNK;
+    const size_t plane = (size_t)j->y->h * j->y->w, chunk = chunk_of(plane), chunks = (plane + chunk - 1) / chunk;
     for (int u = begin, count; u < end; u += count) { /* runs of chunks within one image */
         const int n = u / (int)chunks, c0 = u % (int)chunks;
         /* with a GELU after, chunk by chunk, so it reads the conv's output while in cache */
         count = j->tmp ? 1 : MIN(end, (n + 1) * (int)chunks) - u;
-        const size_t p0 = (size_t)c0 * PW_CHUNK, len = MIN(plane, (size_t)(c0 + count) * PW_CHUNK) - p0;
+        const size_t p0 = (size_t)c0 * chunk, len = MIN(plane, (size_t)(c0 + count) * chunk) - p0;
         const size_t at = (size_t)n * cout * plane + p0;
         float *out = (j->tmp ? j->tmp : j->y)->data + at;
         j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane + p0, j->w->data, j->b ? j->b->data : NULL,
