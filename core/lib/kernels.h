@@ -23,6 +23,10 @@ typedef struct ps_kernels {
     void (*sigmoid)(const float *x, float *y, size_t n);
     /* y = gelu(a + b) over n values (a residual add and its activation in one pass) */
     void (*add_gelu)(const float *a, const float *b, float *y, size_t n);
+    /* count interleaved RGB bytes -> three planes: d_c[i] = fmaf(rgb[3i + c], scale[c], -shift[c])
+     * (the model input's normalisation, exactly ps_normalise_rgb_ref's floats) */
+    void (*normalise_rgb)(const unsigned char *rgb, int count, const float *scale, const float *shift, float *d0,
+                          float *d1, float *d2);
     /* y = a + b and y = a * b over n values (e.g. a plane times its gate) */
     void (*add)(const float *a, const float *b, float *y, size_t n);
     void (*mul)(const float *a, const float *b, float *y, size_t n);

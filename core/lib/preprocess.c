@@ -4,30 +4,36 @@
 #include "image.h"
 #include "kernels.h"
 
-/* Each channel's normalised value per byte, (v / 255 - mean) / std as v * scale - shift: a
- * lookup instead of a multiply-add per value, the same floats. */
-typedef float norm_lut[3][256];
+/* The normalisation (v / 255 - mean) / std of each channel as v * scale - shift. */
+typedef struct norm {
+    float scale[3], shift[3];
+} norm;
 
-static void norm_lut_init(norm_lut lut, const float mean[3], const float std[3])
+static norm norm_of(const float mean[3], const float std[3])
 {
+    norm n;
     for (int c = 0; c < 3; c++) {
-        const float scale = 1.0f / (255.0f * std[c]), shift = mean[c] / std[c];
-        for (int v = 0; v < 256; v++)
-            lut[c][v] = (float)v * scale - shift;
+        n.scale[c] = 1.0f / (255.0f * std[c]);
+        n.shift[c] = mean[c] / std[c];
+    }
+    return n;
+}
+
+void ps_normalise_rgb_ref(const uint8_t *rgb, int count, const float scale[3], const float shift[3], float *d0,
+                          float *d1, float *d2)
+{
+    for (int i = 0; i < count; i++) {
+        d0[i] = fmaf((float)rgb[3 * i], scale[0], -shift[0]);
+        d1[i] = fmaf((float)rgb[3 * i + 1], scale[1], -shift[1]);
+        d2[i] = fmaf((float)rgb[3 * i + 2], scale[2], -shift[2]);
     }
 }
 
 /* `count` interleaved RGB pixels -> the same positions of the three normalised planes (`plane`
  * floats apart) starting at dst. */
-static void normalise_pixels(const uint8_t *restrict rgb, int count, const norm_lut lut, float *restrict dst,
-                             size_t plane)
+static void normalise_pixels(const uint8_t *rgb, int count, const norm *nm, float *dst, size_t plane)
 {
-    float *restrict d0 = dst, *restrict d1 = dst + plane, *restrict d2 = dst + 2 * plane;
-    for (int i = 0; i < count; i++) {
-        d0[i] = lut[0][rgb[3 * i]];
-        d1[i] = lut[1][rgb[3 * i + 1]];
-        d2[i] = lut[2][rgb[3 * i + 2]];
-    }
+    ps_kernels_best()->normalise_rgb(rgb, count, nm->scale, nm->shift, dst, dst + plane, dst + 2 * plane);
 }
 
 /* rgb at ow x oh: as it is when it already is (any stride), else resized into scratch (stride
@@ -44,20 +50,19 @@ static const uint8_t *at_size(const uint8_t *rgb, int w, int h, int *stride, int
 /* Rows [begin, end) of interleaved RGB, w pixels each -> the normalised planes at dst (planes of
  * `plane` values). */
 static void normalise_rows(const uint8_t *rgb, int stride, int begin, int end, int w, size_t plane,
-                           const norm_lut lut, float *dst)
+                           const norm *nm, float *dst)
 {
     for (int y = begin; y < end; y++)
-        normalise_pixels(rgb + (size_t)y * stride, w, lut, dst + (size_t)y * w, plane);
+        normalise_pixels(rgb + (size_t)y * stride, w, nm, dst + (size_t)y * w, plane);
 }
 
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
                        const float std[3], ps_tensor *out, int n, uint8_t *scratch)
 {
-    norm_lut lut;
-    norm_lut_init(lut, mean, std);
+    const norm nm = norm_of(mean, std);
     const size_t plane = (size_t)out->h * out->w;
     rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch);
-    normalise_rows(rgb, stride, 0, out->h, out->w, plane, lut, out->data + (size_t)n * 3 * plane);
+    normalise_rows(rgb, stride, 0, out->h, out->w, plane, &nm, out->data + (size_t)n * 3 * plane);
 }
 
 struct ps_segmenter {
@@ -67,7 +72,7 @@ struct ps_segmenter {
     ps_tensor *input;
     uint8_t *scratch;
     float *prob;
-    norm_lut lut; /* the model's normalisation */
+    norm nm; /* the model's normalisation */
 };
 
 ps_segmenter *ps_segmenter_new(ps_model *m)
@@ -80,7 +85,7 @@ ps_segmenter *ps_segmenter_new(ps_model *m)
     s->input = ps_tensor_new(1, 3, size, size);
     s->scratch = malloc((size_t)size * size * 3);
     s->prob = malloc((size_t)size * size * sizeof(float));
-    norm_lut_init(s->lut, m->info.mean, m->info.std);
+    s->nm = norm_of(m->info.mean, m->info.std);
     if (!s->scratch || !s->prob)
         abort();
     return s;
@@ -166,7 +171,7 @@ static void fill_rows(void *ctx, int begin, int end)
 {
     const fill_job *j = ctx;
     const ps_tensor *in = j->s->input;
-    normalise_rows(j->rgb, j->stride, begin, end, in->w, (size_t)in->h * in->w, j->s->lut, in->data);
+    normalise_rows(j->rgb, j->stride, begin, end, in->w, (size_t)in->h * in->w, &j->s->nm, in->data);
 }
 
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
@@ -180,7 +185,7 @@ const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h,
 void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row)
 {
     const int size = s->input->w;
-    normalise_pixels(rgb_row, size, s->lut, s->input->data + (size_t)y * size, (size_t)size * size);
+    normalise_pixels(rgb_row, size, &s->nm, s->input->data + (size_t)y * size, (size_t)size * size);
 }
 
 const float *ps_segmenter_run_filled(ps_segmenter *s)

@@ -9,6 +9,12 @@
 void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float mean[3],
                        const float std[3], ps_tensor *out, int n, uint8_t *scratch);
 
+/* The reference of the normalisation kernel: count interleaved RGB pixels -> three planes,
+ * d_c[i] = fmaf(rgb[3i + c], scale[c], -shift[c]), i.e. (v / 255 - mean) / std with
+ * scale = 1 / (255 std) and shift = mean / std. */
+void ps_normalise_rgb_ref(const uint8_t *rgb, int count, const float scale[3], const float shift[3], float *d0,
+                          float *d1, float *d2);
+
 /* Runs a model on single frames, reusing its buffers between calls. */
 typedef struct ps_segmenter ps_segmenter;
 ps_segmenter *ps_segmenter_new(ps_model *m);
