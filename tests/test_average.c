@@ -181,6 +181,7 @@ static void test_checkpoints(void)
     ps_st_file *fp = read_ok(plain), *fm = read_ok(mixed);
     g_assert_cmpint(fm->n_tensors, ==, fp->n_tensors);
     g_assert_null(ps_st_find(fm, "optim.m.decoder"));
+    g_assert_nonnull(strstr(ps_st_meta(fm, "average_of"), "\"checkpoint_epoch\":\"3\""));
     for (int t = 0; t < fp->n_tensors; t++) {
         const ps_st_tensor *tm = ps_st_find(fm, fp->tensors[t].name);
         g_assert_nonnull(tm);
@@ -204,7 +205,7 @@ static ps_model *random_model_at(uint64_t seed, int size)
 /* ps_recompute_batchnorm over `ds` in batches of 2, with or without augmentation. */
 static int recompute(ps_model *m, const ps_dataset *ds, gboolean augment)
 {
-    ps_loader_config lc = ps_batchnorm_loader_config(m, 1);
+    ps_loader_config lc = ps_batchnorm_loader_config(m, NULL, 1);
     lc.batch = 2;
     lc.augment = augment;
     GError *err = NULL;
@@ -228,6 +229,17 @@ static ps_dataset *open_ok(const char *dir, const char *split)
  * and no trainable tensor changes. */
 static void test_batchnorm_mean_over_batches(void)
 {
+    { /* the augmentation's crops follow the training run's recorded --crop-scale */
+        ps_model *m = random_model_at(1, 128);
+        ps_loader_config lc = ps_batchnorm_loader_config(m, "0.5,1.25", 1);
+        g_assert_cmpfloat(lc.crop_min, ==, 0.5f);
+        g_assert_cmpfloat(lc.crop_max, ==, 1.25f);
+        lc = ps_batchnorm_loader_config(m, "bogus", 1);
+        g_assert_cmpfloat(lc.crop_min, ==, 0.f); /* the loader's default */
+        g_assert_true(lc.augment && !lc.shuffle && lc.size == 128);
+        g_assert_cmpint(ps_batchnorm_layers(m), ==, 2 * (1 + 2 * 10));
+        ps_model_free(m);
+    }
     char *dir = g_build_filename(tmpdir, "bn", NULL), *split = g_build_filename(tmpdir, "bn-second.txt", NULL);
     tu_write_disc_dataset(dir, 4, 96, 80, 21);
     g_assert_true(g_file_set_contents(split, "2.png\n3.png\n", -1, NULL));
@@ -275,7 +287,7 @@ static void test_batchnorm_matches_batch(void)
     ps_model *m = random_model_at(5, 128);
     g_assert_cmpint(recompute(m, ds, TRUE), ==, 1);
     /* the same batch again: order and augmentation depend only on the seed */
-    ps_loader_config lc = ps_batchnorm_loader_config(m, 1);
+    ps_loader_config lc = ps_batchnorm_loader_config(m, NULL, 1);
     lc.batch = 2;
     GError *err = NULL;
     ps_loader *l = ps_loader_new(ds, &lc, &err);
@@ -351,6 +363,18 @@ static void test_bn_data_option(void)
         differ += stat && !same;
     }
     g_assert_cmpint(differ, ==, 2 * 2 * (1 + 2 * 10));
+    /* a model without batch-norm layers is refused (exit 2), and writes nothing */
+    char *ma = save_model("malunet", 11, "mal-a.safetensors", "x"), *mb = save_model("malunet", 12, "mal-b.safetensors", "x");
+    char *malout = g_build_filename(tmpdir, "mal-bn.safetensors", NULL);
+    char *args4 = g_strdup_printf("-o %s --bn-data %s %s %s", malout, dir, ma, mb);
+    GError *lerr = NULL;
+    ps_model *mal = ps_model_load(ma, &lerr);
+    g_assert_no_error(lerr);
+    g_assert_cmpint(ps_batchnorm_layers(mal), ==, 0); /* MALUNet normalises with GroupNorm only */
+    g_assert_cmpint(run_average(args4, NULL), ==, 2);
+    g_assert_false(g_file_test(malout, G_FILE_TEST_EXISTS));
+    ps_model_free(mal);
+    g_free(ma), g_free(mb), g_free(malout), g_free(args4);
     /* a folder without images is refused and writes nothing */
     char *none = g_build_filename(tmpdir, "no-such-folder", NULL), *out = g_build_filename(tmpdir, "bn-refused.safetensors", NULL);
     char *args3 = g_strdup_printf("-o %s --bn-data %s %s %s", out, none, a, b);

@@ -49,7 +49,7 @@ static gboolean read_ingredient(ingredient *in, GError **err)
  * and the command that made each. */
 static char *ingredients_json(const ingredient *ins, int n)
 {
-    static const char *const keys[] = {"dataset", "epochs", "command"};
+    static const char *const keys[] = {"dataset", "epochs", "checkpoint_epoch", "command"};
     JsonBuilder *b = json_builder_new();
     json_builder_begin_array(b);
     for (int i = 0; i < n; i++) {
@@ -112,10 +112,11 @@ static void average_into_first(ingredient *ins, int n)
 }
 
 /* Where the running statistics came from, for the metadata. */
-static char *bn_note(int n, const char *dir, const char *split, char **add)
+static char *bn_note(int n, const char *crop_scale, const char *dir, const char *split, char **add)
 {
     GString *s = g_string_new(NULL);
-    g_string_printf(s, "re-estimated with the training augmentation on %d images: %s", n, dir);
+    g_string_printf(s, "re-estimated with the training augmentation (crops %s) on %d images: %s",
+                    crop_scale ? crop_scale : "0.75,1", n, dir);
     if (split)
         g_string_append_printf(s, " (split %s)", split);
     for (char **a = add; a && *a; a++)
@@ -195,14 +196,19 @@ int main(int argc, char **argv)
         rc = 1;
     }
     ps_dataset *bds = NULL;
-    if (rc == 0 && bn_data && !(bds = open_bn_data(bn_data, bn_split, bn_add, &err))) {
+    if (rc == 0 && bn_data && !ps_batchnorm_layers(ins[0].model)) {
+        fprintf(stderr, "polypseg-average: --bn-data: %s has no batch-norm layers to re-estimate\n",
+                ins[0].model->info.arch);
+        rc = 2;
+    } else if (rc == 0 && bn_data && !(bds = open_bn_data(bn_data, bn_split, bn_add, &err))) {
         fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
         rc = 1;
     }
     if (rc == 0) {
         average_into_first(ins, n);
-        if (bds) {
-            ps_loader_config lc = ps_batchnorm_loader_config(ins[0].model, (int)g_get_num_processors());
+        if (bds) { /* with the first input's crops (the inputs are fine-tunes of one parent) */
+            ps_loader_config lc = ps_batchnorm_loader_config(ins[0].model, ps_st_meta(ins[0].file, "crop_scale"),
+                                                             (int)g_get_num_processors());
             ps_loader *loader = ps_loader_new(bds, &lc, &err);
             if (!loader) {
                 fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
@@ -219,7 +225,7 @@ int main(int argc, char **argv)
         g_hash_table_insert(meta, g_strdup("command"), g_strdup(command));
         g_hash_table_insert(meta, g_strdup("average_of"), ingredients_json(ins, n));
         if (bds)
-            g_hash_table_insert(meta, g_strdup("batchnorm_statistics"), bn_note(bds->n, bn_data, bn_split, bn_add));
+            g_hash_table_insert(meta, g_strdup("batchnorm_statistics"), bn_note(bds->n, ps_st_meta(ins[0].file, "crop_scale"), bn_data, bn_split, bn_add));
         g_hash_table_insert(meta, g_strdup("dataset"), dataset_name ? g_strdup(dataset_name) : datasets_union(ins, n));
         if (vds) {
             char *metrics = ps_evaluate_summary(ins[0].model, vds, val, val_split, &err);
@@ -253,5 +259,7 @@ int main(int argc, char **argv)
         ps_dataset_free(bds);
     g_clear_error(&err);
     g_free(command);
+    g_free(out), g_free(val), g_free(val_split), g_free(dataset_name), g_free(bn_data), g_free(bn_split);
+    g_strfreev(bn_add);
     return rc;
 }

@@ -1,11 +1,24 @@
 #include "batchnorm_stats.h"
+#include <glib.h>
+#include <stdio.h>
 #include <string.h>
 #include "progress.h"
 
-ps_loader_config ps_batchnorm_loader_config(const ps_model *m, int threads)
+int ps_batchnorm_layers(const ps_model *m)
+{
+    int n = 0;
+    for (int p = 0; p < m->n_params; p++)
+        n += g_str_has_suffix(m->params[p].name, ".running_mean");
+    return n;
+}
+
+ps_loader_config ps_batchnorm_loader_config(const ps_model *m, const char *crop_scale, int threads)
 {
     ps_loader_config lc = {.size = m->info.input_size, .batch = 8, .seed = 1, .augment = 1, .shuffle = 0,
                            .threads = threads};
+    float lo, hi;
+    if (crop_scale && sscanf(crop_scale, "%f,%f", &lo, &hi) == 2 && lo > 0 && lo <= hi && hi <= 4)
+        lc.crop_min = lo, lc.crop_max = hi; /* else 0, 0: the loader's default */
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
     return lc;

@@ -6,9 +6,14 @@
 #include "../lib/model.h"
 #include "dataset.h"
 
+/* Batch-norm layers of the model (its parameters named *.running_mean). */
+int ps_batchnorm_layers(const ps_model *m);
+
 /* The loader configuration for it: the training augmentation (the statistics the weights were
- * trained with), one fixed order, batches of 8 at the model's input size. */
-ps_loader_config ps_batchnorm_loader_config(const ps_model *m, int threads);
+ * trained with) with random crops of crop_scale ("MIN,MAX" as polypseg-train records it; NULL
+ * or unreadable: the trainer's default 0.75,1), one fixed order, batches of 8 at the model's
+ * input size. */
+ps_loader_config ps_batchnorm_loader_config(const ps_model *m, const char *crop_scale, int threads);
 
 /* Runs the model over one epoch of `loader` (batches of `batch` at the model's input size)
  * with batch-norm on batch statistics, and sets each running mean and variance to their mean
