@@ -615,6 +615,40 @@ static void test_graph_fused_gate_relu_gelu(void)
     g_rand_free(r);
 }
 
+/* LSCAB's fused spatial attention against the separate graph ops (channel mean/max, reflect
+ * padding, 7x7 conv, sigmoid, attend): the same kernels on the same rows, so bit for bit, for
+ * 1-3 threads and two images, on maps from the deepest (8x8) to ones that split. */
+static void test_graph_fused_spatial_attend(void)
+{
+    GRand *r = g_rand_new_with_seed(36);
+    const int shapes[][4] = {{1, 32, 8, 8}, {2, 5, 17, 23}, {1, 4, 64, 64}, {2, 3, 40, 33}};
+    for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
+        ps_tensor *t = ps_tensor_new(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+        ps_tensor *w = ps_tensor_new(1, 2, 7, 7), *ca = ps_tensor_new(t->n, t->c, 1, 1);
+        ps_tensor *alpha = ps_tensor_new(1, 1, 1, 1), *beta = ps_tensor_new(1, 1, 1, 1);
+        tu_fill_uniform(t->data, ps_numel(t), r, -2, 3);
+        tu_fill_uniform(w->data, ps_numel(w), r, -0.3f, 0.3f);
+        tu_fill_uniform(ca->data, ps_numel(ca), r, 0, 1);
+        alpha->data[0] = 0.7f, beta->data[0] = -0.4f;
+        for (int threads = 1; threads <= 3; threads++) {
+            ps_arena *arena = ps_arena_new();
+            ps_graph g;
+            ps_graph_init(&g, arena, 0);
+            g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+            ps_tensor *fused = ps_g_spatial_attend(&g, t, w, ca, alpha, beta);
+            ps_tensor *sa = ps_g_reflect_pad(&g, ps_g_channel_mean_max(&g, t), 3);
+            sa = ps_g_sigmoid(&g, ps_g_conv2d(&g, sa, w, NULL, 1, 0, 1, 1));
+            ps_tensor *want = ps_g_attend_residual(&g, t, ca, sa, alpha, beta);
+            g_assert_cmpmem(fused->data, ps_numel(fused) * sizeof(float), want->data, ps_numel(want) * sizeof(float));
+            ps_pool_free(g.pool);
+            ps_graph_release(&g);
+            ps_arena_free(arena);
+        }
+        ps_tensor_free(t), ps_tensor_free(w), ps_tensor_free(ca), ps_tensor_free(alpha), ps_tensor_free(beta);
+    }
+    g_rand_free(r);
+}
+
 /* Training-mode batch-norm in the graph (the kernels' sums) against ps_batchnorm_train_ref and
  * ps_batchnorm_train_backward: output, saved and running statistics, and every gradient. */
 static void test_graph_batchnorm_train(void)
@@ -977,6 +1011,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/batchnorm-train", test_graph_batchnorm_train);
     g_test_add_func("/graph/banded-ops", test_graph_banded_ops);
     g_test_add_func("/graph/fused-gate-relu-gelu", test_graph_fused_gate_relu_gelu);
+    g_test_add_func("/graph/fused-spatial-attend", test_graph_fused_spatial_attend);
     g_test_add_func("/graph/depthwise1x1-backward", test_graph_depthwise1x1_backward);
     g_test_add_func("/pool/covers-every-index", test_pool_covers);
     g_test_add_data_func("/pool/threads-same-result", "microaunet", test_threads_same_result);

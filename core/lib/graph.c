@@ -818,6 +818,76 @@ ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
     return y;
 }
 
+/* LSCAB's spatial attention and residual in inference, two passes instead of five: first the
+ * reflect-padded channel mean/max map, each padded row made from its source row directly; then
+ * per band of VALID_ROWS output rows the 7x7 conv, its sigmoid and every channel's
+ * (a_c + beta sa) t + t. The same kernels on the same rows as the separate ops: the same bits. */
+typedef struct spatial_job {
+    const ps_kernels *k;
+    const ps_tensor *t, *w, *ca;
+    ps_tensor *mm, *conv, *sa, *y; /* padded mean/max (N,2,H+2p,W+2p); conv and sigmoid (N,1,H,W) */
+    int pad;
+    float alpha, beta;
+} spatial_job;
+
+static void spatial_pad_part(void *ctx, int begin, int end)
+{
+    const spatial_job *j = ctx;
+    const int C = j->t->c, h = j->t->h, w = j->t->w, p = j->pad, ph = j->mm->h, pw = j->mm->w;
+    const int bands = (ph + BAND_ROWS - 1) / BAND_ROWS;
+    const size_t plane = (size_t)h * w, pplane = (size_t)ph * pw;
+    for (int u = begin; u < end; u++) {
+        const int n = u / bands, r0 = u % bands * BAND_ROWS, r1 = MIN(ph, r0 + BAND_ROWS);
+        for (int r = r0; r < r1; r++) {
+            float *mean = j->mm->data + (size_t)n * 2 * pplane + (size_t)r * pw, *max = mean + pplane;
+            ps_channel_mean_max_run(j->t->data + (size_t)n * C * plane + (size_t)reflect_index(r - p, h) * w, plane, C,
+                                    w, mean + p, max + p);
+            for (int i = 0; i < p; i++) { /* the columns mirrored as ps_reflect_pad_rows does */
+                mean[i] = mean[2 * p - i], max[i] = max[2 * p - i];
+                mean[p + w + i] = mean[p + w - 2 - i], max[p + w + i] = max[p + w - 2 - i];
+            }
+        }
+    }
+}
+
+static void spatial_attend_part(void *ctx, int begin, int end)
+{
+    const spatial_job *j = ctx;
+    const int C = j->t->c, h = j->t->h, w = j->t->w, k = j->w->h, bands = (h + VALID_ROWS - 1) / VALID_ROWS;
+    const size_t plane = (size_t)h * w, pplane = (size_t)j->mm->h * j->mm->w;
+    for (int u = begin; u < end; u++) {
+        const int n = u / bands, r0 = u % bands * VALID_ROWS, rows = MIN(VALID_ROWS, h - r0);
+        const size_t at = (size_t)n * plane + (size_t)r0 * w, len = (size_t)rows * w;
+        j->k->conv_valid(j->mm->data + (size_t)n * 2 * pplane + (size_t)r0 * j->mm->w, pplane, j->w->data, NULL,
+                         j->conv->data + at, 2, 1, rows + k - 1, j->mm->w, k, 1);
+        j->k->sigmoid(j->conv->data + at, j->sa->data + at, len);
+        for (int c = 0; c < C; c++) {
+            const size_t tp = ((size_t)n * C + c) * plane + (size_t)r0 * w;
+            j->k->attend_residual(j->t->data + tp, j->sa->data + at, j->alpha * j->ca->data[n * C + c], j->beta,
+                                  j->y->data + tp, len);
+        }
+    }
+}
+
+ps_tensor *ps_g_spatial_attend(ps_graph *g, ps_tensor *t, ps_tensor *w, ps_tensor *ca, ps_tensor *alpha,
+                               ps_tensor *beta)
+{
+    const int pad = w->h / 2;
+    if (g->training || w->n != 1 || w->c != 2 || w->h != w->w || pad >= t->h || pad >= t->w) {
+        ps_tensor *sa = ps_g_reflect_pad(g, ps_g_channel_mean_max(g, t), pad);
+        sa = ps_g_sigmoid(g, ps_g_conv2d(g, sa, w, NULL, 1, 0, 1, 1));
+        return ps_g_attend_residual(g, t, ca, sa, alpha, beta);
+    }
+    spatial_job j = {.k = ps_kernels_best(), .t = t, .w = w, .ca = ca, .pad = pad, .alpha = alpha->data[0],
+                     .beta = beta->data[0], .y = new_like(g, t)};
+    j.mm = ps_arena_tensor(g->arena, t->n, 2, t->h + 2 * pad, t->w + 2 * pad);
+    j.conv = ps_arena_tensor(g->arena, t->n, 1, t->h, t->w);
+    j.sa = ps_arena_tensor(g->arena, t->n, 1, t->h, t->w);
+    ps_pool_for(pool_for(g, ps_numel(t)), t->n * ((j.mm->h + BAND_ROWS - 1) / BAND_ROWS), spatial_pad_part, &j);
+    ps_pool_for(pool_for(g, 2 * ps_numel(t)), t->n * ((t->h + VALID_ROWS - 1) / VALID_ROWS), spatial_attend_part, &j);
+    return j.y;
+}
+
 static int bdim(int a, int b)
 {
     return a > b ? a : b;

@@ -94,6 +94,11 @@ ps_tensor *ps_g_add_gelu(ps_graph *g, ps_tensor *a, ps_tensor *b);
  * ca (N,C,1,1), spatial attention sa (N,1,H,W), scalar alpha and beta; one pass in inference. */
 ps_tensor *ps_g_attend_residual(ps_graph *g, ps_tensor *t, ps_tensor *ca, ps_tensor *sa, ps_tensor *alpha,
                                 ps_tensor *beta);
+/* MicroAUNet's LSCAB spatial branch with its output: (alpha ca + beta sa) * t + t, where
+ * sa = sigmoid(conv(reflect_pad(channel_mean_max(t), k / 2), w)), w (1, 2, k, k). Two passes in
+ * inference, the separate ops in training. */
+ps_tensor *ps_g_spatial_attend(ps_graph *g, ps_tensor *t, ps_tensor *w, ps_tensor *ca, ps_tensor *alpha,
+                               ps_tensor *beta);
 ps_tensor *ps_g_relu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_gelu(ps_graph *g, ps_tensor *x);
 ps_tensor *ps_g_sigmoid(ps_graph *g, ps_tensor *x);

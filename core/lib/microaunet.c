@@ -137,9 +137,7 @@ static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **
     v = ps_g_sigmoid(g, ps_g_linear(g, v, n->fc_w, n->fc_b));
     for (int k = 0, c0 = 0; k < 5; c0 += t[k]->c, k++) {
         ps_tensor *ca = ps_g_slice(g, v, c0, t[k]->c);
-        ps_tensor *sa = ps_g_reflect_pad(g, ps_g_channel_mean_max(g, t[k]), 3);
-        sa = ps_g_sigmoid(g, ps_g_conv2d(g, sa, n->sconv, NULL, 1, 0, 1, 1));
-        out[k] = ps_g_attend_residual(g, t[k], ca, sa, n->alpha, n->beta);
+        out[k] = ps_g_spatial_attend(g, t[k], n->sconv, ca, n->alpha, n->beta); /* 7x7: padding 3 */
     }
 }
 

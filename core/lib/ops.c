@@ -280,24 +280,29 @@ void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y)
         y->data[pl] = (float)(sum_d(x->data + pl * plane, plane) / plane);
 }
 
-void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1)
+void ps_channel_mean_max_run(const float *x, size_t plane, int c, size_t len, float *mean, float *max)
 {
-    const size_t plane = (size_t)x->h * x->w;
-    const float inv_c = 1.f / x->c;
-    const float *xn = x->data + (size_t)n * x->c * plane;
-    float *mean = y->data + (size_t)n * 2 * plane, *max = mean + plane;
-    for (size_t i = i0; i < i1; i++)
-        mean[i] = max[i] = xn[i];
+    const float inv_c = 1.f / c;
+    for (size_t i = 0; i < len; i++)
+        mean[i] = max[i] = x[i];
     /* Channel-outer order: both accumulators are streamed plane by plane. */
-    for (int c = 1; c < x->c; c++) {
-        const float *xc = xn + c * plane;
-        for (size_t i = i0; i < i1; i++) {
+    for (int ch = 1; ch < c; ch++) {
+        const float *xc = x + ch * plane;
+        for (size_t i = 0; i < len; i++) {
             mean[i] += xc[i];
             max[i] = xc[i] > max[i] ? xc[i] : max[i];
         }
     }
-    for (size_t i = i0; i < i1; i++)
+    for (size_t i = 0; i < len; i++)
         mean[i] *= inv_c;
+}
+
+void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1)
+{
+    const size_t plane = (size_t)x->h * x->w;
+    float *mean = y->data + (size_t)n * 2 * plane;
+    ps_channel_mean_max_run(x->data + (size_t)n * x->c * plane + i0, plane, x->c, i1 - i0, mean + i0,
+                            mean + plane + i0);
 }
 
 void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
