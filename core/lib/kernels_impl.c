@@ -291,20 +291,32 @@ static void conv_depthwise1x1(const float *restrict x, const float *restrict w, 
     }
 }
 
-/* PW_V outputs of one 'valid' conv row from column i: every tap of every input channel summed
- * in a register, in the order of the plain loop (channel, kernel row, kernel column). */
-static inline pw_vec valid_vec(const float *restrict x, size_t xstride, const float *restrict w, float bias,
-                               int cin, int wd, int k, int d, int i)
+/* VALID_V vectors of outputs of one 'valid' conv row from column i, each summing every tap of
+ * every input channel in a register, in the order of the plain loop (channel, kernel row,
+ * kernel column). The vectors' sums are independent chains, so their FMAs overlap instead of
+ * each waiting on the one before (one chain of 98 was latency-bound); a tap's weight is loaded
+ * once for all of them. */
+enum { VALID_V = 4 };
+
+static inline void valid_vecs(const float *restrict x, size_t xstride, const float *restrict w, float bias,
+                              int cin, int wd, int k, int d, int i, int nv, float *restrict yr)
 {
-    pw_vec acc = (pw_vec){0} + bias;
+    pw_vec acc[VALID_V];
+    for (int v = 0; v < VALID_V; v++)
+        acc[v] = (pw_vec){0} + bias;
     for (int ci = 0; ci < cin; ci++)
         for (int ky = 0; ky < k; ky++) {
             const float *xr = x + (size_t)ci * xstride + (size_t)ky * d * wd + i;
             const float *wr = w + ((size_t)ci * k + ky) * k;
-            for (int kx = 0; kx < k; kx++)
-                acc += wr[kx] * *(const pw_vec *)(xr + kx * d);
+            for (int kx = 0; kx < k; kx++) {
+                const float wv = wr[kx];
+                for (int v = 0; v < VALID_V; v++)
+                    if (v < nv)
+                        acc[v] += wv * *(const pw_vec *)(xr + kx * d + v * PW_V);
+            }
         }
-    return acc;
+    for (int v = 0; v < nv; v++)
+        *(pw_vec *)(yr + i + v * PW_V) = acc[v];
 }
 
 static void conv_valid(const float *restrict x, size_t xstride, const float *restrict w, const float *restrict b,
@@ -318,12 +330,16 @@ static void conv_valid(const float *restrict x, size_t xstride, const float *res
             float *yr = y + ((size_t)co * ho + oh) * wo;
             const float *xo = x + (size_t)oh * wd;
             int i = 0;
-            /* whole vectors, the last one overlapping the one before (same values again) */
+            /* whole vectors, VALID_V at a time, the last one overlapping the one before (the
+             * same values again) */
             if (wo >= PW_V) {
-                for (; i + PW_V <= wo; i += PW_V)
-                    *(pw_vec *)(yr + i) = valid_vec(xo, xstride, wc, bias, cin, wd, k, d, i);
-                if (i < wo)
-                    *(pw_vec *)(yr + wo - PW_V) = valid_vec(xo, xstride, wc, bias, cin, wd, k, d, wo - PW_V);
+                for (; i + VALID_V * PW_V <= wo; i += VALID_V * PW_V)
+                    valid_vecs(xo, xstride, wc, bias, cin, wd, k, d, i, VALID_V, yr);
+                const int left = (wo - i) / PW_V;
+                if (left)
+                    valid_vecs(xo, xstride, wc, bias, cin, wd, k, d, i, left, yr);
+                if (i + left * PW_V < wo)
+                    valid_vecs(xo, xstride, wc, bias, cin, wd, k, d, wo - PW_V, 1, yr);
                 continue;
             }
             for (; i < wo; i++) { /* rows narrower than a vector */
