@@ -57,11 +57,11 @@ static ps_tensor *new_like(ps_graph *g, const ps_tensor *x)
  * Work is split in units, mostly by position (a run of positions or a band of rows of every
  * channel, so a thread keeps working on the part of each map it made in the op before; a
  * GroupNorm group for the statistics); each part of the pool gets a contiguous range of units.
- * Maps of one unit or less (the deepest levels) run on one thread. */
+ * Maps of one unit, and ops over fewer than PAR_MIN_VALUES values, run on the calling thread. */
 
 /* The pool for an op over `values` floats: below PAR_MIN_VALUES the hand-over and the barrier
  * cost more than a second thread saves (8192 was the fastest of 0, 8192, 16384, 32768 and 65536
- * at 256 on two cores), so small maps run on the calling thread. */
+ * at 256 on two cores with the pool's short spin; with the long spin all were equal). */
 enum { PAR_MIN_VALUES = 8192 };
 
 static ps_pool *pool_for(const ps_graph *g, size_t values)
