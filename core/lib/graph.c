@@ -74,7 +74,6 @@ typedef struct job {
     const ps_tensor *x, *w, *b;
     const ps_tensor *x2; /* add_gelu's second input; a pointwise conv's residual */
     ps_tensor *y;
-    ps_tensor *tmp; /* ps_g_pointwise_relu_gelu: the conv's output before the GELU */
     int dilation, groups, relu;
     float eps;
     void (*elementwise)(const float *x, float *y, size_t n); /* gelu, sigmoid */
@@ -115,15 +114,11 @@ static void pointwise_part(void *ctx, int begin, int end)
     const size_t plane = (size_t)j->y->h * j->y->w, chunk = chunk_of(plane), chunks = (plane + chunk - 1) / chunk;
     for (int u = begin, count; u < end; u += count) { /* runs of chunks within one image */
         const int n = u / (int)chunks, c0 = u % (int)chunks;
-        /* with a GELU after, chunk by chunk, so it reads the conv's output while in cache */
-        count = j->tmp ? 1 : MIN(end, (n + 1) * (int)chunks) - u;
+        count = MIN(end, (n + 1) * (int)chunks) - u;
         const size_t p0 = (size_t)c0 * chunk, len = MIN(plane, (size_t)(c0 + count) * chunk) - p0;
         const size_t at = (size_t)n * cout * plane + p0;
-        float *out = (j->tmp ? j->tmp : j->y)->data + at;
         j->k->conv_pointwise(j->x->data + (size_t)n * cin * plane + p0, j->w->data, j->b ? j->b->data : NULL,
-                             j->x2 ? j->x2->data + at : NULL, out, cin, cout, len, plane, j->relu);
-        for (int c = 0; j->tmp && c < cout; c++)
-            j->k->gelu(out + (size_t)c * plane, j->y->data + at + (size_t)c * plane, len);
+                             j->x2 ? j->x2->data + at : NULL, j->y->data + at, cin, cout, len, plane, j->relu);
     }
 }
 
@@ -324,16 +319,6 @@ ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *
     return y;
 }
 
-ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b)
-{
-    if (g->training)
-        g_error("ps_g_pointwise_relu_gelu is inference-only (it records no node)");
-    ps_tensor *y = ps_arena_tensor(g->arena, x->n, w->n, x->h, x->w);
-    job j = {.k = ps_kernels_best(), .x = x, .w = w, .b = b, .y = y, .relu = 1, .tmp = new_like(g, y)};
-    ps_pool_for(g->pool, position_units(y), pointwise_part, &j);
-    return y;
-}
-
 /* MicroAUNet's DSD in inference, one band of DW_ROWS rows at a time: the depthwise 3x3 (+ ReLU)
  * of the band's rows into tmp, then the pointwise conv (+ ReLU) of those positions while they are
  * in cache [into tmp2, then GELU into y]. */
@@ -370,7 +355,8 @@ ps_tensor *ps_g_depthwise_pointwise_relu(ps_graph *g, ps_tensor *x, ps_tensor *w
         g_error("ps_g_depthwise_pointwise_relu is inference-only (it records no node)");
     if (x->w > PS_KERNEL_MAX_WIDTH) { /* the separate ops */
         ps_tensor *y = ps_g_conv2d_relu(g, x, wd, bd, 1, dilation, dilation, x->c);
-        return gelu ? ps_g_pointwise_relu_gelu(g, y, wp, bp) : ps_g_conv2d_relu(g, y, wp, bp, 1, 0, 1, 1);
+        y = ps_g_conv2d_relu(g, y, wp, bp, 1, 0, 1, 1);
+        return gelu ? ps_g_gelu(g, y) : y;
     }
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, wp->n, x->h, x->w);
     dsd_job j = {.k = ps_kernels_best(), .x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .tmp = new_like(g, x),

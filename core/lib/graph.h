@@ -54,9 +54,6 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
 /* Inference only: relu(conv2d(...)) in one pass (for convs with batch-norm folded in). */
 ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                             int pad, int dilation, int groups);
-/* Inference only: gelu(relu(conv1x1(x, w, b))) in one pass per run of positions (MicroAUNet's
- * first DSD of a DWD ends in a ReLU that a GELU follows). */
-ps_tensor *ps_g_pointwise_relu_gelu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b);
 /* Inference only: relu(conv1x1(relu(depthwise3x3(x, wd, bd, dilation)), wp, bp)) [then GELU when
  * gelu is set], one band of rows at a time, the depthwise output consumed while in cache
  * (MicroAUNet's DSD with its batch-norms folded in). */
