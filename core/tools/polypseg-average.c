@@ -115,8 +115,10 @@ static void average_into_first(ingredient *ins, int n)
 static char *bn_note(int n, const char *crop_scale, const char *dir, const char *split, char **add)
 {
     GString *s = g_string_new(NULL);
-    g_string_printf(s, "re-estimated with the training augmentation (crops %s) on %d images: %s",
-                    crop_scale ? crop_scale : "0.75,1", n, dir);
+    float lo = 0.75f, hi = 1.f; /* as the loader uses them, its default when unrecorded */
+    ps_crop_scale_parse(crop_scale, &lo, &hi);
+    g_string_printf(s, "re-estimated with the training augmentation (crops %g,%g) on %d images: %s", lo, hi, n,
+                    dir);
     if (split)
         g_string_append_printf(s, " (split %s)", split);
     for (char **a = add; a && *a; a++)
@@ -204,11 +206,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
         rc = 1;
     }
+    /* the first input's crops for --bn-data (the inputs are fine-tunes of one parent) */
+    const char *crop_scale = rc == 0 ? ps_st_meta(ins[0].file, "crop_scale") : NULL;
     if (rc == 0) {
         average_into_first(ins, n);
-        if (bds) { /* with the first input's crops (the inputs are fine-tunes of one parent) */
-            ps_loader_config lc = ps_batchnorm_loader_config(ins[0].model, ps_st_meta(ins[0].file, "crop_scale"),
-                                                             (int)g_get_num_processors());
+        if (bds) {
+            ps_loader_config lc = ps_batchnorm_loader_config(ins[0].model, crop_scale, (int)g_get_num_processors());
             ps_loader *loader = ps_loader_new(bds, &lc, &err);
             if (!loader) {
                 fprintf(stderr, "polypseg-average: --bn-data: %s\n", err->message);
@@ -225,7 +228,8 @@ int main(int argc, char **argv)
         g_hash_table_insert(meta, g_strdup("command"), g_strdup(command));
         g_hash_table_insert(meta, g_strdup("average_of"), ingredients_json(ins, n));
         if (bds)
-            g_hash_table_insert(meta, g_strdup("batchnorm_statistics"), bn_note(bds->n, ps_st_meta(ins[0].file, "crop_scale"), bn_data, bn_split, bn_add));
+            g_hash_table_insert(meta, g_strdup("batchnorm_statistics"),
+                                bn_note(bds->n, crop_scale, bn_data, bn_split, bn_add));
         g_hash_table_insert(meta, g_strdup("dataset"), dataset_name ? g_strdup(dataset_name) : datasets_union(ins, n));
         if (vds) {
             char *metrics = ps_evaluate_summary(ins[0].model, vds, val, val_split, &err);

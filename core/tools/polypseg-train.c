@@ -32,7 +32,7 @@ typedef struct opts {
     double lr, wd, min_lr;
     gint64 seed;
     gboolean resume;
-    double crop_min, crop_max; /* parsed from crop_scale */
+    float crop_min, crop_max; /* parsed from crop_scale */
 } opts;
 
 static gboolean parse(opts *o, int *argc, char ***argv)
@@ -96,8 +96,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     else if (!o->data || !o->out) {
         fprintf(stderr, "polypseg-train: --data and --out are required (see --help)\n");
         ok = FALSE;
-    } else if (sscanf(o->crop_scale, "%lf,%lf", &o->crop_min, &o->crop_max) != 2 || !(o->crop_min > 0) ||
-               o->crop_min > o->crop_max || o->crop_max > 4) {
+    } else if (!ps_crop_scale_parse(o->crop_scale, &o->crop_min, &o->crop_max)) {
         fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
@@ -301,8 +300,8 @@ int main(int argc, char **argv)
     }
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
-                           .shuffle = 1, .threads = o.threads, .crop_min = (float)o.crop_min,
-                           .crop_max = (float)o.crop_max};
+                           .shuffle = 1, .threads = o.threads, .crop_min = o.crop_min,
+                           .crop_max = o.crop_max};
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
     printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch, student_params, ds->n, o.data, o.add_data ? " and --add-data" : "");

@@ -1,6 +1,5 @@
 #include "batchnorm_stats.h"
 #include <glib.h>
-#include <stdio.h>
 #include <string.h>
 #include "progress.h"
 
@@ -16,9 +15,8 @@ ps_loader_config ps_batchnorm_loader_config(const ps_model *m, const char *crop_
 {
     ps_loader_config lc = {.size = m->info.input_size, .batch = 8, .seed = 1, .augment = 1, .shuffle = 0,
                            .threads = threads};
-    float lo, hi;
-    if (crop_scale && sscanf(crop_scale, "%f,%f", &lo, &hi) == 2 && lo > 0 && lo <= hi && hi <= 4)
-        lc.crop_min = lo, lc.crop_max = hi; /* else 0, 0: the loader's default */
+    if (!ps_crop_scale_parse(crop_scale, &lc.crop_min, &lc.crop_max))
+        lc.crop_min = lc.crop_max = 0; /* the loader's default */
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
     return lc;

@@ -1,6 +1,7 @@
 #include "dataset.h"
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -537,6 +538,15 @@ void ps_loader_free(ps_loader *l)
     g_free(l->buf_masks);
     g_free(l->threads);
     g_free(l);
+}
+
+gboolean ps_crop_scale_parse(const char *s, float *crop_min, float *crop_max)
+{
+    double lo, hi;
+    if (!s || sscanf(s, "%lf,%lf", &lo, &hi) != 2 || !(lo > 0) || lo > hi || hi > 4)
+        return FALSE;
+    *crop_min = (float)lo, *crop_max = (float)hi;
+    return TRUE;
 }
 
 int ps_loader_batches_per_epoch(const ps_loader *l)

@@ -38,6 +38,10 @@ typedef struct ps_loader_config {
     float crop_min, crop_max;
 } ps_loader_config;
 
+/* Parses "MIN,MAX" (polypseg-train --crop-scale, as its weights' metadata records it) into a
+ * config's crop range; FALSE unless 0 < MIN <= MAX <= 4. */
+gboolean ps_crop_scale_parse(const char *s, float *crop_min, float *crop_max);
+
 typedef struct ps_loader ps_loader;
 /* Decodes every pair once up front (images cached at a moderate resolution), so epochs only
  * augment. Errors (an unreadable file) name the file. */
