@@ -172,18 +172,11 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     return t;
 }
 
-/* A copy of the checkpoint just written, as OUT (less .safetensors) + "-epochE.ckpt". */
-static gboolean keep_snapshot(const char *checkpoint, const char *out, int epoch, GError **err)
+/* Where --snapshot-every keeps epoch E's checkpoint: OUT (less .safetensors) + "-epochE.ckpt". */
+static char *snapshot_path(const char *out, int epoch)
 {
-    char *bytes = NULL;
-    gsize len = 0;
-    char *base = g_str_has_suffix(out, ".safetensors") ? g_strndup(out, strlen(out) - strlen(".safetensors"))
-                                                       : g_strdup(out);
-    char *path = g_strdup_printf("%s-epoch%d.ckpt", base, epoch);
-    gboolean ok = g_file_get_contents(checkpoint, &bytes, &len, err) &&
-                  g_file_set_contents(path, bytes, (gssize)len, err); /* temporary file + rename */
-    g_free(bytes), g_free(path), g_free(base);
-    return ok;
+    const size_t base = g_str_has_suffix(out, ".safetensors") ? strlen(out) - strlen(".safetensors") : strlen(out);
+    return g_strdup_printf("%.*s-epoch%d.ckpt", (int)base, out, epoch);
 }
 
 static const char *setting_or_none(GHashTable *config, const char *key)
@@ -368,16 +361,15 @@ int main(int argc, char **argv)
             at = (ps_train_pos){epoch + 1, 0};
         GHashTable *cfg = run_config(&o, command, train_seconds);
         gboolean saved = ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
+        char *snapshot = saved && o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0
+                             ? snapshot_path(o.out, at.epoch) : NULL;
+        if (snapshot) /* the same checkpoint again, kept under the epoch's name */
+            saved = ps_checkpoint_save(snapshot, m, &opt, at, cfg, &err);
+        g_free(snapshot);
         g_hash_table_unref(cfg);
         ps_progress_finish(&bar);
         if (!saved) {
             fprintf(stderr, "polypseg-train: checkpoint not written: %s\n", err->message);
-            exit_code = 1;
-            break;
-        }
-        if (o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0 &&
-            !keep_snapshot(o.checkpoint, o.out, at.epoch, &err)) {
-            fprintf(stderr, "polypseg-train: snapshot not written: %s\n", err->message);
             exit_code = 1;
             break;
         }
