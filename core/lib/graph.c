@@ -828,10 +828,8 @@ static void spatial_pad_part(void *ctx, int begin, int end)
             float *mean = j->mm->data + (size_t)n * 2 * pplane + (size_t)r * pw, *max = mean + pplane;
             ps_channel_mean_max_run(j->t->data + (size_t)n * C * plane + (size_t)reflect_index(r - p, h) * w, plane, C,
                                     w, mean + p, max + p);
-            for (int i = 0; i < p; i++) { /* the columns mirrored as ps_reflect_pad_rows does */
-                mean[i] = mean[2 * p - i], max[i] = max[2 * p - i];
-                mean[p + w + i] = mean[p + w - 2 - i], max[p + w + i] = max[p + w - 2 - i];
-            }
+            ps_reflect_pad_columns(mean, w, p);
+            ps_reflect_pad_columns(max, w, p);
         }
     }
 }

@@ -114,12 +114,7 @@ void ps_batchnorm_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tenso
 }
 
 /* The reference's sums in double, and its affine. */
-static double sqdev_d(const float *x, size_t n, double mean)
-{
-    return sum_sqdev_d(x, n, mean);
-}
-
-static const ps_batchnorm_ops ref_ops = {sum_d, sqdev_d, affine};
+static const ps_batchnorm_ops ref_ops = {sum_d, sum_sqdev_d, affine};
 
 void ps_batchnorm_train_ref(const ps_tensor *x, const ps_tensor *gamma, const ps_tensor *beta,
                             ps_tensor *running_mean, ps_tensor *running_var, float momentum,
@@ -311,17 +306,21 @@ void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
         ps_channel_mean_max_range(x, y, n, 0, (size_t)x->h * x->w);
 }
 
+void ps_reflect_pad_columns(float *row, int w, int pad)
+{
+    for (int j = 0; j < pad; j++) {
+        row[j] = row[2 * pad - j];
+        row[pad + w + j] = row[pad + w - 2 - j];
+    }
+}
+
 void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, int oh0, int oh1)
 {
     const int h = x->h, w = x->w, ho = y->h, wo = y->w;
     for (int oh = oh0; oh < oh1; oh++) {
-        const float *xr = x->data + (pl * h + reflect_index(oh - pad, h)) * w;
         float *yr = y->data + (pl * ho + oh) * wo;
-        for (int j = 0; j < pad; j++) {
-            yr[j] = xr[pad - j];
-            yr[pad + w + j] = xr[w - 2 - j];
-        }
-        memcpy(yr + pad, xr, (size_t)w * sizeof(float));
+        memcpy(yr + pad, x->data + (pl * h + reflect_index(oh - pad, h)) * w, (size_t)w * sizeof(float));
+        ps_reflect_pad_columns(yr, w, pad);
     }
 }
 

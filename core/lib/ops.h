@@ -75,6 +75,9 @@ void ps_channel_mean_max_run(const float *x, size_t plane, int c, size_t len, fl
 /* Reflect padding (torch ReflectionPad2d), pad < H and pad < W: y (N,C,H+2p,W+2p). */
 void ps_reflect_pad_ref(const ps_tensor *x, int pad, ps_tensor *y);
 void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, int oh0, int oh1);
+/* One padded row whose middle row[pad .. pad + w) is filled: its pad columns on each side
+ * mirrored from it. */
+void ps_reflect_pad_columns(float *row, int w, int pad);
 /* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W); ps_upsample2x_cols fills the
  * column taps (y->w of them) that ps_upsample2x_rows needs. */
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y);
