@@ -412,6 +412,26 @@ static void graph_pair_free(graph_pair *p)
     }
 }
 
+/* An inference graph on its own arena whose ops share `threads` threads (1: no pool). */
+typedef struct {
+    ps_arena *arena;
+    ps_graph g;
+} threaded_graph;
+
+static void threaded_graph_init(threaded_graph *t, int threads)
+{
+    t->arena = ps_arena_new();
+    ps_graph_init(&t->g, t->arena, 0);
+    t->g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+}
+
+static void threaded_graph_free(threaded_graph *t)
+{
+    ps_pool_free(t->g.pool);
+    ps_graph_release(&t->g);
+    ps_arena_free(t->arena);
+}
+
 /* The graph's decoder step: the fused inference pass equals the separate ops training records. */
 static void test_graph_decoder_step(void)
 {
@@ -521,20 +541,17 @@ static void test_graph_banded_ops(void)
         ps_channel_mean_max_ref(x, mm);
         ps_reflect_pad_ref(x, 3, pad);
         for (int threads = 1; threads <= 3; threads++) {
-            ps_arena *arena = ps_arena_new();
-            ps_graph g;
-            ps_graph_init(&g, arena, 0);
-            g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+            threaded_graph tg;
+            threaded_graph_init(&tg, threads);
+            ps_graph *g = &tg.g;
             const ps_tensor *want[3] = {up, mm, pad};
-            ps_tensor *got[3] = {ps_g_upsample2x(&g, x), ps_g_channel_mean_max(&g, x), ps_g_reflect_pad(&g, x, 3)};
+            ps_tensor *got[3] = {ps_g_upsample2x(g, x), ps_g_channel_mean_max(g, x), ps_g_reflect_pad(g, x, 3)};
             for (int o = 0; o < 3; o++)
                 g_assert_cmpmem(got[o]->data, ps_numel(got[o]) * sizeof(float), want[o]->data,
                                 ps_numel(want[o]) * sizeof(float));
             /* the plane means: the kernels' lane sums against the reference's double sums */
-            tu_assert_close("global average pool", ps_g_global_avgpool(&g, x)->data, avg->data, ps_numel(avg), 1e-6);
-            ps_pool_free(g.pool);
-            ps_graph_release(&g);
-            ps_arena_free(arena);
+            tu_assert_close("global average pool", ps_g_global_avgpool(g, x)->data, avg->data, ps_numel(avg), 1e-6);
+            threaded_graph_free(&tg);
         }
         ps_tensor_free(x), ps_tensor_free(up), ps_tensor_free(mm), ps_tensor_free(pad), ps_tensor_free(avg);
     }
@@ -570,35 +587,32 @@ static void test_graph_fused_gate_dsd(void)
         ps_mul_ref(x, gate, gated);
         float *dsd_one_thread[4] = {NULL};
         for (int threads = 1; threads <= 3; threads++) {
-            ps_arena *arena = ps_arena_new();
-            ps_graph g;
-            ps_graph_init(&g, arena, 0);
-            g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
-            ps_tensor *fg = ps_g_gate(&g, x, wg);
+            threaded_graph tg;
+            threaded_graph_init(&tg, threads);
+            ps_graph *g = &tg.g;
+            ps_tensor *fg = ps_g_gate(g, x, wg);
             tu_assert_close("gate", fg->data, gated->data, ps_numel(gated), 1e-5);
-            ps_tensor *sg = ps_g_mul(&g, x, ps_g_sigmoid(&g, ps_g_conv2d(&g, x, wg, NULL, 1, 0, 1, 1)));
+            ps_tensor *sg = ps_g_mul(g, x, ps_g_sigmoid(g, ps_g_conv2d(g, x, wg, NULL, 1, 0, 1, 1)));
             g_assert_cmpmem(fg->data, ps_numel(fg) * sizeof(float), sg->data, ps_numel(sg) * sizeof(float));
             /* the depthwise 3x3 + pointwise pass (DSD), dilation 1 and 2, with and without the GELU,
              * against the separate graph ops: bands start at any position, so within 1e-6 */
             for (int d = 1; d <= 2; d++)
                 for (int gelu = 0; gelu <= 1; gelu++) {
-                    ps_tensor *dd = ps_g_depthwise_pointwise_relu(&g, x, wdw, bdw, d, w, b, gelu);
+                    ps_tensor *dd = ps_g_depthwise_pointwise_relu(g, x, wdw, bdw, d, w, b, gelu);
                     /* and the same bits for any thread count */
                     float **first = &dsd_one_thread[(d - 1) * 2 + gelu];
                     if (threads == 1)
                         *first = g_memdup2(dd->data, ps_numel(dd) * sizeof(float));
                     else
                         g_assert_cmpmem(dd->data, ps_numel(dd) * sizeof(float), *first, ps_numel(dd) * sizeof(float));
-                    ps_tensor *sd = ps_g_conv2d_relu(&g, x, wdw, bdw, 1, d, d, c);
-                    sd = gelu ? ps_g_gelu(&g, ps_g_conv2d_relu(&g, sd, w, b, 1, 0, 1, 1))
-                              : ps_g_conv2d_relu(&g, sd, w, b, 1, 0, 1, 1);
+                    ps_tensor *sd = ps_g_conv2d_relu(g, x, wdw, bdw, 1, d, d, c);
+                    sd = gelu ? ps_g_gelu(g, ps_g_conv2d_relu(g, sd, w, b, 1, 0, 1, 1))
+                              : ps_g_conv2d_relu(g, sd, w, b, 1, 0, 1, 1);
                     char label[48];
                     g_snprintf(label, sizeof label, "depthwise + pointwise, d %d, gelu %d", d, gelu);
                     tu_assert_close(label, dd->data, sd->data, ps_numel(sd), 1e-6);
                 }
-            ps_pool_free(g.pool);
-            ps_graph_release(&g);
-            ps_arena_free(arena);
+            threaded_graph_free(&tg);
         }
         ps_tensor_free(x), ps_tensor_free(wg), ps_tensor_free(w), ps_tensor_free(b), ps_tensor_free(logit);
         ps_tensor_free(gate), ps_tensor_free(gated);
@@ -625,18 +639,15 @@ static void test_graph_fused_spatial_attend(void)
         tu_fill_uniform(ca->data, ps_numel(ca), r, 0, 1);
         alpha->data[0] = 0.7f, beta->data[0] = -0.4f;
         for (int threads = 1; threads <= 3; threads++) {
-            ps_arena *arena = ps_arena_new();
-            ps_graph g;
-            ps_graph_init(&g, arena, 0);
-            g.pool = threads > 1 ? ps_pool_new(threads) : NULL;
-            ps_tensor *fused = ps_g_spatial_attend(&g, t, w, ca, alpha, beta);
-            ps_tensor *sa = ps_g_reflect_pad(&g, ps_g_channel_mean_max(&g, t), 3);
-            sa = ps_g_sigmoid(&g, ps_g_conv2d(&g, sa, w, NULL, 1, 0, 1, 1));
-            ps_tensor *want = ps_g_attend_residual(&g, t, ca, sa, alpha, beta);
+            threaded_graph tg;
+            threaded_graph_init(&tg, threads);
+            ps_graph *g = &tg.g;
+            ps_tensor *fused = ps_g_spatial_attend(g, t, w, ca, alpha, beta);
+            ps_tensor *sa = ps_g_reflect_pad(g, ps_g_channel_mean_max(g, t), 3);
+            sa = ps_g_sigmoid(g, ps_g_conv2d(g, sa, w, NULL, 1, 0, 1, 1));
+            ps_tensor *want = ps_g_attend_residual(g, t, ca, sa, alpha, beta);
             g_assert_cmpmem(fused->data, ps_numel(fused) * sizeof(float), want->data, ps_numel(want) * sizeof(float));
-            ps_pool_free(g.pool);
-            ps_graph_release(&g);
-            ps_arena_free(arena);
+            threaded_graph_free(&tg);
         }
         ps_tensor_free(t), ps_tensor_free(w), ps_tensor_free(ca), ps_tensor_free(alpha), ps_tensor_free(beta);
     }
