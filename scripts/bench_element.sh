@@ -3,6 +3,8 @@
 # overlay and contours -> fakesink, unsynchronised. For each format: FPS (frames / wall time of
 # the whole pipeline) and the element's per-frame latency from GStreamer's latency tracer, as a
 # table (out/bench-element.md) and a latency histogram (out/bench-element.png).
+# The model is microaunet-cvc (320x320 input, trained on video frames and Kvasir); the EXTRA
+# properties come after it, so weights=weights/microaunet-kvasir.safetensors measures the 384 one.
 # Usage: scripts/bench_element.sh [FRAMES=600] [EXTRA polypseg properties, e.g. threads=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ for format in BGRx I420 NV12; do
   start=$(date +%s.%N)
   GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" gst-launch-1.0 -q \
     videotestsrc num-buffers="$frames" ! "video/x-raw,format=$format,width=1920,height=1080" \
-    ! polypseg name=polypseg weights=weights/microaunet-kvasir.safetensors draw-overlay=true draw-contours=true "$@" \
+    ! polypseg name=polypseg weights=weights/microaunet-cvc.safetensors draw-overlay=true draw-contours=true "$@" \
     ! fakesink sync=false 2>"$log" || { tail -n 20 "$log" >&2; exit 1; }
   end=$(date +%s.%N)
   runs+=("$format 1080p=$log,$frames,$(awk "BEGIN { print $end - $start }")")

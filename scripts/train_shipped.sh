@@ -8,10 +8,14 @@
 #   distilled students (at 320): kvkd = kv320 + 80 epochs taught by mal-kv, jointkd = jointk +
 #   50 epochs taught by mal-joint.
 #   ablation runs: kvkd-s1 / jointkd-s1 (stage 1 only), kvctl / jointctl (no teacher);
-#   microaunet-cvc = soup-all, the mean of the weights of the seven fine-tunes of kv320's line.
+#   soup-all = the mean of the weights of the seven fine-tunes of kv320's line;
+#   microaunet-kvasir = fix-kv384: kvkd taught again at 384 (kv384-61, -62), each then fine-tuned
+#   on whole images (fix-kv384-81, -82), and the two averaged;
+#   microaunet-cvc = fix-cvc, the mean of two 10-epoch fine-tunes of soup-all on whole frames
+#   (--crop-scale 1,1: no random crops, as the model sees frames at inference).
 # With --ablation also the CVC-only model of the reverse cross-dataset figure.
 # Each stage took 20-95 min on a 2-core machine with one or two runs beside it; the whole script
-# runs one stage at a time (about 11 hours in all by the logged stage times). Then copy the files
+# runs one stage at a time (about 12 hours in all by the logged stage times). Then copy the files
 # weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +52,20 @@ train jointkd-s1 "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal
 train jointctl "${joint[@]}" --init runs/jointk.safetensors --size 320 --epochs 50 --lr 1e-3 --seed 14
 build/core/polypseg-average -o runs/soup-all.safetensors --val "$D/cvc-clinicdb" \
   --val-split "$D/cvc-clinicdb/splits/test.txt" runs/{kvkd,kvkd-s1,kvctl,jointk,jointkd,jointkd-s1,jointctl}.safetensors
+for seed in 71 72; do # whole-frame fine-tunes (about 5 min each)
+  train fix-cvc-$seed "${joint[@]}" --init runs/soup-all.safetensors --size 320 --crop-scale 1,1 --epochs 10 \
+    --lr 3e-4 --seed $seed --threads 1
+done
+build/core/polypseg-average -o runs/fix-cvc.safetensors --val "$D/cvc-clinicdb" \
+  --val-split "$D/cvc-clinicdb/splits/test.txt" runs/fix-cvc-71.safetensors runs/fix-cvc-72.safetensors
+for seed in 61 62; do # microaunet-kvasir: kvkd at 384, taught at 384 (about 13 min each), then whole images
+  train kv384-$seed "${kvasir[@]}" --init runs/kvkd.safetensors --teacher runs/mal-kv.safetensors --size 384 \
+    --epochs 16 --stage1-epochs 16 --lr 3e-4 --min-lr 3e-4 --seed $seed --snapshot-every 2 --threads 1
+  train fix-kv384-$((seed + 20)) "${kvasir[@]}" --init runs/kv384-$seed.safetensors --size 384 --crop-scale 1,1 \
+    --epochs 10 --lr 3e-4 --seed $((seed + 20)) --threads 1
+done
+build/core/polypseg-average -o runs/fix-kv384.safetensors --val "$D/kvasir-seg/val" \
+  runs/fix-kv384-81.safetensors runs/fix-kv384-82.safetensors
 if [ "${1:-}" = "--ablation" ]; then # the CVC-only model of the reverse cross-dataset figure (about 1 h more)
   train cvconly --data "$D/cvc-clinicdb" --split "$D/cvc-clinicdb/splits/train.txt" --val "$D/cvc-clinicdb" \
     --val-split "$D/cvc-clinicdb/splits/test.txt" --dataset-name "cvc-clinicdb splits/train.txt" --epochs 200 \
@@ -57,4 +75,4 @@ python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 ru
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0
 tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log \
-  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log
+  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/fix-cvc-7[12].log runs/fix-kv384-8[12].log
