@@ -29,6 +29,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_polyp_seg_debug);
 #define DEFAULT_INFERENCE_INTERVAL 1
 #define DEFAULT_THREADS 1
 #define DEFAULT_POST_MESSAGES FALSE
+#define DEFAULT_TTA 1
 
 enum
 {
@@ -45,6 +46,7 @@ enum
   PROP_INFERENCE_INTERVAL,
   PROP_POST_MESSAGES,
   PROP_THREADS,
+  PROP_TTA,
 };
 
 /* Every 8-bit format whose first three components are R,G,B or Y,U,V. */
@@ -97,6 +99,7 @@ gst_polyp_seg_init (GstPolypSeg * self)
   self->props.inference_interval = DEFAULT_INFERENCE_INTERVAL;
   self->props.post_messages = DEFAULT_POST_MESSAGES;
   self->props.threads = DEFAULT_THREADS;
+  self->props.tta = DEFAULT_TTA;
   self->result_polyps = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_structure_free);
   self->result_boxes = g_array_new (FALSE, FALSE, sizeof (PsBox));
   /* Late frames are dropped before they cost an inference. A synchronous in-place filter
@@ -154,6 +157,9 @@ gst_polyp_seg_set_property (GObject * object, guint prop_id, const GValue * valu
     case PROP_THREADS:
       self->props.threads = g_value_get_uint (value);
       break;
+    case PROP_TTA:
+      self->props.tta = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -204,6 +210,9 @@ gst_polyp_seg_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_THREADS:
       g_value_set_uint (value, self->props.threads);
+      break;
+    case PROP_TTA:
+      g_value_set_uint (value, self->props.tta);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -503,6 +512,7 @@ gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame
     gint64 t0 = g_get_monotonic_time ();
 
     ps_segmenter_set_threads (self->segmenter, (gint) s.threads);
+    ps_segmenter_set_tta (self->segmenter, (gint) s.tta);
     ConvertJob job = { &self->convert, frame, self->segmenter };
     ps_pool_for (ps_segmenter_pool (self->segmenter), self->size, convert_rows, &job);
     self->prob = ps_segmenter_run_filled (self->segmenter);
@@ -598,6 +608,11 @@ gst_polyp_seg_class_init (GstPolypSegClass * klass)
       g_param_spec_uint ("threads", "Threads",
           "Threads that share each frame's conversion, inference and drawing (0 = one per CPU "
           "core); the result is the same for any number", 0, 64, DEFAULT_THREADS, live));
+  g_object_class_install_property (gobject_class, PROP_TTA,
+      g_param_spec_uint ("tta", "Test-time augmentation",
+          "Average the polyp probabilities over this many views of each frame (1 = off, 2 = with "
+          "its mirror image, 4 = every flip, 8 = every flip and quarter turn): more accurate, and "
+          "each view costs one more run of the model", 1, PS_TTA_MAX, DEFAULT_TTA, live));
 
   gst_element_class_set_static_metadata (element_class, "Polyp segmentation",
       "Filter/Analyzer/Video",

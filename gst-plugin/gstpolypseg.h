@@ -17,6 +17,7 @@ typedef struct {
   gboolean draw_overlay, draw_contours, post_messages;
   guint overlay_color, contour_color, contour_width, inference_interval;
   guint threads;                /* 0: one per CPU core */
+  guint tta;                    /* test-time augmentation views, 1 = off */
 } PsSettings;
 
 #define GST_TYPE_POLYP_SEG (gst_polyp_seg_get_type ())

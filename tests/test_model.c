@@ -1,5 +1,6 @@
 /* MicroAUNet and MALUNet: parameter counts, forward parity with the PyTorch fixtures, weight-file checks. */
 #include <glib/gstdio.h>
+#include <math.h>
 #include <string.h>
 #include "model.h"
 #include "preprocess.h"
@@ -194,6 +195,100 @@ static void test_threads_same_bits(void)
     g_rand_free(r);
 }
 
+/* The view of an RGB square that view v shows, built without ps_view_source: views 4..7
+ * transpose first; then 1, 3, 6, 7 mirror the columns (of the transposed image for 6 and 7)
+ * and 2, 3, 5, 7 the rows. */
+static void view_of(const uint8_t *rgb, int side, int v, uint8_t *out)
+{
+    const int transpose = v >= 4, hflip = v == 1 || v == 3 || v == 6 || v == 7,
+              vflip = v == 2 || v == 3 || v == 5 || v == 7;
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++) {
+            int sy = vflip ? side - 1 - y : y, sx = hflip ? side - 1 - x : x;
+            if (transpose) {
+                int t = sy;
+                sy = sx, sx = t;
+            }
+            memcpy(out + ((size_t)y * side + x) * 3, rgb + ((size_t)sy * side + sx) * 3, 3);
+        }
+}
+
+/* Test-time augmentation is the mean of the plain runs on each view, each mapped back; with all
+ * eight views it commutes with transposing the input; tta 1 is the plain run bit for bit. */
+static void test_tta(void)
+{
+    const int side = 128;
+    const size_t n = (size_t)side * side;
+    GRand *r = g_rand_new_with_seed(11);
+    uint8_t *rgb = g_malloc(n * 3), *view = g_malloc(n * 3), *ramp = g_malloc(n * 3);
+    for (size_t i = 0; i < n * 3; i++)
+        rgb[i] = (uint8_t)g_rand_int_range(r, 0, 256);
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    m->info.input_size = side;
+    ps_segmenter *plain = ps_segmenter_new(m), *tta = ps_segmenter_new(m);
+    /* each view's own probabilities, at their source positions: index maps from a ramp image */
+    float *views[PS_TTA_MAX];
+    for (int v = 0; v < PS_TTA_MAX; v++) {
+        view_of(rgb, side, v, view);
+        const float *p = ps_segmenter_run(plain, view, side, side, side * 3);
+        views[v] = g_new(float, n);
+        for (size_t i = 0; i < n; i++) { /* where pixel i of the view came from: a coded image */
+            ramp[i * 3] = (uint8_t)(i % side), ramp[i * 3 + 1] = (uint8_t)(i / side), ramp[i * 3 + 2] = 0;
+        }
+        view_of(ramp, side, v, view); /* view[i] holds the source coordinates of view pixel i */
+        for (size_t i = 0; i < n; i++)
+            views[v][(size_t)view[i * 3 + 1] * side + view[i * 3]] = p[i];
+    }
+    g_assert_cmpint(ps_segmenter_tta(tta), ==, 1);
+    ps_segmenter_set_tta(tta, 1);
+    g_assert_cmpmem(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float),
+                    views[0], n * sizeof(float));
+    const int counts[] = {2, 4, 8};
+    for (size_t k = 0; k < G_N_ELEMENTS(counts); k++) {
+        ps_segmenter_set_tta(tta, counts[k]);
+        g_assert_cmpint(ps_segmenter_tta(tta), ==, counts[k]);
+        const float *got = ps_segmenter_run(tta, rgb, side, side, side * 3);
+        double worst = 0, spread = 0;
+        for (size_t i = 0; i < n; i++) {
+            double mean = 0;
+            for (int v = 0; v < counts[k]; v++)
+                mean += views[v][i];
+            mean /= counts[k];
+            worst = MAX(worst, fabs(got[i] - mean));
+            spread = MAX(spread, fabs(views[0][i] - mean));
+        }
+        g_test_message("tta %d: max error %.2g against the mean of the views (which moves the plain run by up to %.2g)",
+                       counts[k], worst, spread);
+        g_assert_cmpfloat(worst, <, 1e-6);
+        g_assert_cmpfloat(spread, >, 1e-3); /* the views do differ: the check above is not vacuous */
+    }
+    /* all eight views: segmenting the transposed image gives the transposed map */
+    float *direct = g_memdup2(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float));
+    ps_segmenter_set_threads(tta, 2); /* the views' passes split by rows: the same bits */
+    g_assert_cmpmem(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float), direct, n * sizeof(float));
+    view_of(rgb, side, 4, view);
+    const float *transposed = ps_segmenter_run(tta, view, side, side, side * 3);
+    double worst = 0;
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++)
+            worst = MAX(worst, fabs(transposed[y * side + x] - direct[x * side + y]));
+    g_assert_cmpfloat(worst, <, 1e-6);
+    ps_segmenter_set_tta(tta, 0);
+    g_assert_cmpint(ps_segmenter_tta(tta), ==, 1);
+    ps_segmenter_set_tta(tta, 99);
+    g_assert_cmpint(ps_segmenter_tta(tta), ==, PS_TTA_MAX);
+    for (int v = 0; v < PS_TTA_MAX; v++)
+        g_free(views[v]);
+    g_free(direct);
+    ps_segmenter_free(plain);
+    ps_segmenter_free(tta);
+    ps_model_free(m);
+    g_free(rgb);
+    g_free(view);
+    g_free(ramp);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -206,5 +301,6 @@ int main(int argc, char **argv)
     g_test_add_func("/model/weights-validation", test_weights_validation);
     g_test_add_func("/model/save-load-archs", test_save_load_archs);
     g_test_add_func("/model/threads-same-bits", test_threads_same_bits);
+    g_test_add_func("/model/tta", test_tta);
     return g_test_run();
 }

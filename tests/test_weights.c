@@ -74,7 +74,7 @@ static void test_documented_scores(void)
         ps_dataset *ds = ps_dataset_open(data, split, &err);
         g_assert_no_error(err);
         ps_metric_values v;
-        g_assert_true(ps_evaluate(m, ds, 0.5f, &v, NULL, NULL, NULL, &err));
+        g_assert_true(ps_evaluate(m, ds, 0.5f, 1, &v, NULL, NULL, NULL, &err));
         g_assert_no_error(err);
         g_test_message("%s on %s %s: mean Dice %.4f (documented %.4f), %d images", r->file, r->data,
                        r->split, v.mean_dice, r->mean_dice, v.images);

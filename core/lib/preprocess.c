@@ -73,6 +73,9 @@ struct ps_segmenter {
     uint8_t *scratch;
     float *prob;
     norm nm; /* the model's normalisation */
+    int views;            /* test-time augmentation: views averaged (1 = off) */
+    ps_tensor *view;      /* the input seen through one view */
+    float *view_prob;     /* that view's probabilities */
 };
 
 ps_segmenter *ps_segmenter_new(ps_model *m)
@@ -86,6 +89,7 @@ ps_segmenter *ps_segmenter_new(ps_model *m)
     s->scratch = malloc((size_t)size * size * 3);
     s->prob = malloc((size_t)size * size * sizeof(float));
     s->nm = norm_of(m->info.mean, m->info.std);
+    s->views = 1;
     if (!s->scratch || !s->prob)
         abort();
     return s;
@@ -99,6 +103,8 @@ void ps_segmenter_free(ps_segmenter *s)
     ps_pool_free(s->graph.pool);
     ps_arena_free(s->arena);
     ps_tensor_free(s->input);
+    ps_tensor_free(s->view);
+    free(s->view_prob);
     free(s->scratch);
     free(s->prob);
     free(s);
@@ -116,6 +122,24 @@ void ps_segmenter_set_threads(ps_segmenter *s, int threads)
         return;
     ps_pool_free(s->graph.pool);
     s->graph.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+}
+
+void ps_segmenter_set_tta(ps_segmenter *s, int views)
+{
+    views = views < 1 ? 1 : views > PS_TTA_MAX ? PS_TTA_MAX : views;
+    s->views = views;
+    if (views > 1 && !s->view) {
+        const int size = s->input->w;
+        s->view = ps_tensor_new(1, 3, size, size);
+        s->view_prob = malloc((size_t)size * size * sizeof(float));
+        if (!s->view_prob)
+            abort();
+    }
+}
+
+int ps_segmenter_tta(const ps_segmenter *s)
+{
+    return s->views;
 }
 
 int ps_segmenter_threads(const ps_segmenter *s)
@@ -149,13 +173,83 @@ static void sigmoid_rows(void *ctx, int begin, int end)
                                (size_t)(end - begin) * j->w);
 }
 
+/* Probabilities of the model on `input` into prob. */
+static void run_model(ps_segmenter *s, ps_tensor *input, float *prob)
+{
+    ps_graph_clear(&s->graph);
+    ps_tensor *logits = ps_model_forward(s->model, &s->graph, input, NULL);
+    sigmoid_job j = {logits->data, prob, logits->w};
+    ps_pool_for(s->graph.pool, logits->h, sigmoid_rows, &j);
+}
+
+int ps_view_source(int view, int size, int y, int x)
+{
+    const int t = size - 1;
+    switch (view) {
+    case 1: return y * size + (t - x);
+    case 2: return (t - y) * size + x;
+    case 3: return (t - y) * size + (t - x);
+    case 4: return x * size + y;
+    case 5: return x * size + (t - y);
+    case 6: return (t - x) * size + y;
+    case 7: return (t - x) * size + (t - y);
+    default: return y * size + x;
+    }
+}
+
+/* One view of the input (rows [begin, end) of every channel), or the view's probabilities
+ * added back at their source positions (the views are bijections, so each position gets
+ * exactly one value per view, in view order whatever the threads). */
+typedef struct {
+    ps_segmenter *s;
+    int view;
+} view_job;
+
+static void view_input_rows(void *ctx, int begin, int end)
+{
+    const view_job *j = ctx;
+    const int size = j->s->input->w;
+    const size_t plane = (size_t)size * size;
+    for (int c = 0; c < 3; c++) {
+        const float *src = j->s->input->data + c * plane;
+        float *dst = j->s->view->data + c * plane;
+        for (int y = begin; y < end; y++)
+            for (int x = 0; x < size; x++)
+                dst[(size_t)y * size + x] = src[ps_view_source(j->view, size, y, x)];
+    }
+}
+
+static void add_view_rows(void *ctx, int begin, int end)
+{
+    const view_job *j = ctx;
+    const int size = j->s->input->w;
+    for (int y = begin; y < end; y++)
+        for (int x = 0; x < size; x++)
+            j->s->prob[ps_view_source(j->view, size, y, x)] += j->s->view_prob[(size_t)y * size + x];
+}
+
+static void scale_rows(void *ctx, int begin, int end)
+{
+    const view_job *j = ctx;
+    const int size = j->s->input->w;
+    const float k = 1.0f / (float)j->s->views;
+    for (size_t i = (size_t)begin * size; i < (size_t)end * size; i++)
+        j->s->prob[i] *= k;
+}
+
 static const float *forward(ps_segmenter *s)
 {
     ps_g_stage(&s->graph, "preprocess");
-    ps_graph_clear(&s->graph);
-    ps_tensor *logits = ps_model_forward(s->model, &s->graph, s->input, NULL);
-    sigmoid_job j = {logits->data, s->prob, logits->w};
-    ps_pool_for(s->graph.pool, logits->h, sigmoid_rows, &j);
+    run_model(s, s->input, s->prob);
+    const int size = s->input->w;
+    for (int v = 1; v < s->views; v++) {
+        view_job j = {s, v};
+        ps_pool_for(s->graph.pool, size, view_input_rows, &j);
+        run_model(s, s->view, s->view_prob);
+        ps_pool_for(s->graph.pool, size, add_view_rows, &j);
+    }
+    if (s->views > 1)
+        ps_pool_for(s->graph.pool, size, scale_rows, &(view_job){s, 0});
     ps_g_stage(&s->graph, "postprocess");
     return s->prob;
 }

@@ -24,6 +24,16 @@ int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
  * depend on it: every value is computed the same way whichever thread computes it. */
 void ps_segmenter_set_threads(ps_segmenter *s, int threads);
 int ps_segmenter_threads(const ps_segmenter *s);
+/* Test-time augmentation: the probabilities become the mean over `views` (1..PS_TTA_MAX) views
+ * of the square input, in the order of ps_view_source: 1 = off, 2 = + horizontal flip, 4 = + the
+ * vertical flip and both (the flips), 8 = every flip and quarter turn. Each view costs one more
+ * run of the model. Clamped to 1..PS_TTA_MAX. */
+#define PS_TTA_MAX 8
+void ps_segmenter_set_tta(ps_segmenter *s, int views);
+int ps_segmenter_tta(const ps_segmenter *s);
+/* Index in a size x size map of the pixel that view `view` (0..7) shows at (y, x): 0 itself,
+ * 1 horizontal flip, 2 vertical flip, 3 both, 4 transpose, 5..7 the transpose flipped. */
+int ps_view_source(int view, int size, int y, int x);
 /* The segmenter's thread pool (NULL on one thread), for the caller's own per-frame work. */
 ps_pool *ps_segmenter_pool(ps_segmenter *s);
 /* Calls on_stage(user, name) at the end of each stage of a frame: "preprocess", the model's

@@ -64,12 +64,13 @@ static double thread_cpu_ms(void)
 }
 
 /* Frames of random RGB at the model's size through the whole segmenter path. */
-static result bench_inference(ps_model *m, int size, int threads, int frames, GRand *r)
+static result bench_inference(ps_model *m, int size, int threads, int tta, int frames, GRand *r)
 {
     result res = {0};
     m->info.input_size = size;
     ps_segmenter *seg = ps_segmenter_new(m);
     ps_segmenter_set_threads(seg, threads);
+    ps_segmenter_set_tta(seg, tta);
     uint8_t *frame = malloc((size_t)size * size * 3);
     for (long i = 0; i < (long)size * size * 3; i++)
         frame[i] = (uint8_t)g_rand_int_range(r, 0, 256);
@@ -145,7 +146,7 @@ static void add_double(JsonBuilder *b, const char *key, double v)
     json_builder_add_double_value(b, v);
 }
 
-static char *json_line(const char *arch, size_t params, int size, int threads, const result *res,
+static char *json_line(const char *arch, size_t params, int size, int threads, int tta, const result *res,
                        int batch, double train_img_s)
 {
     JsonBuilder *b = json_builder_new();
@@ -162,6 +163,8 @@ static char *json_line(const char *arch, size_t params, int size, int threads, c
     json_builder_add_int_value(b, size);
     json_builder_set_member_name(b, "threads");
     json_builder_add_int_value(b, threads);
+    json_builder_set_member_name(b, "tta");
+    json_builder_add_int_value(b, tta);
     add_double(b, "infer_ms_p50", res->p50);
     add_double(b, "infer_ms_p95", res->p95);
     add_double(b, "infer_ms_p99", res->p99);
@@ -210,13 +213,14 @@ int main(int argc, char **argv)
 {
     char *archs = g_strdup("microaunet"), *sizes_s = g_strdup("256"), *threads_s = g_strdup("1");
     char *json = NULL;
-    int batch = 8, steps = 5, frames = 200;
+    int batch = 8, steps = 5, frames = 200, tta = 1;
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &archs, "Models, comma-separated (default microaunet)", "A[,B]"},
         {"size", 0, 0, G_OPTION_ARG_STRING, &sizes_s, "Input sides, comma-separated (default 256)", "PX[,PX]"},
         {"threads", 't', 0, G_OPTION_ARG_STRING, &threads_s, "Inference thread counts (default 1)", "N[,N]"},
         {"frames", 0, 0, G_OPTION_ARG_INT, &frames, "Timed inference frames per configuration (default 200)", "N"},
         {"steps", 0, 0, G_OPTION_ARG_INT, &steps, "Timed training steps per model and size (default 5; 0 = none)", "N"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation views per frame (1 = off, up to 8; see polypseg-eval --tta)", "N"},
         {"batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Training batch (default 8)", "N"},
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write one JSON object per configuration and line to FILE (- = stdout)", "FILE"},
         {NULL}};
@@ -232,9 +236,9 @@ int main(int argc, char **argv)
     g_option_context_free(ctx);
     int sizes[16], n_sizes, threads[16], n_threads;
     if (!parse_ints(sizes_s, sizes, 16, &n_sizes) || !parse_ints(threads_s, threads, 16, &n_threads) ||
-        batch < 1 || steps < 0 || frames < 1) {
+        batch < 1 || steps < 0 || frames < 1 || tta < 1 || tta > PS_TTA_MAX) {
         fprintf(stderr, "polypseg-bench: --size and --threads take comma-separated positive numbers; "
-                        "--batch and --frames at least 1, --steps at least 0\n");
+                        "--batch and --frames at least 1, --steps at least 0, --tta 1..%d\n", PS_TTA_MAX);
         return 2;
     }
     for (int i = 0; i < n_sizes; i++)
@@ -249,6 +253,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("kernels: %s\n", ps_kernels_best()->name);
+    if (tta > 1)
+        printf("test-time augmentation: %d views per frame\n", tta);
     printf("%-14s %5s %7s %8s %8s %8s %8s %8s  %s\n", "model", "size", "threads", "p50 ms", "p95 ms",
            "p99 ms", "FPS", "cpu ms", "train img/s");
     GRand *r = g_rand_new_with_seed(7);
@@ -264,7 +270,7 @@ int main(int argc, char **argv)
         for (int si = 0; si < n_sizes; si++) {
             double train = steps > 0 ? bench_training(m, batch, sizes[si], steps, r) : 0;
             for (int ti = 0; ti < n_threads; ti++) {
-                result res = bench_inference(m, sizes[si], threads[ti], frames, r);
+                result res = bench_inference(m, sizes[si], threads[ti], tta, frames, r);
                 char train_s[32] = "";
                 if (train > 0 && ti == 0)
                     g_snprintf(train_s, sizeof train_s, "%.1f (batch %d)", train, batch);
@@ -274,7 +280,7 @@ int main(int argc, char **argv)
                 for (int i = 0; i < res.st.n; i++)
                     printf(" %s %.3f", res.st.name[i], res.st.ms[i]);
                 printf("\n");
-                char *line = json_line(*a, ps_model_count_trainable(m), sizes[si], threads[ti], &res, batch,
+                char *line = json_line(*a, ps_model_count_trainable(m), sizes[si], threads[ti], tta, &res, batch,
                                        ti == 0 ? train : 0);
                 if (json && !jf)
                     printf("%s\n", line);

@@ -2,6 +2,7 @@
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include "evaluate.h"
+#include "preprocess.h"
 #include "progress.h"
 
 static void on_progress(int done, int total, void *user)
@@ -57,7 +58,7 @@ int main(int argc, char **argv)
 {
     char *weights = NULL, *data = NULL, *split = NULL, *json = NULL, *per_image = NULL;
     double threshold = 0.5;
-    int size = 0;
+    int size = 0, tta = 1;
     GOptionEntry entries[] = {
         {"weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Model weights (required)", "FILE"},
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "Folder with images/ and masks/ (required)", "DIR"},
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write the metrics as JSON", "OUT"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
         {"size", 0, 0, G_OPTION_ARG_INT, &size, "Run the model at this input side instead of the one it was trained at (multiple of 32)", "PX"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation: average the probabilities over N views (1 = off, 2 = + horizontal flip, 4 = the flips, 8 = flips and quarter turns); each view is one more run of the model", "N"},
         {"per-image", 0, 0, G_OPTION_ARG_FILENAME, &per_image, "Write each image's Dice as CSV (image,dice)", "OUT"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- evaluate polyp segmentation weights");
@@ -76,9 +78,10 @@ int main(int argc, char **argv)
     }
     g_option_context_free(ctx);
     if (!weights || !data || threshold < 0 || threshold > 1 ||
-        (size && (size % 32 || size < PS_MIN_INPUT || size > PS_MAX_INPUT))) {
+        (size && (size % 32 || size < PS_MIN_INPUT || size > PS_MAX_INPUT)) || tta < 1 || tta > PS_TTA_MAX) {
         fprintf(stderr, "polypseg-eval: --weights and --data are required, threshold in [0,1], --size a "
-                        "multiple of 32 in %d..%d (see --help)\n", PS_MIN_INPUT, PS_MAX_INPUT);
+                        "multiple of 32 in %d..%d, --tta 1..%d (see --help)\n", PS_MIN_INPUT, PS_MAX_INPUT,
+                PS_TTA_MAX);
         return 2;
     }
     ps_model *m = ps_model_load(weights, &err);
@@ -94,14 +97,15 @@ int main(int argc, char **argv)
     ps_metric_values v;
     double *dice = g_new0(double, ds->n);
     gint64 t0 = g_get_monotonic_time();
-    if (!ps_evaluate(m, ds, (float)threshold, &v, dice, on_progress, &bar, &err)) {
+    if (!ps_evaluate(m, ds, (float)threshold, tta, &v, dice, on_progress, &bar, &err)) {
         fprintf(stderr, "\npolypseg-eval: %s\n", err->message);
         return 1;
     }
     ps_progress_finish(&bar);
     double secs = (g_get_monotonic_time() - t0) / 1e6;
-    printf("%s on %s%s%s (%d images, %.1f s)\n", weights, data, split ? " split " : "", split ? split : "",
+    printf("%s on %s%s%s (%d images, %.1f s", weights, data, split ? " split " : "", split ? split : "",
            v.images, secs);
+    printf(tta > 1 ? ", test-time augmentation over %d views)\n" : ")\n", tta);
     printf("  %-12s %.4f\n  %-12s %.4f\n  %-12s %.4f\n  %-12s %.4f\n", "mean Dice", v.mean_dice,
            "mean IoU", v.mean_iou, "MAE", v.mae, "FNR", v.fnr);
     printf("  %-12s %.4f\n  %-12s %.4f\n  %-12s %.4f\n  %-12s %.4f\n", "accuracy", v.accuracy,

@@ -9,12 +9,14 @@ int main(int argc, char **argv)
 {
     char *weights = NULL, *input = NULL, *mask_out = NULL, *overlay_out = NULL;
     double threshold = 0.5;
+    int tta = 1;
     GOptionEntry entries[] = {
         {"weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Model weights (default: installed microaunet-kvasir)", "FILE"},
         {"input", 'i', 0, G_OPTION_ARG_FILENAME, &input, "Image to segment, JPEG or PNG (required)", "IMG"},
         {"mask", 'm', 0, G_OPTION_ARG_FILENAME, &mask_out, "Mask PNG to write, at the input's size (required)", "OUT.png"},
         {"overlay", 'v', 0, G_OPTION_ARG_FILENAME, &overlay_out, "Also write the image with the polyp tinted and its boundary drawn", "OUT.png"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation: average the probabilities over N views (1 = off, 2 = + horizontal flip, 4 = the flips, 8 = flips and quarter turns); each view is one more run of the model", "N"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- segment polyps in an image");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -24,8 +26,9 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (!input || !mask_out || threshold < 0 || threshold > 1) {
-        fprintf(stderr, "polypseg-infer: --input and --mask are required, threshold in [0,1] (see --help)\n");
+    if (!input || !mask_out || threshold < 0 || threshold > 1 || tta < 1 || tta > PS_TTA_MAX) {
+        fprintf(stderr, "polypseg-infer: --input and --mask are required, threshold in [0,1], --tta 1..%d (see --help)\n",
+                PS_TTA_MAX);
         return 2;
     }
     if (!weights) {
@@ -44,6 +47,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ps_segmenter *seg = ps_segmenter_new(m);
+    ps_segmenter_set_tta(seg, tta);
     gint64 t0 = g_get_monotonic_time();
     const float *prob = ps_segmenter_run(seg, im->data, im->w, im->h, im->w * 3);
     double ms = (g_get_monotonic_time() - t0) / 1e3;

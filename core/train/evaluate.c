@@ -4,10 +4,11 @@
 #include "../lib/preprocess.h"
 #include "progress.h"
 
-gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
+gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, int tta, ps_metric_values *out,
                      double *dice_per_image, ps_eval_progress progress, void *user, GError **err)
 {
     ps_segmenter *seg = ps_segmenter_new(m);
+    ps_segmenter_set_tta(seg, tta);
     int size = ps_segmenter_size(seg);
     ps_metrics acc;
     ps_metrics_init(&acc);
@@ -68,7 +69,7 @@ char *ps_evaluate_summary(ps_model *m, const ps_dataset *ds, const char *data, c
     ps_metric_values v;
     ps_progress bar;
     ps_progress_init(&bar, "eval", ds->n, 0);
-    if (!ps_evaluate(m, ds, 0.5f, &v, NULL, bar_progress, &bar, err))
+    if (!ps_evaluate(m, ds, 0.5f, 1, &v, NULL, bar_progress, &bar, err))
         return NULL;
     ps_progress_finish(&bar);
     return ps_metrics_summary_json(&v, data, split);

@@ -9,7 +9,7 @@
 typedef void (*ps_eval_progress)(int done, int total, void *user);
 
 /* dice_per_image: NULL, or ds->n entries that receive each image's Dice (in dataset order). */
-gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, ps_metric_values *out,
+gboolean ps_evaluate(ps_model *m, const ps_dataset *ds, float threshold, int tta, ps_metric_values *out,
                      double *dice_per_image, ps_eval_progress progress, void *user, GError **err);
 
 /* The held-out summary stored as the weights' "metrics" metadata by polypseg-train and

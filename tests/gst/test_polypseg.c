@@ -936,6 +936,49 @@ static void test_threads(void)
     }
 }
 
+/* tta, changed while playing: the mask is the core segmenter's at the same number of views. */
+static void test_tta(void)
+{
+    GError *err = NULL;
+    ps_model *m = ps_model_load(fx.random, &err);
+    g_assert_no_error(err);
+    ps_segmenter *seg = ps_segmenter_new(m);
+    const int S = m->info.input_size;
+    const double threshold = quantile_threshold(fx.picture, 0.7);
+    GstBuffer *in = rgb_buffer(fx.picture, &(GstVideoInfo){0});
+    GstElement *e = element_with(fx.random);
+    g_object_set(e, "threshold", threshold, "min-area", 0.0, NULL);
+    guint tta;
+    g_object_get(e, "tta", &tta, NULL);
+    g_assert_cmpuint(tta, ==, 1);
+    GstHarness *hs = harness_for(e, "RGB", fx.picture->w, fx.picture->h);
+    const guint settings[] = {1, 2, 8};
+    long changed = 0;
+    guint8 *first = NULL;
+    for (guint i = 0; i < G_N_ELEMENTS(settings); i++) {
+        g_object_set(hs->element, "tta", settings[i], NULL);
+        GstBuffer *out = run(hs, in, i);
+        ps_segmenter_set_tta(seg, (int)settings[i]);
+        const float *prob = ps_segmenter_run(seg, fx.picture->data, fx.picture->w, fx.picture->h, fx.picture->w * 3);
+        const guint8 *mask = gst_polyp_seg_meta_get_mask(mask_meta(out));
+        for (int p = 0; p < S * S; p++)
+            g_assert_cmpint(mask[p], ==, prob[p] >= threshold ? 255 : 0);
+        if (!first)
+            first = g_memdup2(mask, (gsize)S * S);
+        else
+            for (int p = 0; p < S * S; p++)
+                changed += mask[p] != first[p];
+        gst_buffer_unref(out);
+    }
+    g_test_message("%ld mask pixels differ from tta=1's over the other settings", changed);
+    g_assert_cmpint(changed, >, 0); /* the views are averaged, not ignored */
+    g_free(first);
+    gst_harness_teardown(hs);
+    gst_buffer_unref(in);
+    ps_segmenter_free(seg);
+    ps_model_free(m);
+}
+
 /* The mask meta survives copies and downstream scaling (with the ROI metas scaled). */
 static void test_meta_survives_scaling(void)
 {
@@ -1026,6 +1069,7 @@ int main(int argc, char **argv)
     g_test_add_func("/polypseg/renegotiation", test_renegotiation);
     g_test_add_func("/polypseg/inference-interval", test_inference_interval);
     g_test_add_func("/polypseg/threads", test_threads);
+    g_test_add_func("/polypseg/tta", test_tta);
     g_test_add_func("/polypseg/meta-survives-scaling", test_meta_survives_scaling);
     g_test_add_func("/polypseg/bad-weights", test_bad_weights);
     g_test_add_func("/polypseg/qos-and-latency", test_qos_and_latency);
