@@ -1,6 +1,8 @@
 #include "preprocess.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include "image.h"
 #include "kernels.h"
 
@@ -182,19 +184,29 @@ static void run_model(ps_segmenter *s, ps_tensor *input, float *prob)
     ps_pool_for(s->graph.pool, logits->h, sigmoid_rows, &j);
 }
 
-int ps_view_source(int view, int size, int y, int x)
+/* Row y of a view reads its sources at start, start + step, ...: views 0-3 walk a row of the
+ * square forwards or backwards, views 4-7 a column. */
+static void view_row(int view, int size, int y, ptrdiff_t *start, ptrdiff_t *step)
 {
     const int t = size - 1;
+    const ptrdiff_t S = size;
     switch (view) {
-    case 1: return y * size + (t - x);
-    case 2: return (t - y) * size + x;
-    case 3: return (t - y) * size + (t - x);
-    case 4: return x * size + y;
-    case 5: return x * size + (t - y);
-    case 6: return (t - x) * size + y;
-    case 7: return (t - x) * size + (t - y);
-    default: return y * size + x;
+    case 1: *start = y * S + t, *step = -1; break;
+    case 2: *start = (t - y) * S, *step = 1; break;
+    case 3: *start = (t - y) * S + t, *step = -1; break;
+    case 4: *start = y, *step = S; break;
+    case 5: *start = t - y, *step = S; break;
+    case 6: *start = t * S + y, *step = -S; break;
+    case 7: *start = t * S + (t - y), *step = -S; break;
+    default: *start = y * S, *step = 1; break;
     }
+}
+
+int ps_view_source(int view, int size, int y, int x)
+{
+    ptrdiff_t start, step;
+    view_row(view, size, y, &start, &step);
+    return (int)(start + x * step);
 }
 
 /* One view of the input (rows [begin, end) of every channel), or the view's probabilities
@@ -205,17 +217,38 @@ typedef struct {
     int view;
 } view_job;
 
+/* Views 4-7 read (and write back) columns: they go in tiles of TILE rows, each column of the
+ * tile touching TILE consecutive floats of one source row, so the cache lines get reused. */
+enum { TILE = 16 };
+
 static void view_input_rows(void *ctx, int begin, int end)
 {
     const view_job *j = ctx;
     const int size = j->s->input->w;
     const size_t plane = (size_t)size * size;
-    for (int c = 0; c < 3; c++) {
-        const float *src = j->s->input->data + c * plane;
-        float *dst = j->s->view->data + c * plane;
-        for (int y = begin; y < end; y++)
-            for (int x = 0; x < size; x++)
-                dst[(size_t)y * size + x] = src[ps_view_source(j->view, size, y, x)];
+    for (int y0 = begin; y0 < end; y0 += TILE) {
+        const int rows = MIN(TILE, end - y0);
+        ptrdiff_t start[TILE], step = 1;
+        for (int r = 0; r < rows; r++)
+            view_row(j->view, size, y0 + r, &start[r], &step);
+        for (int c = 0; c < 3; c++) {
+            const float *src = j->s->input->data + c * plane;
+            float *dst = j->s->view->data + c * plane + (size_t)y0 * size;
+            if (step == 1)
+                for (int r = 0; r < rows; r++)
+                    memcpy(dst + (size_t)r * size, src + start[r], (size_t)size * sizeof(float));
+            else if (step == -1)
+                for (int r = 0; r < rows; r++) {
+                    const float *row = src + start[r] - (size - 1); /* the source row, read backwards */
+                    float *out = dst + (size_t)r * size;
+                    for (int x = 0; x < size; x++)
+                        out[x] = row[size - 1 - x];
+                }
+            else
+                for (int x = 0; x < size; x++)
+                    for (int r = 0; r < rows; r++)
+                        dst[(size_t)r * size + x] = src[start[r] + x * step];
+        }
     }
 }
 
@@ -223,9 +256,29 @@ static void add_view_rows(void *ctx, int begin, int end)
 {
     const view_job *j = ctx;
     const int size = j->s->input->w;
-    for (int y = begin; y < end; y++)
-        for (int x = 0; x < size; x++)
-            j->s->prob[ps_view_source(j->view, size, y, x)] += j->s->view_prob[(size_t)y * size + x];
+    for (int y0 = begin; y0 < end; y0 += TILE) {
+        const int rows = MIN(TILE, end - y0);
+        ptrdiff_t start[TILE], step = 1;
+        for (int r = 0; r < rows; r++)
+            view_row(j->view, size, y0 + r, &start[r], &step);
+        float *dst = j->s->prob;
+        const float *src = j->s->view_prob + (size_t)y0 * size;
+        if (step == 1 || step == -1)
+            for (int r = 0; r < rows; r++) {
+                float *row = dst + (step == 1 ? start[r] : start[r] - (size - 1));
+                const float *in = src + (size_t)r * size;
+                if (step == 1)
+                    for (int x = 0; x < size; x++)
+                        row[x] += in[x];
+                else
+                    for (int x = 0; x < size; x++)
+                        row[x] += in[size - 1 - x];
+            }
+        else
+            for (int x = 0; x < size; x++)
+                for (int r = 0; r < rows; r++)
+                    dst[start[r] + x * step] += src[(size_t)r * size + x];
+    }
 }
 
 static void scale_rows(void *ctx, int begin, int end)
