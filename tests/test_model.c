@@ -243,7 +243,7 @@ static void test_tta(void)
     ps_segmenter_set_tta(tta, 1);
     g_assert_cmpmem(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float),
                     views[0], n * sizeof(float));
-    const int counts[] = {2, 4, 8};
+    const int counts[] = {2, 3, 4, 6, 8}; /* the first N views, whatever N */
     for (size_t k = 0; k < G_N_ELEMENTS(counts); k++) {
         ps_segmenter_set_tta(tta, counts[k]);
         g_assert_cmpint(ps_segmenter_tta(tta), ==, counts[k]);
@@ -266,6 +266,7 @@ static void test_tta(void)
     float *direct = g_memdup2(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float));
     ps_segmenter_set_threads(tta, 2); /* the views' passes split by rows: the same bits */
     g_assert_cmpmem(ps_segmenter_run(tta, rgb, side, side, side * 3), n * sizeof(float), direct, n * sizeof(float));
+    ps_segmenter_set_threads(tta, 1);
     view_of(rgb, side, 4, view);
     const float *transposed = ps_segmenter_run(tta, view, side, side, side * 3);
     double worst = 0;
@@ -289,6 +290,50 @@ static void test_tta(void)
     g_rand_free(r);
 }
 
+/* ps_view_source is the view view_of builds, on odd and tiny sides too. */
+static void test_view_source(void)
+{
+    for (int side = 1; side <= 9; side++) {
+        uint8_t *coded = g_malloc((size_t)side * side * 3), *view = g_malloc((size_t)side * side * 3);
+        for (int i = 0; i < side * side; i++)
+            coded[i * 3] = (uint8_t)i, coded[i * 3 + 1] = coded[i * 3 + 2] = 0;
+        for (int v = 0; v < PS_TTA_MAX; v++) {
+            view_of(coded, side, v, view);
+            for (int y = 0; y < side; y++)
+                for (int x = 0; x < side; x++)
+                    g_assert_cmpint(ps_view_source(v, side, y, x), ==, view[(y * side + x) * 3]);
+        }
+        g_free(coded);
+        g_free(view);
+    }
+}
+
+/* Three threads on 160 rows split the views' passes into partial tiles: the same bits as one. */
+static void test_tta_threads(void)
+{
+    const int side = 160;
+    const size_t n = (size_t)side * side;
+    GRand *r = g_rand_new_with_seed(5);
+    uint8_t *rgb = g_malloc(n * 3);
+    for (size_t i = 0; i < n * 3; i++)
+        rgb[i] = (uint8_t)g_rand_int_range(r, 0, 256);
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    m->info.input_size = side;
+    ps_segmenter *s = ps_segmenter_new(m);
+    for (int views = 2; views <= PS_TTA_MAX; views++) {
+        ps_segmenter_set_tta(s, views);
+        ps_segmenter_set_threads(s, 1);
+        float *one = g_memdup2(ps_segmenter_run(s, rgb, side, side, side * 3), n * sizeof(float));
+        ps_segmenter_set_threads(s, 3);
+        g_assert_cmpmem(ps_segmenter_run(s, rgb, side, side, side * 3), n * sizeof(float), one, n * sizeof(float));
+        g_free(one);
+    }
+    ps_segmenter_free(s);
+    ps_model_free(m);
+    g_free(rgb);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -302,5 +347,7 @@ int main(int argc, char **argv)
     g_test_add_func("/model/save-load-archs", test_save_load_archs);
     g_test_add_func("/model/threads-same-bits", test_threads_same_bits);
     g_test_add_func("/model/tta", test_tta);
+    g_test_add_func("/model/tta-threads", test_tta_threads);
+    g_test_add_func("/model/view-source", test_view_source);
     return g_test_run();
 }

@@ -298,8 +298,10 @@ static const float *forward(ps_segmenter *s)
     for (int v = 1; v < s->views; v++) {
         view_job j = {s, v};
         ps_pool_for(s->graph.pool, size, view_input_rows, &j);
+        ps_g_stage(&s->graph, "tta-views");
         run_model(s, s->view, s->view_prob);
         ps_pool_for(s->graph.pool, size, add_view_rows, &j);
+        ps_g_stage(&s->graph, "tta-merge");
     }
     if (s->views > 1)
         ps_pool_for(s->graph.pool, size, scale_rows, &(view_job){s, 0});

@@ -24,10 +24,11 @@ int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
  * depend on it: every value is computed the same way whichever thread computes it. */
 void ps_segmenter_set_threads(ps_segmenter *s, int threads);
 int ps_segmenter_threads(const ps_segmenter *s);
-/* Test-time augmentation: the probabilities become the mean over `views` (1..PS_TTA_MAX) views
- * of the square input, in the order of ps_view_source: 1 = off, 2 = + horizontal flip, 4 = + the
- * vertical flip and both (the flips), 8 = every flip and quarter turn. Each view costs one more
- * run of the model. Clamped to 1..PS_TTA_MAX. */
+/* Test-time augmentation: the probabilities become the mean over the first `views`
+ * (1..PS_TTA_MAX) views of the square input, in the order of ps_view_source: 1 = off, 2 = + the
+ * horizontal flip, 4 = every flip, 8 = every flip and quarter turn (the symmetric choices; other
+ * counts are allowed and take the first N). Each view costs one more run of the model. Clamped
+ * to 1..PS_TTA_MAX. */
 #define PS_TTA_MAX 8
 void ps_segmenter_set_tta(ps_segmenter *s, int views);
 int ps_segmenter_tta(const ps_segmenter *s);
@@ -37,7 +38,9 @@ int ps_view_source(int view, int size, int y, int x);
 /* The segmenter's thread pool (NULL on one thread), for the caller's own per-frame work. */
 ps_pool *ps_segmenter_pool(ps_segmenter *s);
 /* Calls on_stage(user, name) at the end of each stage of a frame: "preprocess", the model's
- * blocks, "postprocess" (for per-stage timing; NULL turns it off). */
+ * blocks, "postprocess" (for per-stage timing; NULL turns it off). With test-time augmentation
+ * the blocks come again for each further view, after "tta-views" (that view's flipped copy of
+ * the input) and before "tta-merge" (the view's sigmoid, added back into the result). */
 void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, const char *stage),
                                  void *user);
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
