@@ -610,9 +610,7 @@ gst_polyp_seg_class_init (GstPolypSegClass * klass)
           "core); the result is the same for any number", 0, 64, DEFAULT_THREADS, live));
   g_object_class_install_property (gobject_class, PROP_TTA,
       g_param_spec_uint ("tta", "Test-time augmentation",
-          "Average the polyp probabilities over the first N of 8 views of each frame (1 = off, "
-          "2 = with its mirror image, 4 = every flip, 8 = every flip and quarter turn; 3, 5-7 take "
-          "the first N): more accurate, and each view costs one more run of the model", 1, PS_TTA_MAX, DEFAULT_TTA, live));
+          PS_TTA_HELP, 1, PS_TTA_MAX, DEFAULT_TTA, live));
 
   gst_element_class_set_static_metadata (element_class, "Polyp segmentation",
       "Filter/Analyzer/Video",

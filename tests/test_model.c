@@ -226,15 +226,15 @@ static void test_tta(void)
     ps_model *m = ps_model_new("microaunet", NULL, 0, 3, NULL);
     m->info.input_size = side;
     ps_segmenter *plain = ps_segmenter_new(m), *tta = ps_segmenter_new(m);
-    /* each view's own probabilities, at their source positions: index maps from a ramp image */
+    /* each view's own probabilities, at their source positions, found through a coded image
+     * whose pixels hold their own coordinates */
+    for (size_t i = 0; i < n; i++)
+        ramp[i * 3] = (uint8_t)(i % side), ramp[i * 3 + 1] = (uint8_t)(i / side), ramp[i * 3 + 2] = 0;
     float *views[PS_TTA_MAX];
     for (int v = 0; v < PS_TTA_MAX; v++) {
         view_of(rgb, side, v, view);
         const float *p = ps_segmenter_run(plain, view, side, side, side * 3);
         views[v] = g_new(float, n);
-        for (size_t i = 0; i < n; i++) { /* where pixel i of the view came from: a coded image */
-            ramp[i * 3] = (uint8_t)(i % side), ramp[i * 3 + 1] = (uint8_t)(i / side), ramp[i * 3 + 2] = 0;
-        }
         view_of(ramp, side, v, view); /* view[i] holds the source coordinates of view pixel i */
         for (size_t i = 0; i < n; i++)
             views[v][(size_t)view[i * 3 + 1] * side + view[i * 3]] = p[i];

@@ -209,76 +209,70 @@ int ps_view_source(int view, int size, int y, int x)
     return (int)(start + x * step);
 }
 
-/* One view of the input (rows [begin, end) of every channel), or the view's probabilities
- * added back at their source positions (the views are bijections, so each position gets
- * exactly one value per view, in view order whatever the threads). */
+/* Rows [begin, end) of dst, a size x size map, get (add = 0) or gain (add = 1) src seen through
+ * `view`: dst[y][x] (+)= src[ps_view_source(view, size, y, x)]. Views 0-3 read source rows
+ * forwards or backwards; views 4-7 read columns, in tiles of TILE rows so that each column of
+ * the tile takes TILE consecutive floats of one source row and the cache lines get reused.
+ * Inlined with a constant `add`, so no loop tests it. */
+enum { TILE = 16 };
+
+static inline void gather_view(int view, int size, const float *restrict src, float *restrict dst, int begin,
+                               int end, int add)
+{
+    for (int y0 = begin; y0 < end; y0 += TILE) {
+        const int rows = MIN(TILE, end - y0);
+        ptrdiff_t start[TILE], step = 1;
+        for (int r = 0; r < rows; r++)
+            view_row(view, size, y0 + r, &start[r], &step);
+        float *out = dst + (size_t)y0 * size;
+        if (step == 1 || step == -1)
+            for (int r = 0; r < rows; r++) {
+                const float *in = src + start[r];
+                float *o = out + (size_t)r * size;
+                if (step == 1)
+                    for (int x = 0; x < size; x++)
+                        o[x] = add ? o[x] + in[x] : in[x];
+                else
+                    for (int x = 0; x < size; x++)
+                        o[x] = add ? o[x] + in[-x] : in[-x];
+            }
+        else
+            for (int x = 0; x < size; x++)
+                for (int r = 0; r < rows; r++) {
+                    const float v = src[start[r] + x * step];
+                    out[(size_t)r * size + x] = add ? out[(size_t)r * size + x] + v : v;
+                }
+    }
+}
+
+/* The view that undoes `view` (5 and 6 are quarter turns, each the other's inverse; the
+ * others are reflections). */
+static int inverse_view(int view)
+{
+    return view == 5 ? 6 : view == 6 ? 5 : view;
+}
+
 typedef struct {
     ps_segmenter *s;
     int view;
 } view_job;
 
-/* Views 4-7 read (and write back) columns: they go in tiles of TILE rows, each column of the
- * tile touching TILE consecutive floats of one source row, so the cache lines get reused. */
-enum { TILE = 16 };
-
+/* The input through one view, rows [begin, end) of every channel. */
 static void view_input_rows(void *ctx, int begin, int end)
 {
     const view_job *j = ctx;
     const int size = j->s->input->w;
     const size_t plane = (size_t)size * size;
-    for (int y0 = begin; y0 < end; y0 += TILE) {
-        const int rows = MIN(TILE, end - y0);
-        ptrdiff_t start[TILE], step = 1;
-        for (int r = 0; r < rows; r++)
-            view_row(j->view, size, y0 + r, &start[r], &step);
-        for (int c = 0; c < 3; c++) {
-            const float *src = j->s->input->data + c * plane;
-            float *dst = j->s->view->data + c * plane + (size_t)y0 * size;
-            if (step == 1)
-                for (int r = 0; r < rows; r++)
-                    memcpy(dst + (size_t)r * size, src + start[r], (size_t)size * sizeof(float));
-            else if (step == -1)
-                for (int r = 0; r < rows; r++) {
-                    const float *row = src + start[r] - (size - 1); /* the source row, read backwards */
-                    float *out = dst + (size_t)r * size;
-                    for (int x = 0; x < size; x++)
-                        out[x] = row[size - 1 - x];
-                }
-            else
-                for (int x = 0; x < size; x++)
-                    for (int r = 0; r < rows; r++)
-                        dst[(size_t)r * size + x] = src[start[r] + x * step];
-        }
-    }
+    for (int c = 0; c < 3; c++)
+        gather_view(j->view, size, j->s->input->data + c * plane, j->s->view->data + c * plane, begin, end, 0);
 }
 
+/* That view's probabilities turned back and added into the result: each position gains one
+ * value per view, in view order whatever the threads. */
 static void add_view_rows(void *ctx, int begin, int end)
 {
     const view_job *j = ctx;
-    const int size = j->s->input->w;
-    for (int y0 = begin; y0 < end; y0 += TILE) {
-        const int rows = MIN(TILE, end - y0);
-        ptrdiff_t start[TILE], step = 1;
-        for (int r = 0; r < rows; r++)
-            view_row(j->view, size, y0 + r, &start[r], &step);
-        float *dst = j->s->prob;
-        const float *src = j->s->view_prob + (size_t)y0 * size;
-        if (step == 1 || step == -1)
-            for (int r = 0; r < rows; r++) {
-                float *row = dst + (step == 1 ? start[r] : start[r] - (size - 1));
-                const float *in = src + (size_t)r * size;
-                if (step == 1)
-                    for (int x = 0; x < size; x++)
-                        row[x] += in[x];
-                else
-                    for (int x = 0; x < size; x++)
-                        row[x] += in[size - 1 - x];
-            }
-        else
-            for (int x = 0; x < size; x++)
-                for (int r = 0; r < rows; r++)
-                    dst[start[r] + x * step] += src[(size_t)r * size + x];
-    }
+    gather_view(inverse_view(j->view), j->s->input->w, j->s->view_prob, j->s->prob, begin, end, 1);
 }
 
 static void scale_rows(void *ctx, int begin, int end)

@@ -30,6 +30,11 @@ int ps_segmenter_threads(const ps_segmenter *s);
  * counts are allowed and take the first N). Each view costs one more run of the model. Clamped
  * to 1..PS_TTA_MAX. */
 #define PS_TTA_MAX 8
+/* The option's help, shared by the tools and the element's property. */
+#define PS_TTA_HELP                                                                                   \
+    "Test-time augmentation: average the probabilities over the first N of 8 views (1 = off, 2 = + " \
+    "the mirror image, 4 = every flip, 8 = every flip and quarter turn; 3, 5-7 take the first N); "  \
+    "each view is one more run of the model"
 void ps_segmenter_set_tta(ps_segmenter *s, int views);
 int ps_segmenter_tta(const ps_segmenter *s);
 /* Index in a size x size map of the pixel that view `view` (0..7) shows at (y, x): 0 itself,

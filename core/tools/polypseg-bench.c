@@ -220,7 +220,7 @@ int main(int argc, char **argv)
         {"threads", 't', 0, G_OPTION_ARG_STRING, &threads_s, "Inference thread counts (default 1)", "N[,N]"},
         {"frames", 0, 0, G_OPTION_ARG_INT, &frames, "Timed inference frames per configuration (default 200)", "N"},
         {"steps", 0, 0, G_OPTION_ARG_INT, &steps, "Timed training steps per model and size (default 5; 0 = none)", "N"},
-        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation views per frame (1 = off, up to 8; see polypseg-eval --tta)", "N"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, PS_TTA_HELP, "N"},
         {"batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Training batch (default 8)", "N"},
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write one JSON object per configuration and line to FILE (- = stdout)", "FILE"},
         {NULL}};

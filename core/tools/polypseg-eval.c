@@ -66,7 +66,7 @@ int main(int argc, char **argv)
         {"json", 'j', 0, G_OPTION_ARG_FILENAME, &json, "Write the metrics as JSON", "OUT"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
         {"size", 0, 0, G_OPTION_ARG_INT, &size, "Run the model at this input side instead of the one it was trained at (multiple of 32)", "PX"},
-        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation: average the probabilities over the first N of 8 views (1 = off, 2 = + the horizontal flip, 4 = every flip, 8 = every flip and quarter turn; 3, 5-7 take the first N); each view is one more run of the model", "N"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, PS_TTA_HELP, "N"},
         {"per-image", 0, 0, G_OPTION_ARG_FILENAME, &per_image, "Write each image's Dice as CSV (image,dice)", "OUT"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- evaluate polyp segmentation weights");

@@ -16,7 +16,7 @@ int main(int argc, char **argv)
         {"mask", 'm', 0, G_OPTION_ARG_FILENAME, &mask_out, "Mask PNG to write, at the input's size (required)", "OUT.png"},
         {"overlay", 'v', 0, G_OPTION_ARG_FILENAME, &overlay_out, "Also write the image with the polyp tinted and its boundary drawn", "OUT.png"},
         {"threshold", 't', 0, G_OPTION_ARG_DOUBLE, &threshold, "Probability threshold (default 0.5)", "T"},
-        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, "Test-time augmentation: average the probabilities over the first N of 8 views (1 = off, 2 = + the horizontal flip, 4 = every flip, 8 = every flip and quarter turn; 3, 5-7 take the first N); each view is one more run of the model", "N"},
+        {"tta", 0, 0, G_OPTION_ARG_INT, &tta, PS_TTA_HELP, "N"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- segment polyps in an image");
     g_option_context_add_main_entries(ctx, entries, NULL);
