@@ -14,7 +14,7 @@
 #   microaunet-cvc = fix-cvc, the mean of two 10-epoch fine-tunes of soup-all on whole frames
 #   (--crop-scale 1,1: no random crops, as the model sees frames at inference).
 # With --ablation also the CVC-only model of the reverse cross-dataset figure.
-# Each stage took 20-95 min on a 2-core machine with one or two runs beside it; the whole script
+# Each stage took 5-95 min on a 2-core machine with one or two runs beside it; the whole script
 # runs one stage at a time (about 12 hours in all by the logged stage times). Then copy the files
 # weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
