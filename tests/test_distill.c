@@ -223,6 +223,71 @@ static void test_mismatched_teacher(void)
     ps_model_free(student);
 }
 
+/* The teacher over test-time-augmentation views: at 2 views the mean of the plain and the
+ * mirrored run's probabilities (the mirror built here, not through ps_view_source); at 8
+ * views transposing the input transposes the result; the features are the plain run's. */
+static void test_teacher_tta(void)
+{
+    enum { S = 64, N = 2 };
+    ps_model *teacher = ps_model_new("malunet", NULL, 0, 4, NULL);
+    GRand *r = g_rand_new_with_seed(12);
+    ps_tensor *x = ps_tensor_new(N, 3, S, S), *mirror = ps_tensor_new(N, 3, S, S), *xt = ps_tensor_new(N, 3, S, S);
+    ps_tensor *scratch = ps_tensor_new(N, 3, S, S), *out = ps_tensor_new(N, 1, S, S), *out_t = ps_tensor_new(N, 1, S, S);
+    tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
+    for (int p = 0; p < N * 3; p++)
+        for (int y = 0; y < S; y++)
+            for (int c = 0; c < S; c++) {
+                mirror->data[(p * S + y) * S + c] = x->data[(p * S + y) * S + (S - 1 - c)];
+                xt->data[(p * S + y) * S + c] = x->data[(p * S + c) * S + y];
+            }
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 0);
+    ps_tensor *plain_feat[5], *feat[5];
+    float *plain = g_memdup2(ps_model_forward(teacher, &g, x, plain_feat)->data, N * S * S * sizeof(float));
+    float *feat0 = g_memdup2(plain_feat[0]->data, ps_numel(plain_feat[0]) * sizeof(float));
+    const size_t feat0_n = ps_numel(plain_feat[0]);
+    ps_graph_clear(&g);
+    float *mirrored = g_memdup2(ps_model_forward(teacher, &g, mirror, NULL)->data, N * S * S * sizeof(float));
+
+    ps_teacher_logits(teacher, &g, x, 2, scratch, out, feat);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int y = 0; y < S; y++)
+            for (int c = 0; c < S; c++) {
+                const double p0 = 1 / (1 + exp(-plain[(n * S + y) * S + c]));
+                const double p1 = 1 / (1 + exp(-mirrored[(n * S + y) * S + (S - 1 - c)]));
+                const double got = 1 / (1 + exp(-out->data[(n * S + y) * S + c]));
+                worst = fmax(worst, fabs((p0 + p1) / 2 - got)); /* as probabilities: the logits are clamped */
+            }
+    g_test_message("2 views: max |probability error| %g", worst);
+    g_assert_cmpfloat(worst, <, 1e-6);
+    g_assert_cmpmem(feat[0]->data, feat0_n * sizeof(float), feat0, feat0_n * sizeof(float));
+
+    ps_teacher_logits(teacher, &g, x, 8, scratch, out, NULL);
+    ps_teacher_logits(teacher, &g, xt, 8, scratch, out_t, NULL);
+    worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int y = 0; y < S; y++)
+            for (int c = 0; c < S; c++)
+                worst = fmax(worst, fabs(out->data[(n * S + y) * S + c] - out_t->data[(n * S + c) * S + y]));
+    g_test_message("8 views, transposed input: max |logit difference| %g", worst);
+    g_assert_cmpfloat(worst, <, 1e-4);
+    /* and the views do change the result (a random teacher is not symmetric) */
+    worst = 0;
+    for (size_t i = 0; i < ps_numel(out); i++)
+        worst = fmax(worst, fabs(out->data[i] - plain[i]));
+    g_assert_cmpfloat(worst, >, 1e-3);
+
+    g_free(plain), g_free(mirrored), g_free(feat0);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+    ps_tensor_free(x), ps_tensor_free(mirror), ps_tensor_free(xt), ps_tensor_free(scratch);
+    ps_tensor_free(out), ps_tensor_free(out_t);
+    ps_model_free(teacher);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -231,5 +296,6 @@ int main(int argc, char **argv)
     g_test_add_func("/distill/term-weights", test_term_weights);
     g_test_add_func("/distill/adapters-once-and-dropped", test_adapters_once_and_dropped);
     g_test_add_func("/distill/mismatched-teacher", test_mismatched_teacher);
+    g_test_add_func("/distill/teacher-tta", test_teacher_tta);
     return g_test_run();
 }

@@ -172,6 +172,11 @@ static void test_mse_and_kd_weights(void)
     g_rand_free(r);
 }
 
+static double tversky_recall(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_tversky(z, t, 0.7f, weight);
+}
+
 /* Loss gradients against central differences. */
 static void test_loss_gradients(void)
 {
@@ -180,8 +185,12 @@ static void test_loss_gradients(void)
     tu_fill_uniform(z->data, ps_numel(z), r, -3, 3);
     for (size_t i = 0; i < ps_numel(t); i++)
         t->data[i] = g_rand_boolean(r);
-    for (int which = 0; which < 2; which++) {
-        double (*loss)(ps_tensor *, const ps_tensor *, float) = which ? ps_loss_dice : ps_loss_bce_logits;
+    static const struct {
+        const char *name;
+        double (*loss)(ps_tensor *, const ps_tensor *, float);
+    } losses[] = {{"bce", ps_loss_bce_logits}, {"dice", ps_loss_dice}, {"tversky 0.7", tversky_recall}};
+    for (size_t which = 0; which < G_N_ELEMENTS(losses); which++) {
+        double (*loss)(ps_tensor *, const ps_tensor *, float) = losses[which].loss;
         ps_tensor_ensure_grad(z);
         memset(z->grad, 0, ps_numel(z) * sizeof(float));
         loss(z, t, 1.0f);
@@ -195,19 +204,39 @@ static void test_loss_gradients(void)
             z->data[i] = keep;
             double numeric = (up - down) / (2 * h);
             if (fabs(numeric - analytic[i]) > 1e-3 + 1e-2 * fabs(numeric))
-                g_test_fail_printf("%s grad[%zu]: analytic %g numeric %g", which ? "dice" : "bce", i,
-                                   analytic[i], numeric);
+                g_test_fail_printf("%s grad[%zu]: analytic %g numeric %g", losses[which].name, i, analytic[i],
+                                   numeric);
         }
         g_free(analytic);
     }
-    /* Perfect confident prediction: both losses near zero. */
+    /* Perfect confident prediction: every loss near zero. */
     for (size_t i = 0; i < ps_numel(z); i++)
         z->data[i] = t->data[i] ? 20.0f : -20.0f;
     g_assert_cmpfloat(ps_loss_bce_logits(z, t, 1.0f), <, 1e-6);
     g_assert_cmpfloat(ps_loss_dice(z, t, 1.0f), <, 1e-3);
+    g_assert_cmpfloat(ps_loss_tversky(z, t, 0.7f, 1.0f), <, 1e-3);
     ps_tensor_free(z);
     ps_tensor_free(t);
     g_rand_free(r);
+}
+
+/* Tversky: the Dice loss at fn_weight 0.5; above it a miss costs more than a false alarm of the
+ * same size, and the reverse below it. */
+static void test_tversky(void)
+{
+    ps_tensor *t = ps_tensor_new(1, 1, 8, 8), *miss = ps_tensor_new(1, 1, 8, 8), *extra = ps_tensor_new(1, 1, 8, 8);
+    for (int i = 0; i < 64; i++) {
+        const int polyp = i < 24, edge = i >= 16 && i < 32; /* 24 polyp pixels; 8 on each side of its edge */
+        t->data[i] = polyp;
+        miss->data[i] = polyp && !edge ? 20.0f : -20.0f; /* misses the 8 last polyp pixels */
+        extra->data[i] = polyp || edge ? 20.0f : -20.0f; /* marks the 8 background pixels after it */
+    }
+    ps_tensor_ensure_grad(miss);
+    ps_tensor_ensure_grad(extra);
+    g_assert_cmpfloat(fabs(ps_loss_tversky(miss, t, 0.5f, 1.0f) - ps_loss_dice(miss, t, 1.0f)), ==, 0.0);
+    g_assert_cmpfloat(ps_loss_tversky(miss, t, 0.7f, 1.0f), >, ps_loss_tversky(extra, t, 0.7f, 1.0f) + 0.05);
+    g_assert_cmpfloat(ps_loss_tversky(miss, t, 0.3f, 1.0f), <, ps_loss_tversky(extra, t, 0.3f, 1.0f) - 0.05);
+    ps_tensor_free(t), ps_tensor_free(miss), ps_tensor_free(extra);
 }
 
 /* AdamW's first steps computed by hand for one weight. */
@@ -614,6 +643,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/train/model-gradients", "microaunet_train_128", test_model_gradients);
     g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
+    g_test_add_func("/train/tversky", test_tversky);
     g_test_add_func("/train/kd-loss", test_kd_loss);
     g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);
     g_test_add_func("/train/adamw", test_adamw);

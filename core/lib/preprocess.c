@@ -245,9 +245,7 @@ static inline void gather_view(int view, int size, const float *restrict src, fl
     }
 }
 
-/* The view that undoes `view` (5 and 6 are quarter turns, each the other's inverse; the
- * others are reflections). */
-static int inverse_view(int view)
+int ps_view_inverse(int view)
 {
     return view == 5 ? 6 : view == 6 ? 5 : view;
 }
@@ -272,7 +270,7 @@ static void view_input_rows(void *ctx, int begin, int end)
 static void add_view_rows(void *ctx, int begin, int end)
 {
     const view_job *j = ctx;
-    gather_view(inverse_view(j->view), j->s->input->w, j->s->view_prob, j->s->prob, begin, end, 1);
+    gather_view(ps_view_inverse(j->view), j->s->input->w, j->s->view_prob, j->s->prob, begin, end, 1);
 }
 
 static void scale_rows(void *ctx, int begin, int end)

@@ -14,6 +14,7 @@
 #include "loss.h"
 #include "optim.h"
 #include "progress.h"
+#include "preprocess.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -29,7 +30,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr;
+    double lr, wd, min_lr, fn_weight;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -38,7 +39,7 @@ typedef struct opts {
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
     *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
-                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .seed = 1,
+                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .fn_weight = 0.5, .seed = 1,
                 .kd = ps_distill_defaults(0)};
     o->kd.stage1_epochs = INT_MIN; /* unset: half of the epochs */
     double kd_t = o->kd.temperature, kd_w = o->kd.kd_weight, kd_f = o->kd.feature_weight,
@@ -63,6 +64,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->min_lr, "Final learning rate of the cosine schedule (default 1e-5)", "LR"},
         {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
+        {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
@@ -78,6 +80,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"focus-weight", 0, 0, G_OPTION_ARG_DOUBLE, &kd_focus, "Stage 2: weight of the pixel-weighted KL (default 1)", "W"},
         {"boundary-radius", 0, 0, G_OPTION_ARG_INT, &o->kd.boundary_radius, "Stage 2: half-width in pixels of the band around the true boundary (default 5)", "PX"},
         {"boundary-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_bg, "Stage 2: extra pixel weight inside the boundary band (default 2)", "G"},
+        {"teacher-tta", 0, 0, G_OPTION_ARG_INT, &o->kd.teacher_views, "Distil from the teacher's probabilities averaged over the first N of 8 views, as polypseg-eval --tta N (default 1 = the plain image); with the student's own weights as the teacher this is self-distillation from its test-time augmentation. Costs N teacher runs per batch", "N"},
         {"confidence-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_cg, "Stage 2: extra pixel weight times the teacher's confidence |2p-1| (default 1)", "G"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- train a polyp segmentation model");
@@ -100,9 +103,9 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
-               o->size % 32 || o->threads < 1 || o->lr <= 0 || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
+               o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
-                        "32 in %d..%d, lr > 0, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
+                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
                 PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -117,12 +120,13 @@ static gboolean parse(opts *o, int *argc, char ***argv)
             o->kd.stage1_epochs = ps_distill_defaults(o->epochs).stage1_epochs;
         const double nonneg[] = {kd_w, kd_f, kd_focus, kd_bg, kd_cg};
         gboolean bad = !(kd_t > 0) || !isfinite(kd_t) || o->kd.boundary_radius < 0 || o->kd.stage1_epochs < 0 ||
-                       o->kd.stage1_epochs > o->epochs;
+                       o->kd.stage1_epochs > o->epochs || o->kd.teacher_views < 1 ||
+                       o->kd.teacher_views > PS_TTA_MAX;
         for (size_t i = 0; i < G_N_ELEMENTS(nonneg); i++)
             bad |= !(nonneg[i] >= 0) || !isfinite(nonneg[i]);
         if (bad) {
             fprintf(stderr, "polypseg-train: bad distillation value: temperature > 0, weights and gains >= 0, "
-                            "boundary-radius >= 0, 0 <= stage1-epochs <= epochs\n");
+                            "boundary-radius >= 0, 0 <= stage1-epochs <= epochs, teacher-tta 1..%d\n", PS_TTA_MAX);
             ok = FALSE;
         }
     }
@@ -154,16 +158,19 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
-    g_hash_table_insert(t, g_strdup("loss"), g_strdup("bce_with_logits + dice"));
+    g_hash_table_insert(t, g_strdup("loss"), o->fn_weight == 0.5 ? g_strdup("bce_with_logits + dice")
+                        : g_strdup_printf("bce_with_logits + tversky(fn weight %g)", o->fn_weight));
     if (o->teacher) {
         const ps_distill_opts *k = &o->kd;
+        char *tta = k->teacher_views > 1 ? g_strdup_printf("; teacher over %d views", k->teacher_views) : g_strdup("");
         g_hash_table_insert(t, g_strdup("teacher"), g_strdup(o->teacher));
         g_hash_table_insert(t, g_strdup("teacher_sha256"), g_strdup(o->teacher_sha256));
         g_hash_table_insert(t, g_strdup("distillation"), g_strdup_printf(
             "stage 1 epochs %d: kl(T=%g) x %g + relative adapted-feature mse x %g; then stage 2: kl(T=%g) x %g weighted "
-            "1 + %g in a %d px boundary band + %g |2p_teacher - 1|", k->stage1_epochs, k->temperature,
+            "1 + %g in a %d px boundary band + %g |2p_teacher - 1|%s", k->stage1_epochs, k->temperature,
             k->kd_weight, k->feature_weight, k->temperature, k->focus_weight, k->boundary_gain,
-            k->boundary_radius, k->confidence_gain));
+            k->boundary_radius, k->confidence_gain, tta));
+        g_free(tta);
     }
     g_hash_table_insert(t, g_strdup("optimizer"), g_strdup_printf("adamw wd=%g, cosine, warm-up %d epochs",
                                                                   o->wd, o->warmup));
@@ -241,7 +248,7 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "add_data", "split", "crop_scale", "optimizer", "dataset", "init",
+                              "add_data", "split", "crop_scale", "loss", "optimizer", "dataset", "init",
                               "teacher", "teacher_sha256", "distillation"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
@@ -338,7 +345,7 @@ int main(int argc, char **argv)
             ps_tensor *features[5];
             ps_tensor *logits = ps_model_forward(m, &g, images, features);
             logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
-            double loss = ps_loss_bce_logits(logits, masks, 1.0f) + ps_loss_dice(logits, masks, 1.0f);
+            double loss = ps_loss_bce_logits(logits, masks, 1.0f) + ps_loss_tversky(logits, masks, (float)o.fn_weight, 1.0f);
             if (kd)
                 loss += ps_distiller_loss(kd, &g, ps_distiller_stage(kd, epoch), images, masks, logits, features);
             ps_backward(&g, logits);

@@ -19,6 +19,8 @@ typedef struct ps_distill_opts {
     int boundary_radius;   /* stage 2: half-width of the boundary band, in input pixels */
     float boundary_gain;   /* stage 2: extra weight inside the band */
     float confidence_gain; /* stage 2: extra weight times the teacher's |2p - 1| */
+    int teacher_views;     /* the teacher's probabilities averaged over the first N of the 8
+                            * test-time-augmentation views (1 = off; see ps_segmenter_set_tta) */
 } ps_distill_opts;
 
 /* The documented defaults (polypseg-train --help shows them). */
@@ -43,6 +45,15 @@ int ps_distiller_stage(const ps_distiller *d, int epoch);
  * returns their value. Call before ps_backward. */
 double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tensor *images,
                          const ps_tensor *masks, ps_tensor *logits, ps_tensor *const *features);
+
+/* The teacher's logits for `images` (N,3,S,S), into `out` (N,1,S,S): with `views` > 1 the
+ * logit of its probabilities averaged over the first `views` test-time-augmentation views (each
+ * view's map turned back first), clamped to +-PS_TEACHER_LOGIT_MAX. `features` (may be NULL)
+ * receives the plain view's encoder features t1..t5, which live in g's arena until it is next
+ * cleared. `view_in` is scratch of the images' shape. */
+#define PS_TEACHER_LOGIT_MAX 16.0f
+void ps_teacher_logits(ps_model *teacher, ps_graph *g, const ps_tensor *images, int views, ps_tensor *view_in,
+                       ps_tensor *out, ps_tensor **features);
 
 /* After training: removes the adapters from the student (which then saves as the plain
  * architecture); the distiller computes no stage-1 loss any more. */

@@ -31,13 +31,14 @@ double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weig
     return sum / (double)n;
 }
 
-double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
+double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, float fn_weight, float weight)
 {
     size_t per = (size_t)logits->c * logits->h * logits->w;
+    const double a = 1.0 - fn_weight, b = fn_weight; /* false positives' and false negatives' weights */
     double total = 0, *p = g_new(double, per); /* one image's probabilities, for both passes */
-    for (int b = 0; b < logits->n; b++) {
-        const float *z = logits->data + b * per, *t = target->data + b * per;
-        float *gz = logits->grad + b * per;
+    for (int n = 0; n < logits->n; n++) {
+        const float *z = logits->data + n * per, *t = target->data + n * per;
+        float *gz = logits->grad + n * per;
         double inter = 0, sp = 0, st = 0;
         for (size_t i = 0; i < per; i++) {
             p[i] = sigmoid_of(z[i], exp(-fabs((double)z[i])));
@@ -45,14 +46,19 @@ double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
             sp += p[i];
             st += t[i];
         }
-        double num = 2 * inter + 1, den = sp + st + 1;
+        double num = 2 * inter + 1, den = 2 * (a * sp + b * st) + 1;
         total += 1 - num / den;
         double k = weight / (double)logits->n / (den * den);
-        for (size_t i = 0; i < per; i++) /* d(1 - num/den)/dp = -(2 t den - num) / den^2 */
-            gz[i] += (float)(-(2 * t[i] * den - num) * k * p[i] * (1 - p[i]));
+        for (size_t i = 0; i < per; i++) /* d(1 - num/den)/dp = -(2 t den - 2 a num) / den^2 */
+            gz[i] += (float)(-(2 * t[i] * den - 2 * a * num) * k * p[i] * (1 - p[i]));
     }
     g_free(p);
     return total / logits->n;
+}
+
+double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
+{
+    return ps_loss_tversky(logits, target, 0.5f, weight);
 }
 
 double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,

@@ -7,6 +7,11 @@
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight);
 /* Per sample: 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits); mean over the batch. */
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
+/* Tversky's generalisation of that Dice loss: 1 - (2 sum(p t) + 1) / (2 (a sum p + b sum t) + 1)
+ * with b = fn_weight and a = 1 - b, i.e. 1 - TP / (TP + a FP + b FN) up to the smoothing.
+ * fn_weight 0.5 is the Dice loss above, exactly; above 0.5 a missed polyp pixel costs more
+ * than a false alarm, which trades precision for recall (a lower FNR). */
+double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, float fn_weight, float weight);
 
 /* Knowledge distillation (MicroAUNet's imitation term): binary KL(teacher || student) between the
  * temperature-softened probabilities sigmoid(z / T) of every pixel, times T^2 (so its gradient
