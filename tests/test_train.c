@@ -513,7 +513,8 @@ static void test_bad_arguments(void)
     char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
     const char *bad[] = {"--batch 0", "--stage1-epochs -1", "--stage1-epochs 41", "--kd-weight nan",
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
-                         "--snapshot-every -1"};
+                         "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
+                         "--fn-weight 1", "--fn-weight nan"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))

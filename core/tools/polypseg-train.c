@@ -80,8 +80,8 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"focus-weight", 0, 0, G_OPTION_ARG_DOUBLE, &kd_focus, "Stage 2: weight of the pixel-weighted KL (default 1)", "W"},
         {"boundary-radius", 0, 0, G_OPTION_ARG_INT, &o->kd.boundary_radius, "Stage 2: half-width in pixels of the band around the true boundary (default 5)", "PX"},
         {"boundary-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_bg, "Stage 2: extra pixel weight inside the boundary band (default 2)", "G"},
-        {"teacher-tta", 0, 0, G_OPTION_ARG_INT, &o->kd.teacher_views, "Distil from the teacher's probabilities averaged over the first N of 8 views, as polypseg-eval --tta N (default 1 = the plain image); with the student's own weights as the teacher this is self-distillation from its test-time augmentation. Costs N teacher runs per batch", "N"},
         {"confidence-gain", 0, 0, G_OPTION_ARG_DOUBLE, &kd_cg, "Stage 2: extra pixel weight times the teacher's confidence |2p-1| (default 1)", "G"},
+        {"teacher-tta", 0, 0, G_OPTION_ARG_INT, &o->kd.teacher_views, "Distil from the teacher's probabilities averaged over the first N of 8 views, as polypseg-eval --tta N (default 1 = the plain image); with the student's own weights as the teacher this is self-distillation from its test-time augmentation. Costs N teacher runs per batch", "N"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- train a polyp segmentation model");
     g_option_context_add_main_entries(ctx, entries, NULL);
