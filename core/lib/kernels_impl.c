@@ -127,48 +127,48 @@ static inline void relu_in_place(float *restrict y, size_t n)
  * registers while every input channel is added in, so each input vector is loaded once per tile
  * and each weight once per PW_P vectors (a loop over one channel at a time loads and stores its
  * accumulator for every FMA). Every output value is still bias + w[0] x[0] + w[1] x[1] + ...
- * in input-channel order, the same operations however channels fall into tiles, so the result
- * does not depend on how threads split the channels. `add` may be `y` itself (the backward
- * adds into a gradient this way), so neither is restrict. */
+ * in input-channel order, the same vector operations however channels and positions fall into
+ * tiles (the last vectors of a row go one at a time), so the result does not depend on how
+ * threads split channels or positions (at multiples of PW_V). `add` may be `y` itself (the
+ * backward adds into a gradient this way), so neither is restrict. */
 #if defined(__AVX512F__)
-enum { PW_V = 16, PW_T = 8 }; /* 16 zmm accumulators */
-#define PW_T_MAX_PARTIAL 7
+enum { PW_V = 16, PW_T = 4, PW_P = 4 }; /* 16 of the 32 zmm: 4 channels x 64 positions */
+#define PW_T_MAX_PARTIAL 3
 #elif defined(__AVX2__)
-enum { PW_V = 8, PW_T = 6 }; /* 12 of the 16 ymm */
+enum { PW_V = 8, PW_T = 6, PW_P = 2 }; /* 12 of the 16 ymm */
 #define PW_T_MAX_PARTIAL 5
 #else
-enum { PW_V = 4, PW_T = 6 }; /* 12 of the 16 xmm */
+enum { PW_V = 4, PW_T = 6, PW_P = 2 }; /* 12 of the 16 xmm */
 #define PW_T_MAX_PARTIAL 5
 #endif
-enum { PW_P = 2 };
 _Static_assert(PW_T_MAX_PARTIAL == PW_T - 1, "conv_pointwise has a case for every partial tile height");
 typedef float pw_vec __attribute__((vector_size(PW_V * sizeof(float)), aligned(sizeof(float))));
 typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
 
-/* t (<= PW_T) output channels at PW_P * PW_V positions starting at x / y. */
+/* t (<= PW_T) output channels at np (<= PW_P) vectors of positions starting at x / y; t and np
+ * are constants wherever this is inlined, or the tile leaves the registers (2.7x slower for
+ * MicroAUNet's 4-channel levels with a variable t). */
 static inline __attribute__((always_inline)) void pw_tile(const float *restrict x, const float *restrict w,
                                                           const float *restrict b, const float *add, float *y,
-                                                          int cin, size_t stride, int t, int relu)
+                                                          int cin, size_t stride, int t, int np, int relu)
 {
     pw_vec acc[PW_T][PW_P];
-    for (int k = 0; k < PW_T; k++)
-        for (int p = 0; p < PW_P; p++)
-            acc[k][p] = (pw_vec){0} + (b && k < t ? b[k] : 0.f);
+    for (int k = 0; k < t; k++)
+        for (int p = 0; p < np; p++)
+            acc[k][p] = (pw_vec){0} + (b ? b[k] : 0.f);
     for (int ci = 0; ci < cin; ci++) {
         const float *xr = x + (size_t)ci * stride;
         pw_vec xv[PW_P];
-        for (int p = 0; p < PW_P; p++)
+        for (int p = 0; p < np; p++)
             xv[p] = *(const pw_vec *)(xr + p * PW_V);
-        for (int k = 0; k < PW_T; k++) {
-            if (k >= t)
-                break;
+        for (int k = 0; k < t; k++) {
             const float wv = w[(size_t)k * cin + ci];
-            for (int p = 0; p < PW_P; p++)
+            for (int p = 0; p < np; p++)
                 acc[k][p] += wv * xv[p];
         }
     }
     for (int k = 0; k < t; k++)
-        for (int p = 0; p < PW_P; p++) {
+        for (int p = 0; p < np; p++) {
             pw_vec v = acc[k][p];
             if (add)
                 v += *(const pw_vec *)(add + (size_t)k * stride + p * PW_V);
@@ -178,32 +178,39 @@ static inline __attribute__((always_inline)) void pw_tile(const float *restrict 
         }
 }
 
+/* Every output channel at np vectors of positions from p0: full tiles, then the rest. */
+static inline __attribute__((always_inline)) void pw_columns(const float *x, const float *w, const float *b,
+                                                             const float *add, float *y, int cin, int cout,
+                                                             size_t stride, int relu, size_t p0, int np)
+{
+    int co = 0;
+    for (; co + PW_T <= cout; co += PW_T) {
+        const size_t at = (size_t)co * stride + p0;
+        pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, stride, PW_T,
+                np, relu);
+    }
+    if (co == cout)
+        return;
+    const size_t at = (size_t)co * stride + p0;
+    const float *xt = x + p0, *wt = w + (size_t)co * cin, *bt = b ? b + co : NULL, *addt = add ? add + at : NULL;
+    switch (cout - co) {
+#define PW_PARTIAL(T) case T: pw_tile(xt, wt, bt, addt, y + at, cin, stride, T, np, relu); break;
+    PW_PARTIAL(1) PW_PARTIAL(2) PW_PARTIAL(3)
+#if PW_T_MAX_PARTIAL > 3
+    PW_PARTIAL(4) PW_PARTIAL(5)
+#endif
+#undef PW_PARTIAL
+    }
+}
+
 static void conv_pointwise(const float *restrict x, const float *restrict w, const float *restrict b,
                            const float *add, float *y, int cin, int cout, size_t n, size_t stride, int relu)
 {
-    const size_t step = PW_P * PW_V;
     size_t p0 = 0;
-    for (; p0 + step <= n; p0 += step) {
-        int co = 0;
-        for (; co + PW_T <= cout; co += PW_T) { /* full tiles: t is a constant here */
-            const size_t at = (size_t)co * stride + p0;
-            pw_tile(x + p0, w + (size_t)co * cin, b ? b + co : NULL, add ? add + at : NULL, y + at, cin, stride,
-                    PW_T, relu);
-        }
-        if (co < cout) { /* a constant height here too: with a variable one the tile leaves the registers
-                          * (2.7x slower for MicroAUNet's 4-channel levels) */
-            const size_t at = (size_t)co * stride + p0;
-            const float *xt = x + p0, *wt = w + (size_t)co * cin, *bt = b ? b + co : NULL, *addt = add ? add + at : NULL;
-            switch (cout - co) {
-#define PW_PARTIAL(T) case T: pw_tile(xt, wt, bt, addt, y + at, cin, stride, T, relu); break;
-            PW_PARTIAL(1) PW_PARTIAL(2) PW_PARTIAL(3) PW_PARTIAL(4) PW_PARTIAL(5)
-#if PW_T_MAX_PARTIAL > 5
-            PW_PARTIAL(6) PW_PARTIAL(7)
-#endif
-#undef PW_PARTIAL
-            }
-        }
-    }
+    for (; p0 + PW_P * PW_V <= n; p0 += PW_P * PW_V)
+        pw_columns(x, w, b, add, y, cin, cout, stride, relu, p0, PW_P);
+    for (; p0 + PW_V <= n; p0 += PW_V)
+        pw_columns(x, w, b, add, y, cin, cout, stride, relu, p0, 1);
     for (int co = 0; co < cout && p0 < n; co++) /* the last positions, one at a time */
         for (size_t i = p0; i < n; i++) {
             float acc = b ? b[co] : 0.f;
