@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc libc6-dev pkg-config meson ninja-build libglib2.0-dev libjson-glib-dev libpng-dev
           libjpeg62-turbo-dev
+          # OpenBLAS: only polypseg-bench-pointwise, which measures our pointwise kernel against sgemm
+          libopenblas-dev
           # the GStreamer element, its tests (gst-check) and the pipelines' elements
           libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
           gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

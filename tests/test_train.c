@@ -637,6 +637,36 @@ static void test_bench_json(void)
     g_free(text), g_free(args), g_free(json);
 }
 
+/* polypseg-bench-pointwise (built where OpenBLAS is, which scripts/setup.sh installs): a JSON
+ * line per encoder shape of both models, with positive times. */
+static void test_bench_pointwise(void)
+{
+    char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", "polypseg-bench-pointwise", NULL);
+    const gboolean built = g_file_test(exe, G_FILE_TEST_IS_EXECUTABLE);
+    g_free(exe);
+    if (!built) {
+        if (g_strcmp0(g_getenv("CI"), "true") == 0)
+            g_test_fail_printf("polypseg-bench-pointwise was not built: OpenBLAS (libopenblas-dev) is missing");
+        else
+            g_test_skip("polypseg-bench-pointwise not built (no OpenBLAS: scripts/setup.sh installs it)");
+        return;
+    }
+    char *out = run_tool("polypseg-bench-pointwise", "--size 64 --rounds 1 --json");
+    char **lines = g_strsplit(g_strstrip(out), "\n", -1);
+    g_assert_cmpint(g_strv_length(lines), ==, 32); /* 16 shapes of each model */
+    for (int i = 0; lines[i]; i++) {
+        JsonParser *parser = json_parser_new();
+        g_assert_true(json_parser_load_from_data(parser, lines[i], -1, NULL));
+        JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+        g_assert_cmpstr(json_object_get_string_member(o, "arch"), ==, i < 16 ? "microaunet" : "microaunet-w8");
+        g_assert_true(json_object_get_double_member(o, "ours_us") > 0);
+        g_assert_true(json_object_get_double_member(o, "sgemm_us") > 0);
+        g_object_unref(parser);
+    }
+    g_strfreev(lines);
+    g_free(out);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -657,6 +687,7 @@ int main(int argc, char **argv)
     g_test_add_func("/train/snapshots", test_snapshots);
     g_test_add_func("/tools/add-data-and-per-image", test_add_data_and_per_image);
     g_test_add_func("/tools/bench-json", test_bench_json);
+    g_test_add_func("/tools/bench-pointwise", test_bench_pointwise);
     int rc = g_test_run();
     tu_remove_tree(tmpdir);
     return rc;
