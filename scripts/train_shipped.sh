@@ -53,7 +53,7 @@ train jointkd-s1 "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal
 train jointctl "${joint[@]}" --init runs/jointk.safetensors --size 320 --epochs 50 --lr 1e-3 --seed 14
 build/core/polypseg-average -o runs/soup-all.safetensors --val "$D/cvc-clinicdb" \
   --val-split "$D/cvc-clinicdb/splits/test.txt" runs/{kvkd,kvkd-s1,kvctl,jointk,jointkd,jointkd-s1,jointctl}.safetensors
-for seed in 71 72; do # whole-frame fine-tunes with the Tversky loss (about 5 min each)
+for seed in 71 72; do # whole-frame fine-tunes with the Tversky loss (about 5-6 min each)
   train tv7-cvc-$seed "${joint[@]}" --init runs/soup-all.safetensors --size 320 --crop-scale 1,1 --epochs 10 \
     --lr 3e-4 --fn-weight 0.7 --seed $seed --threads 1
 done

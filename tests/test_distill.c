@@ -250,6 +250,21 @@ static void test_teacher_tta(void)
     ps_graph_clear(&g);
     float *mirrored = g_memdup2(ps_model_forward(teacher, &g, mirror, NULL)->data, N * S * S * sizeof(float));
 
+    /* one view: the logits themselves, clamped (a random teacher's reach well past the clamp) */
+    ps_teacher_logits(teacher, &g, x, 1, scratch, out, NULL);
+    int clamped = 0;
+    for (int i = 0; i < N * S * S; i++) {
+        const float z = plain[i];
+        if (fabsf(z) > PS_TEACHER_LOGIT_MAX + 1) {
+            clamped++;
+            g_assert_cmpfloat(out->data[i], ==, z > 0 ? PS_TEACHER_LOGIT_MAX : -PS_TEACHER_LOGIT_MAX);
+        } else if (fabsf(z) < 5) {
+            g_assert_cmpfloat_with_epsilon(out->data[i], z, 1e-4);
+        }
+        g_assert_cmpfloat(fabsf(out->data[i]), <=, PS_TEACHER_LOGIT_MAX);
+    }
+    g_test_message("1 view: %d of %d logits past the clamp", clamped, N * S * S);
+    g_assert_cmpint(clamped, >, 0);
     ps_teacher_logits(teacher, &g, x, 2, scratch, out, feat);
     double worst = 0;
     for (int n = 0; n < N; n++)

@@ -514,7 +514,7 @@ static void test_bad_arguments(void)
     const char *bad[] = {"--batch 0", "--stage1-epochs -1", "--stage1-epochs 41", "--kd-weight nan",
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
-                         "--fn-weight 1", "--fn-weight nan"};
+                         "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -661,6 +661,7 @@ static void test_bench_pointwise(void)
         g_assert_cmpstr(json_object_get_string_member(o, "arch"), ==, i < 16 ? "microaunet" : "microaunet-w8");
         g_assert_true(json_object_get_double_member(o, "ours_us") > 0);
         g_assert_true(json_object_get_double_member(o, "sgemm_us") > 0);
+        g_assert_true(json_object_get_double_member(o, "sgemm_bias_us") > 0);
         g_object_unref(parser);
     }
     g_strfreev(lines);

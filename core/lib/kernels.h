@@ -36,9 +36,9 @@ typedef struct ps_kernels {
     /* One image: y (cout, n) = w (cout, cin) . x (cin, n) + b (cout, or NULL), plus add
      * (cout, n; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded into w
      * and b, see microaunet.c); n positions of planes `stride` apart (n < stride: a part of each
-     * plane, as threads split them; a part starting at a multiple of 32 positions gives the bits
-     * of the whole). add may be y itself (each value read before it is written): the backward
-     * adds into a gradient that way. */
+     * plane, as threads split them; any split of the positions gives the bits of the whole).
+     * add may be y itself (each value read before it is written): the backward adds into a
+     * gradient that way. */
     void (*conv_pointwise)(const float *x, const float *w, const float *b, const float *add, float *y,
                            int cin, int cout, size_t n, size_t stride, int relu);
     /* One image, depthwise 3x3, stride 1, 'same' zero padding = dilation:

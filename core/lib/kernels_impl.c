@@ -127,9 +127,9 @@ static inline void relu_in_place(float *restrict y, size_t n)
  * registers while every input channel is added in, so each input vector is loaded once per tile
  * and each weight once per PW_P vectors (a loop over one channel at a time loads and stores its
  * accumulator for every FMA). Every output value is still bias + w[0] x[0] + w[1] x[1] + ...
- * in input-channel order, the same vector operations however channels and positions fall into
- * tiles (the last vectors of a row go one at a time), so the result does not depend on how
- * threads split channels or positions (at multiples of PW_V). `add` may be `y` itself (the
+ * in input-channel order, the same operations however channels and positions fall into tiles
+ * (the last vectors of a row go one at a time, the last positions one by one with the vectors'
+ * rounding), so the result does not depend on how threads split channels or positions. `add` may be `y` itself (the
  * backward adds into a gradient this way), so neither is restrict. */
 #if defined(__AVX512F__)
 enum { PW_V = 16, PW_T = 4, PW_P = 4 }; /* 16 of the 32 zmm: 4 channels x 64 positions */
@@ -142,6 +142,20 @@ enum { PW_V = 4, PW_T = 6, PW_P = 2 }; /* 12 of the 16 xmm */
 #define PW_T_MAX_PARTIAL 5
 #endif
 _Static_assert(PW_T_MAX_PARTIAL == PW_T - 1, "conv_pointwise has a case for every partial tile height");
+#if PW_T_MAX_PARTIAL > 5
+#error "pw_columns has cases for partial tiles of at most 5 channels"
+#endif
+
+/* a * b + c as the vector code computes it: fused where the set has FMA (the compiler fuses
+ * `acc += w * x` on vectors there), a product and a sum where it has not. */
+static inline float pw_madd(float a, float b, float c)
+{
+#ifdef __FMA__
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
 typedef float pw_vec __attribute__((vector_size(PW_V * sizeof(float)), aligned(sizeof(float))));
 typedef int32_t pw_ivec __attribute__((vector_size(PW_V * sizeof(float))));
 
@@ -214,8 +228,8 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
     for (int co = 0; co < cout && p0 < n; co++) /* the last positions, one at a time */
         for (size_t i = p0; i < n; i++) {
             float acc = b ? b[co] : 0.f;
-            for (int ci = 0; ci < cin; ci++)
-                acc += w[(size_t)co * cin + ci] * x[(size_t)ci * stride + i];
+            for (int ci = 0; ci < cin; ci++) /* rounded as the vectors are, so any split keeps the bits */
+                acc = pw_madd(w[(size_t)co * cin + ci], x[(size_t)ci * stride + i], acc);
             if (add)
                 acc += add[(size_t)co * stride + i];
             y[(size_t)co * stride + i] = relu_if(relu, acc);

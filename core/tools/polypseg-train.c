@@ -128,6 +128,9 @@ static gboolean parse(opts *o, int *argc, char ***argv)
             fprintf(stderr, "polypseg-train: bad distillation value: temperature > 0, weights and gains >= 0, "
                             "boundary-radius >= 0, 0 <= stage1-epochs <= epochs, teacher-tta 1..%d\n", PS_TTA_MAX);
             ok = FALSE;
+        } else if (o->kd.teacher_views > 1 && !o->teacher) {
+            fprintf(stderr, "polypseg-train: --teacher-tta needs --teacher (the weights whose views to average)\n");
+            ok = FALSE;
         }
     }
     g_clear_error(&err);
@@ -158,8 +161,9 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
-    g_hash_table_insert(t, g_strdup("loss"), o->fn_weight == 0.5 ? g_strdup("bce_with_logits + dice")
-                        : g_strdup_printf("bce_with_logits + tversky(fn weight %g)", o->fn_weight));
+    /* the weight as the loss uses it (a float); six digits, as readable as the option was typed */
+    g_hash_table_insert(t, g_strdup("loss"), (float)o->fn_weight == 0.5f ? g_strdup("bce_with_logits + dice")
+                        : g_strdup_printf("bce_with_logits + tversky(fn weight %g)", (float)o->fn_weight));
     if (o->teacher) {
         const ps_distill_opts *k = &o->kd;
         char *tta = k->teacher_views > 1 ? g_strdup_printf("; teacher over %d views", k->teacher_views) : g_strdup("");
