@@ -129,8 +129,8 @@ static inline void relu_in_place(float *restrict y, size_t n)
  * accumulator for every FMA). Every output value is still bias + w[0] x[0] + w[1] x[1] + ...
  * in input-channel order, the same operations however channels and positions fall into tiles
  * (the last vectors of a row go one at a time, the last positions one by one with the vectors'
- * rounding), so the result does not depend on how threads split channels or positions. `add` may be `y` itself (the
- * backward adds into a gradient this way), so neither is restrict. */
+ * rounding), so the result does not depend on how threads split channels or positions. `add`
+ * may be `y` itself (the backward adds into a gradient this way), so neither is restrict. */
 #if defined(__AVX512F__)
 enum { PW_V = 16, PW_T = 4, PW_P = 4 }; /* 16 of the 32 zmm: 4 channels x 64 positions */
 #define PW_T_MAX_PARTIAL 3

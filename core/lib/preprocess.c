@@ -245,6 +245,14 @@ static inline void gather_view(int view, int size, const float *restrict src, fl
     }
 }
 
+void ps_view_gather(int view, int size, const float *src, float *dst, int add)
+{
+    if (add) /* constant flags, so the inlined loops test neither */
+        gather_view(view, size, src, dst, 0, size, 1);
+    else
+        gather_view(view, size, src, dst, 0, size, 0);
+}
+
 int ps_view_inverse(int view)
 {
     return view == 5 ? 6 : view == 6 ? 5 : view;

@@ -40,6 +40,9 @@ int ps_segmenter_tta(const ps_segmenter *s);
 /* Index in a size x size map of the pixel that view `view` (0..7) shows at (y, x): 0 itself,
  * 1 horizontal flip, 2 vertical flip, 3 both, 4 transpose, 5..7 the transpose flipped. */
 int ps_view_source(int view, int size, int y, int x);
+/* A whole size x size map seen through `view`: dst[y][x] = src[ps_view_source(view, size, y, x)]
+ * (add = 0), or dst[y][x] += that (add = 1); row by row, in cache-friendly tiles. */
+void ps_view_gather(int view, int size, const float *src, float *dst, int add);
 /* The view that undoes `view` (5 and 6 are quarter turns, each the other's inverse; the others
  * are reflections): a map seen through `view` and then through its inverse is the map itself. */
 int ps_view_inverse(int view);

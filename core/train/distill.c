@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "../lib/preprocess.h"
+#include "preprocess.h"
 #include "loss.h"
 
 #define N_FEATURES 5
@@ -125,56 +125,48 @@ int ps_distiller_stage(const ps_distiller *d, int epoch)
     return epoch < d->o.stage1_epochs ? 1 : 2;
 }
 
-void ps_teacher_logits(ps_model *teacher, ps_graph *g, const ps_tensor *images, int views, ps_tensor *view_in,
-                       ps_tensor *out, ps_tensor **features)
+ps_tensor *ps_teacher_logits(ps_model *teacher, ps_graph *g, ps_tensor *images, int views, ps_tensor *scratch,
+                             ps_tensor *out, ps_tensor **features)
 {
+    ps_graph_clear(g);
+    if (views <= 1)
+        return ps_model_forward(teacher, g, images, features);
     const int N = images->n, S = images->w;
     const size_t plane = (size_t)S * S;
-    g_assert(images->h == S && out->n == N && out->c == 1 && out->h == S && out->w == S);
+    g_assert(images->h == S && ps_numel(scratch) == ps_numel(images) && out->n == N && out->c == 1 && out->h == S &&
+             out->w == S);
     memset(out->data, 0, ps_numel(out) * sizeof(float)); /* the sum of the views' probabilities */
     /* the plain view last, so its features survive in the arena */
     for (int v = views - 1; v >= 0; v--) {
         ps_graph_clear(g);
-        const ps_tensor *in = images;
-        if (v > 0) {
-            for (size_t p = 0; p < (size_t)N * 3; p++)
-                for (int y = 0; y < S; y++)
-                    for (int x = 0; x < S; x++)
-                        view_in->data[p * plane + (size_t)y * S + x] =
-                            images->data[p * plane + ps_view_source(v, S, y, x)];
-            in = view_in;
-        }
-        ps_tensor *z = ps_model_forward(teacher, g, (ps_tensor *)in, v ? NULL : features);
-        const int back = ps_view_inverse(v);
-        for (int n = 0; n < N; n++)
-            for (int y = 0; y < S; y++)
-                for (int x = 0; x < S; x++) {
-                    const double zz = z->data[n * plane + ps_view_source(back, S, y, x)];
-                    out->data[n * plane + (size_t)y * S + x] += (float)(1.0 / (1.0 + exp(-zz)));
-                }
+        for (int p = 0; v > 0 && p < N * 3; p++)
+            ps_view_gather(v, S, images->data + p * plane, scratch->data + p * plane, 0);
+        const float *z = ps_model_forward(teacher, g, v ? scratch : images, v ? NULL : features)->data;
+        for (int n = 0; v > 0 && n < N; n++) /* the view's map turned back (the input copy is spent) */
+            ps_view_gather(ps_view_inverse(v), S, z + n * plane, scratch->data + n * plane, 0);
+        if (v > 0)
+            z = scratch->data;
+        for (size_t i = 0; i < (size_t)N * plane; i++)
+            out->data[i] += (float)(1.0 / (1.0 + exp(-(double)z[i])));
     }
     for (size_t i = 0; i < ps_numel(out); i++) {
         const double p = out->data[i] / views;
         out->data[i] = (float)fmax(-PS_TEACHER_LOGIT_MAX, fmin(PS_TEACHER_LOGIT_MAX, log(p) - log1p(-p)));
     }
+    return out;
 }
 
 double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tensor *images,
                          const ps_tensor *masks, ps_tensor *logits, ps_tensor *const *features)
 {
-    ps_tensor *tfeat[N_FEATURES], *tlogits;
-    if (d->o.teacher_views <= 1) {
-        ps_graph_clear(&d->g);
-        tlogits = ps_model_forward(d->teacher, &d->g, (ps_tensor *)images, tfeat);
-    } else {
-        if (!d->tlogits || d->tlogits->n != images->n || d->tlogits->w != images->w) {
-            ps_tensor_free(d->view_in), ps_tensor_free(d->tlogits);
-            d->view_in = ps_tensor_new(images->n, 3, images->h, images->w);
-            d->tlogits = ps_tensor_new(images->n, 1, images->h, images->w);
-        }
-        ps_teacher_logits(d->teacher, &d->g, images, d->o.teacher_views, d->view_in, d->tlogits, tfeat);
-        tlogits = d->tlogits;
+    if (d->o.teacher_views > 1 && (!d->tlogits || d->tlogits->n != images->n || d->tlogits->w != images->w)) {
+        ps_tensor_free(d->view_in), ps_tensor_free(d->tlogits);
+        d->view_in = ps_tensor_new(images->n, 3, images->h, images->w);
+        d->tlogits = ps_tensor_new(images->n, 1, images->h, images->w);
     }
+    ps_tensor *tfeat[N_FEATURES];
+    ps_tensor *tlogits = ps_teacher_logits(d->teacher, &d->g, (ps_tensor *)images, d->o.teacher_views, d->view_in,
+                                           d->tlogits, tfeat);
     if (stage == 2) {
         ps_tensor *pw = ps_arena_tensor(d->arena, logits->n, 1, logits->h, logits->w);
         ps_kd_pixel_weights(masks, tlogits, d->o.boundary_radius, d->o.boundary_gain, d->o.confidence_gain,

@@ -46,14 +46,15 @@ int ps_distiller_stage(const ps_distiller *d, int epoch);
 double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tensor *images,
                          const ps_tensor *masks, ps_tensor *logits, ps_tensor *const *features);
 
-/* The teacher's logits for `images` (N,3,S,S), into `out` (N,1,S,S): with `views` > 1 the
- * logit of its probabilities averaged over the first `views` test-time-augmentation views (each
- * view's map turned back first), clamped to +-PS_TEACHER_LOGIT_MAX. `features` (may be NULL)
- * receives the plain view's encoder features t1..t5, which live in g's arena until it is next
- * cleared. `view_in` is scratch of the images' shape. */
+/* The teacher's logits for `images` (N,3,S,S): with `views` <= 1 its plain pass's (in g's
+ * arena; scratch and out unused, may be NULL); otherwise, into `out` (N,1,S,S), the logit of its
+ * probabilities averaged over the first `views` test-time-augmentation views (each view's map
+ * turned back first), clamped to +-PS_TEACHER_LOGIT_MAX. `features` (may be NULL) receives the
+ * plain view's encoder features t1..t5, which live in g's arena until it is next cleared.
+ * `scratch` has the images' shape. */
 #define PS_TEACHER_LOGIT_MAX 16.0f
-void ps_teacher_logits(ps_model *teacher, ps_graph *g, const ps_tensor *images, int views, ps_tensor *view_in,
-                       ps_tensor *out, ps_tensor **features);
+ps_tensor *ps_teacher_logits(ps_model *teacher, ps_graph *g, ps_tensor *images, int views, ps_tensor *scratch,
+                             ps_tensor *out, ps_tensor **features);
 
 /* After training: removes the adapters from the student (which then saves as the plain
  * architecture); the distiller computes no stage-1 loss any more. */
