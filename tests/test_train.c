@@ -34,7 +34,7 @@ static void test_model_gradients(gconstpointer data)
     ps_tensor *y = ps_model_forward(m, &g, x, NULL);
     tu_assert_close("train-mode output", y->data, want->data, ps_numel(y), 1e-4);
     y->grad = ps_arena_calloc(arena, ps_numel(y) * sizeof(float));
-    double loss = ps_loss_bce_logits(y, t, 1.0f) + ps_loss_dice(y, t, 1.0f);
+    double loss = ps_loss_bce_logits(y, t, NULL, 1.0f) + ps_loss_dice(y, t, 1.0f);
     float want_loss = ps_st_find(f, "loss")->data[0];
     g_test_message("loss %.6f, torch %.6f", loss, want_loss);
     g_assert_cmpfloat_with_epsilon(loss, want_loss, 1e-4);
@@ -172,9 +172,26 @@ static void test_mse_and_kd_weights(void)
     g_rand_free(r);
 }
 
+static ps_tensor *grad_test_weights; /* pixel weights of the weighted losses' gradient check */
+
+static double bce_plain(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_bce_logits(z, t, NULL, weight);
+}
+
 static double tversky_recall(ps_tensor *z, const ps_tensor *t, float weight)
 {
-    return ps_loss_tversky(z, t, 0.7f, weight);
+    return ps_loss_tversky(z, t, NULL, 0.7f, weight);
+}
+
+static double bce_weighted(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_bce_logits(z, t, grad_test_weights, weight);
+}
+
+static double tversky_weighted(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_tversky(z, t, grad_test_weights, 0.7f, weight);
 }
 
 /* Loss gradients against central differences. */
@@ -185,10 +202,16 @@ static void test_loss_gradients(void)
     tu_fill_uniform(z->data, ps_numel(z), r, -3, 3);
     for (size_t i = 0; i < ps_numel(t); i++)
         t->data[i] = g_rand_boolean(r);
+    grad_test_weights = ps_tensor_new(2, 1, 4, 5);
+    tu_fill_uniform(grad_test_weights->data, ps_numel(z), r, 0.5, 6);
     static const struct {
         const char *name;
         double (*loss)(ps_tensor *, const ps_tensor *, float);
-    } losses[] = {{"bce", ps_loss_bce_logits}, {"dice", ps_loss_dice}, {"tversky 0.7", tversky_recall}};
+    } losses[] = {{"bce", bce_plain},
+                   {"dice", ps_loss_dice},
+                   {"tversky 0.7", tversky_recall},
+                   {"weighted bce", bce_weighted},
+                   {"weighted tversky 0.7", tversky_weighted}};
     for (size_t which = 0; which < G_N_ELEMENTS(losses); which++) {
         double (*loss)(ps_tensor *, const ps_tensor *, float) = losses[which].loss;
         ps_tensor_ensure_grad(z);
@@ -212,9 +235,13 @@ static void test_loss_gradients(void)
     /* Perfect confident prediction: every loss near zero. */
     for (size_t i = 0; i < ps_numel(z); i++)
         z->data[i] = t->data[i] ? 20.0f : -20.0f;
-    g_assert_cmpfloat(ps_loss_bce_logits(z, t, 1.0f), <, 1e-6);
+    g_assert_cmpfloat(ps_loss_bce_logits(z, t, NULL, 1.0f), <, 1e-6);
     g_assert_cmpfloat(ps_loss_dice(z, t, 1.0f), <, 1e-3);
-    g_assert_cmpfloat(ps_loss_tversky(z, t, 0.7f, 1.0f), <, 1e-3);
+    g_assert_cmpfloat(ps_loss_tversky(z, t, NULL, 0.7f, 1.0f), <, 1e-3);
+    g_assert_cmpfloat(ps_loss_bce_logits(z, t, grad_test_weights, 1.0f), <, 1e-6);
+    g_assert_cmpfloat(ps_loss_tversky(z, t, grad_test_weights, 0.7f, 1.0f), <, 1e-3);
+    ps_tensor_free(grad_test_weights);
+    grad_test_weights = NULL;
     ps_tensor_free(z);
     ps_tensor_free(t);
     g_rand_free(r);
@@ -239,10 +266,68 @@ static void test_tversky(void)
         const double p = 1 / (1 + exp(-(double)miss->data[i]));
         inter += p * t->data[i], sp += p, st += t->data[i];
     }
-    g_assert_cmpfloat_with_epsilon(ps_loss_tversky(miss, t, 0.5f, 1.0f), 1 - (2 * inter + 1) / (sp + st + 1), 1e-12);
-    g_assert_cmpfloat(ps_loss_tversky(miss, t, 0.7f, 1.0f), >, ps_loss_tversky(extra, t, 0.7f, 1.0f) + 0.05);
-    g_assert_cmpfloat(ps_loss_tversky(miss, t, 0.3f, 1.0f), <, ps_loss_tversky(extra, t, 0.3f, 1.0f) - 0.05);
+    g_assert_cmpfloat_with_epsilon(ps_loss_tversky(miss, t, NULL, 0.5f, 1.0f), 1 - (2 * inter + 1) / (sp + st + 1),
+                                   1e-12);
+    g_assert_cmpfloat(ps_loss_tversky(miss, t, NULL, 0.7f, 1.0f), >, ps_loss_tversky(extra, t, NULL, 0.7f, 1.0f) + 0.05);
+    g_assert_cmpfloat(ps_loss_tversky(miss, t, NULL, 0.3f, 1.0f), <, ps_loss_tversky(extra, t, NULL, 0.3f, 1.0f) - 0.05);
     ps_tensor_free(t), ps_tensor_free(miss), ps_tensor_free(extra);
+}
+
+/* The structure loss: its weights against a brute-force window mean and by hand, and the
+ * weighted losses against their documented formulas. */
+static void test_structure_loss(void)
+{
+    GRand *r = g_rand_new_with_seed(9);
+    ps_tensor *t = ps_tensor_new(2, 1, 13, 17), *w = ps_tensor_new(2, 1, 13, 17);
+    for (size_t i = 0; i < ps_numel(t); i++)
+        t->data[i] = g_rand_double(r) < 0.4;
+    const int R = 3;
+    ps_structure_weights(t, R, 5.0f, w);
+    for (int n = 0; n < 2; n++)
+        for (int y = 0; y < 13; y++)
+            for (int x = 0; x < 17; x++) {
+                double sum = 0;
+                int count = 0;
+                for (int yy = y - R; yy <= y + R; yy++)
+                    for (int xx = x - R; xx <= x + R; xx++)
+                        if (yy >= 0 && yy < 13 && xx >= 0 && xx < 17)
+                            sum += t->data[(n * 13 + yy) * 17 + xx], count++;
+                const size_t i = (n * 13 + y) * 17 + x;
+                const double want = 1 + 5 * fabs(sum / count - t->data[i]);
+                if (fabs(w->data[i] - want) > 1e-5)
+                    g_test_fail_printf("weight at n %d y %d x %d: %g, want %g", n, y, x, w->data[i], want);
+            }
+    ps_tensor_free(t), ps_tensor_free(w);
+
+    /* a 12x12 mask with a 4x4 square at (4..7, 4..7), window 3x3 */
+    t = ps_tensor_new(1, 1, 12, 12), w = ps_tensor_new(1, 1, 12, 12);
+    for (int y = 4; y < 8; y++)
+        for (int x = 4; x < 8; x++)
+            t->data[y * 12 + x] = 1;
+    ps_structure_weights(t, 1, 4.0f, w);
+    g_assert_cmpfloat_with_epsilon(w->data[5 * 12 + 5], 1.0, 1e-6);               /* inside: all polyp */
+    g_assert_cmpfloat_with_epsilon(w->data[4 * 12 + 4], 1 + 4.0 * 5 / 9, 1e-6);   /* corner: 4 of 9 polyp */
+    g_assert_cmpfloat_with_epsilon(w->data[3 * 12 + 5], 1 + 4.0 * 3 / 9, 1e-6);   /* just above: 3 of 9 */
+    g_assert_cmpfloat_with_epsilon(w->data[0], 1.0, 1e-6);                        /* image corner, no polyp */
+
+    /* weighted BCE = sum(w bce) / sum(w); weighted Dice counts each pixel w times */
+    ps_tensor *z = ps_tensor_new(1, 1, 12, 12);
+    tu_fill_uniform(z->data, 144, r, -4, 4);
+    ps_tensor_ensure_grad(z);
+    double bce = 0, wsum = 0, inter = 0, sp = 0, st = 0;
+    for (int i = 0; i < 144; i++) {
+        const double p = 1 / (1 + exp(-(double)z->data[i])), ti = t->data[i], wi = w->data[i];
+        bce += wi * -(ti * log(p) + (1 - ti) * log(1 - p)), wsum += wi;
+        inter += wi * p * ti, sp += wi * p, st += wi * ti;
+    }
+    g_assert_cmpfloat_with_epsilon(ps_loss_bce_logits(z, t, w, 1.0f), bce / wsum, 1e-9);
+    g_assert_cmpfloat_with_epsilon(ps_loss_tversky(z, t, w, 0.5f, 1.0f), 1 - (2 * inter + 1) / (sp + st + 1), 1e-9);
+    /* gain 0: all weights 1, the unweighted losses exactly */
+    ps_structure_weights(t, 1, 0.0f, w);
+    g_assert_cmpfloat(ps_loss_bce_logits(z, t, w, 1.0f), ==, ps_loss_bce_logits(z, t, NULL, 1.0f));
+    g_assert_cmpfloat(ps_loss_tversky(z, t, w, 0.7f, 1.0f), ==, ps_loss_tversky(z, t, NULL, 0.7f, 1.0f));
+    ps_tensor_free(t), ps_tensor_free(w), ps_tensor_free(z);
+    g_rand_free(r);
 }
 
 /* AdamW's first steps computed by hand for one weight. */
@@ -487,8 +572,12 @@ static void test_init_from_weights(void)
 static void test_snapshots(void)
 {
     char *out = g_build_filename(tmpdir, "snap.safetensors", NULL);
-    int st = run_train(out, "--snapshot-every 20", 0, 0);
+    int st = run_train(out, "--snapshot-every 20 --structure-loss 5 --fn-weight 0.7", 0, 0);
     g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ps_st_file *weights = read_ok(out); /* the loss as run, window 2 * 5 + 1 at --size 128 */
+    g_assert_cmpstr(ps_st_meta(weights, "loss"), ==,
+                    "(bce_with_logits + tversky(fn weight 0.7)) weighted 1 + 5 |mean(mask, 11 px window) - mask|");
+    ps_st_free(weights);
     for (int e = 1; e <= TRAIN_EPOCHS; e++) {
         char *name = g_strdup_printf("snap-epoch%d.ckpt", e), *path = g_build_filename(tmpdir, name, NULL);
         const gboolean kept = g_file_test(path, G_FILE_TEST_EXISTS);
@@ -520,7 +609,8 @@ static void test_bad_arguments(void)
     const char *bad[] = {"--batch 0", "--stage1-epochs -1", "--stage1-epochs 41", "--kd-weight nan",
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
-                         "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2"};
+                         "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
+                         "--structure-loss nan"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -682,6 +772,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
     g_test_add_func("/train/tversky", test_tversky);
+    g_test_add_func("/train/structure-loss", test_structure_loss);
     g_test_add_func("/train/kd-loss", test_kd_loss);
     g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);
     g_test_add_func("/train/adamw", test_adamw);

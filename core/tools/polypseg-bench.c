@@ -126,7 +126,7 @@ static double bench_training(ps_model *m, int batch, int size, int steps, GRand 
         ps_graph_clear(&g);
         ps_tensor *logits = ps_model_forward(m, &g, x, NULL);
         logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
-        ps_loss_bce_logits(logits, t, 1.0f);
+        ps_loss_bce_logits(logits, t, NULL, 1.0f);
         ps_loss_dice(logits, t, 1.0f);
         ps_backward(&g, logits);
         ps_adamw_step(&opt, m, 1e-3f);

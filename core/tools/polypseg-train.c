@@ -30,7 +30,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr, fn_weight;
+    double lr, wd, min_lr, fn_weight, structure_gain;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -65,6 +65,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
+        {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
@@ -103,9 +104,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
-               o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
+               o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) ||
+               !(o->structure_gain >= 0 && o->structure_gain <= 100) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
-                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
+                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, structure-loss 0..100, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
                 PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -141,6 +143,12 @@ static gboolean parse(opts *o, int *argc, char ***argv)
 }
 
 /* The configuration a resumed run must share with the run that wrote the checkpoint. */
+/* The structure loss's window half-width: PraNet's 31 px window at 352, in proportion. */
+static int structure_radius(int size)
+{
+    return (15 * size + 176) / 352;
+}
+
 static GHashTable *run_config(const opts *o, const char *command, double train_seconds)
 {
     GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -162,8 +170,12 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
     /* the weight as the loss uses it (a float); six digits, as readable as the option was typed */
-    g_hash_table_insert(t, g_strdup("loss"), (float)o->fn_weight == 0.5f ? g_strdup("bce_with_logits + dice")
-                        : g_strdup_printf("bce_with_logits + tversky(fn weight %g)", (float)o->fn_weight));
+    char *overlap = (float)o->fn_weight == 0.5f ? g_strdup("dice")
+                                                : g_strdup_printf("tversky(fn weight %g)", (float)o->fn_weight);
+    g_hash_table_insert(t, g_strdup("loss"), o->structure_gain == 0 ? g_strdup_printf("bce_with_logits + %s", overlap)
+                        : g_strdup_printf("(bce_with_logits + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", overlap,
+                                          (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
+    g_free(overlap);
     if (o->teacher) {
         const ps_distill_opts *k = &o->kd;
         char *tta = k->teacher_views > 1 ? g_strdup_printf("; teacher over %d views", k->teacher_views) : g_strdup("");
@@ -324,6 +336,7 @@ int main(int argc, char **argv)
 
     ps_tensor *images = ps_tensor_new(o.batch, 3, o.size, o.size);
     ps_tensor *masks = ps_tensor_new(o.batch, 1, o.size, o.size);
+    ps_tensor *pixel_weights = o.structure_gain > 0 ? ps_tensor_new(o.batch, 1, o.size, o.size) : NULL;
     ps_arena *arena = ps_arena_new();
     ps_graph g;
     ps_graph_init(&g, arena, 1);
@@ -349,7 +362,10 @@ int main(int argc, char **argv)
             ps_tensor *features[5];
             ps_tensor *logits = ps_model_forward(m, &g, images, features);
             logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
-            double loss = ps_loss_bce_logits(logits, masks, 1.0f) + ps_loss_tversky(logits, masks, (float)o.fn_weight, 1.0f);
+            if (pixel_weights)
+                ps_structure_weights(masks, structure_radius(o.size), (float)o.structure_gain, pixel_weights);
+            double loss = ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f) +
+                          ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
             if (kd)
                 loss += ps_distiller_loss(kd, &g, ps_distiller_stage(kd, epoch), images, masks, logits, features);
             ps_backward(&g, logits);
@@ -436,6 +452,7 @@ int main(int argc, char **argv)
     ps_arena_free(arena);
     ps_tensor_free(images);
     ps_tensor_free(masks);
+    ps_tensor_free(pixel_weights);
     ps_loader_free(loader);
     ps_adamw_free(&opt);
     ps_model_free(m);

@@ -19,38 +19,45 @@ static double softplus(double z)
     return softplus_of(z, exp(-fabs(z)));
 }
 
-double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight)
+double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float weight)
 {
     size_t n = ps_numel(logits);
-    double sum = 0, scale = weight / (double)n;
+    const float *pw = pixel_weight ? pixel_weight->data : NULL;
+    double wsum = 0;
+    for (size_t i = 0; i < n; i++)
+        wsum += pw ? pw[i] : 1.0;
+    double sum = 0, scale = weight / wsum;
     for (size_t i = 0; i < n; i++) {
-        double z = logits->data[i], t = target->data[i], e = exp(-fabs(z));
-        sum += softplus_of(z, e) - z * t; /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
-        logits->grad[i] += (float)((sigmoid_of(z, e) - t) * scale);
+        double z = logits->data[i], t = target->data[i], e = exp(-fabs(z)), w = pw ? pw[i] : 1.0;
+        sum += w * (softplus_of(z, e) - z * t); /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
+        logits->grad[i] += (float)(w * (sigmoid_of(z, e) - t) * scale);
     }
-    return sum / (double)n;
+    return sum / wsum;
 }
 
-double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, float fn_weight, float weight)
+double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float fn_weight,
+                       float weight)
 {
     size_t per = (size_t)logits->c * logits->h * logits->w;
     const double a = 1.0 - fn_weight, b = fn_weight; /* false positives' and false negatives' weights */
     double total = 0, *p = g_new(double, per); /* one image's probabilities, for both passes */
     for (int n = 0; n < logits->n; n++) {
         const float *z = logits->data + n * per, *t = target->data + n * per;
+        const float *pw = pixel_weight ? pixel_weight->data + n * per : NULL;
         float *gz = logits->grad + n * per;
-        double inter = 0, sp = 0, st = 0;
+        double inter = 0, sp = 0, st = 0; /* soft counts, each pixel counted w times */
         for (size_t i = 0; i < per; i++) {
+            const double w = pw ? pw[i] : 1.0;
             p[i] = sigmoid_of(z[i], exp(-fabs((double)z[i])));
-            inter += p[i] * t[i];
-            sp += p[i];
-            st += t[i];
+            inter += w * p[i] * t[i];
+            sp += w * p[i];
+            st += w * t[i];
         }
         double num = 2 * inter + 1, den = 2 * (a * sp + b * st) + 1;
         total += 1 - num / den;
         double k = weight / (double)logits->n / (den * den);
-        for (size_t i = 0; i < per; i++) /* d(1 - num/den)/dp = -(2 t den - 2 a num) / den^2 */
-            gz[i] += (float)(-(2 * t[i] * den - 2 * a * num) * k * p[i] * (1 - p[i]));
+        for (size_t i = 0; i < per; i++) /* d(1 - num/den)/dp = -w (2 t den - 2 a num) / den^2 */
+            gz[i] += (float)(-(pw ? pw[i] : 1.0) * (2 * t[i] * den - 2 * a * num) * k * p[i] * (1 - p[i]));
     }
     g_free(p);
     return total / logits->n;
@@ -58,7 +65,32 @@ double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, float fn_weig
 
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
 {
-    return ps_loss_tversky(logits, target, 0.5f, weight);
+    return ps_loss_tversky(logits, target, NULL, 0.5f, weight);
+}
+
+void ps_structure_weights(const ps_tensor *target, int radius, float gain, ps_tensor *out)
+{
+    const int H = target->h, W = target->w;
+    double *sat = g_new0(double, (size_t)(H + 1) * (W + 1)); /* summed-area table, row and column 0 zero */
+    for (int n = 0; n < target->n; n++) {
+        const float *t = target->data + (size_t)n * H * W;
+        float *o = out->data + (size_t)n * H * W;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                sat[(size_t)(y + 1) * (W + 1) + x + 1] = t[y * W + x] + sat[(size_t)y * (W + 1) + x + 1] +
+                                                         sat[(size_t)(y + 1) * (W + 1) + x] - sat[(size_t)y * (W + 1) + x];
+        for (int y = 0; y < H; y++) {
+            const int y0 = MAX(0, y - radius), y1 = MIN(H, y + radius + 1);
+            for (int x = 0; x < W; x++) {
+                const int x0 = MAX(0, x - radius), x1 = MIN(W, x + radius + 1);
+                const double sum = sat[(size_t)y1 * (W + 1) + x1] - sat[(size_t)y0 * (W + 1) + x1] -
+                                   sat[(size_t)y1 * (W + 1) + x0] + sat[(size_t)y0 * (W + 1) + x0];
+                const double mean = sum / ((double)(y1 - y0) * (x1 - x0)); /* over the window inside the image */
+                o[y * W + x] = (float)(1.0 + gain * fabs(mean - t[y * W + x]));
+            }
+        }
+    }
+    g_free(sat);
 }
 
 double ps_loss_kd_binary(ps_tensor *student, const ps_tensor *teacher, const ps_tensor *pixel_weight,

@@ -3,15 +3,26 @@
 #pragma once
 #include "../lib/tensor.h"
 
-/* Mean binary cross-entropy with logits over all pixels. */
-double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, float weight);
-/* Per sample: 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits); mean over the batch. */
+/* `pixel_weight` (same shape as the logits, > 0; NULL = all 1) weights each pixel's share, as
+ * ps_structure_weights makes them. */
+
+/* Binary cross-entropy with logits, the pixel-weighted mean sum(w bce) / sum(w). */
+double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float weight);
+/* Per sample: 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits); mean over the batch
+ * (unweighted). */
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
 /* Tversky's generalisation of that Dice loss: 1 - (2 sum(p t) + 1) / (2 (a sum p + b sum t) + 1)
  * with b = fn_weight and a = 1 - b, i.e. 1 - TP / (TP + a FP + b FN) up to the smoothing.
  * fn_weight 0.5 is the Dice loss above, exactly; above 0.5 a missed polyp pixel costs more
- * than a false alarm, which trades precision for recall (a lower FNR). */
-double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, float fn_weight, float weight);
+ * than a false alarm, which trades precision for recall (a lower FNR). With pixel weights every sum
+ * counts a pixel w times (sum(w p t), ...). */
+double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float fn_weight,
+                       float weight);
+
+/* PraNet's "structure loss" weights (N,1,H,W): 1 + gain |m - t|, m the mean of the mask t over
+ * the (2 radius + 1)^2 window (clipped to the image), so pixels near a polyp's boundary, and
+ * small or thin polyps whole, weigh up to 1 + gain and those far from any boundary 1. */
+void ps_structure_weights(const ps_tensor *target, int radius, float gain, ps_tensor *out);
 
 /* Knowledge distillation (MicroAUNet's imitation term): binary KL(teacher || student) between the
  * temperature-softened probabilities sigmoid(z / T) of every pixel, times T^2 (so its gradient
