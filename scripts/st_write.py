@@ -1,4 +1,4 @@
-"""Minimal safetensors writer for fixtures (F32 only); Debian has no python3-safetensors."""
+"""Minimal safetensors writer and reader (F32 only): Debian has no python3-safetensors."""
 import json
 import struct
 
@@ -26,3 +26,20 @@ def save(path, tensors, metadata=None):
         f.write(text)
         for b in blobs:
             f.write(b)
+
+
+def load(path):
+    """The F32 tensors of a safetensors file (dict name -> torch tensor) and its metadata."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        if info["dtype"] != "F32":
+            raise ValueError(f"{path}: {name} is {info['dtype']}, only F32 is read")
+        begin, end = info["data_offsets"]
+        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32)
+        tensors[name] = flat.reshape(info["shape"])
+    return tensors, metadata

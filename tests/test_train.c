@@ -727,10 +727,29 @@ static void test_bench_json(void)
         for (guint k = 0; k < G_N_ELEMENTS(stages); k++)
             g_assert_true(json_object_has_member(st, stages[k]));
         g_assert_true(json_object_has_member(o, "train_img_per_s") == (i == 0));
+        g_assert_true(json_object_get_null_member(o, "weights")); /* seeded random weights */
         g_object_unref(parser);
     }
     g_strfreev(lines);
-    g_free(text), g_free(args), g_free(json);
+    g_free(text), g_free(args);
+
+    /* --weights: the file's architecture (here the MALUNet teacher), recorded with its path */
+    char *weights = g_build_filename(g_getenv("POLYPSEG_REPO"), "weights", "malunet-kvasir.safetensors", NULL);
+    args = g_strdup_printf("--weights %s --size 128 --frames 2 --steps 0 --json %s", weights, json);
+    g_free(run_tool("polypseg-bench", args));
+    g_assert_true(g_file_get_contents(json, &text, NULL, NULL));
+    JsonParser *parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, text, -1, NULL));
+    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+    g_assert_cmpstr(json_object_get_string_member(o, "arch"), ==, "malunet");
+    g_assert_cmpstr(json_object_get_string_member(o, "weights"), ==, weights);
+    g_assert_cmpint(json_object_get_int_member(o, "params"), ==, 177943);
+    g_object_unref(parser);
+    int code = 0; /* a missing file is refused */
+    g_free(args), args = g_strdup_printf("--weights %s/none.safetensors --steps 0", tmpdir);
+    g_free(run_tool_status("polypseg-bench", args, &code));
+    g_assert_cmpint(code, ==, 2);
+    g_free(text), g_free(args), g_free(json), g_free(weights);
 }
 
 /* polypseg-bench-pointwise (built where OpenBLAS is, which scripts/setup.sh installs): a JSON

@@ -397,26 +397,57 @@ static const float *row_f32(row_cache *rc, const float *src, int sw, int y, cons
     return out;
 }
 
-void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int c,
-                           uint8_t *dst, int dw, int dh, int dstride)
+struct ps_resize_plan {
+    int sw, sh, c, dw, dh;
+    ps_axis_map mx, my;
+    row_cache rc;
+};
+
+ps_resize_plan *ps_resize_plan_reuse(ps_resize_plan *reuse, int sw, int sh, int c, int dw, int dh)
 {
-    g_return_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0);
-    ps_axis_map mx = ps_axis_map_new(sw, dw, c), my = ps_axis_map_new(sh, dh, 1);
-    row_cache rc = row_cache_new((size_t)dw * c);
-    size_t n = (size_t)dw * c;
-    for (int y = 0; y < dh; y++) {
-        const float *r0 = row_u8(&rc, src, sstride, my.i0[y], &mx, dw, c);
-        const float *r1 = row_u8(&rc, src, sstride, my.i1[y], &mx, dw, c);
-        float w = my.w1[y];
+    g_return_val_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0, reuse);
+    if (reuse && reuse->sw == sw && reuse->sh == sh && reuse->c == c && reuse->dw == dw && reuse->dh == dh)
+        return reuse;
+    ps_resize_plan_free(reuse);
+    ps_resize_plan *p = g_new(ps_resize_plan, 1);
+    *p = (ps_resize_plan){sw, sh, c, dw, dh, ps_axis_map_new(sw, dw, c), ps_axis_map_new(sh, dh, 1),
+                          row_cache_new((size_t)dw * c)};
+    return p;
+}
+
+void ps_resize_plan_free(ps_resize_plan *p)
+{
+    if (!p)
+        return;
+    row_cache_free(&p->rc);
+    ps_axis_map_free(&p->mx);
+    ps_axis_map_free(&p->my);
+    g_free(p);
+}
+
+void ps_resize_plan_run(ps_resize_plan *p, const uint8_t *src, int sstride, uint8_t *dst, int dstride)
+{
+    const size_t n = (size_t)p->dw * p->c;
+    p->rc.row[0] = p->rc.row[1] = -1; /* a new image */
+    for (int y = 0; y < p->dh; y++) {
+        const float *r0 = row_u8(&p->rc, src, sstride, p->my.i0[y], &p->mx, p->dw, p->c);
+        const float *r1 = row_u8(&p->rc, src, sstride, p->my.i1[y], &p->mx, p->dw, p->c);
+        float w = p->my.w1[y];
         uint8_t *d = dst + (size_t)y * dstride;
         for (size_t i = 0; i < n; i++) {
             float v = r0[i] + w * (r1[i] - r0[i]) + 0.5f;
             d[i] = (uint8_t)CLAMP(v, 0.0f, 255.0f);
         }
     }
-    row_cache_free(&rc);
-    ps_axis_map_free(&mx);
-    ps_axis_map_free(&my);
+}
+
+void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int c,
+                           uint8_t *dst, int dw, int dh, int dstride)
+{
+    g_return_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0);
+    ps_resize_plan *p = ps_resize_plan_reuse(NULL, sw, sh, c, dw, dh);
+    ps_resize_plan_run(p, src, sstride, dst, dstride);
+    ps_resize_plan_free(p);
 }
 
 void ps_resize_bilinear_f32(const float *src, int sw, int sh, float *dst, int dw, int dh)

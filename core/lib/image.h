@@ -25,6 +25,13 @@ gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err);
  * torch interpolate(mode="bilinear")), any channel count; src stride in bytes. */
 void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int c,
                            uint8_t *dst, int dw, int dh, int dstride);
+/* The same resize made once for a stream of same-sized images (its tables and row buffers), so
+ * running it allocates nothing. `reuse` (may be NULL) is returned when it has these sizes,
+ * otherwise freed and replaced. */
+typedef struct ps_resize_plan ps_resize_plan;
+ps_resize_plan *ps_resize_plan_reuse(ps_resize_plan *reuse, int sw, int sh, int c, int dw, int dh);
+void ps_resize_plan_run(ps_resize_plan *p, const uint8_t *src, int sstride, uint8_t *dst, int dstride);
+void ps_resize_plan_free(ps_resize_plan *p); /* NULL is fine */
 /* The mapping both resizes use, for one axis from s source to d output samples: for each output
  * index the two source indices (multiplied by `step`) and the weight of the second, from
  * src = (dst + 0.5) * s/d - 0.5 clamped to [0, s-1]. Other code resampling the same way (the

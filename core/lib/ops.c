@@ -228,11 +228,11 @@ void ps_softmax_spatial_ref(const ps_tensor *x, ps_tensor *y)
 void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y)
 {
     const size_t plane = (size_t)x->h * x->w;
-    float *den = malloc(plane * sizeof(float));
-    if (!den)
-        abort();
     for (int n = 0; n < x->n; n++) {
         const size_t base = (size_t)n * x->c * plane;
+        /* the denominators go in y's last plane, which is written last, each value after its
+         * own denominator is read: no scratch to allocate per call */
+        float *den = y->data + base + (size_t)(x->c - 1) * plane;
         channel_sum_eps(x->data + base, x->c, plane, eps, den);
         for (int c = 0; c < x->c; c++) {
             const float *xc = x->data + base + c * plane;
@@ -241,7 +241,6 @@ void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y)
                 yc[i] = xc[i] / den[i];
         }
     }
-    free(den);
 }
 
 /* ---- pooling and resampling ---- */

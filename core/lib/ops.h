@@ -58,7 +58,8 @@ void ps_sigmoid_ref(const ps_tensor *x, ps_tensor *y);
 /* Softmax over the H*W positions of each (n, c) plane (MALUNet's external attention). */
 void ps_softmax_spatial_ref(const ps_tensor *x, ps_tensor *y);
 /* y = x / (eps + sum of x over the channels at the same (n, h, w)): normalises each position's
- * channel vector to sum 1 (external attention's second normalisation; x is positive there). */
+ * channel vector to sum 1 (external attention's second normalisation; x is positive there).
+ * y must not be x. */
 void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y);
 
 /* 2x2 max-pool, stride 2, floor: y (N,C,H/2,W/2). */

@@ -39,12 +39,19 @@ static void normalise_pixels(const uint8_t *rgb, int count, const norm *nm, floa
 }
 
 /* rgb at ow x oh: as it is when it already is (any stride), else resized into scratch (stride
- * ow * 3); *stride is updated. */
-static const uint8_t *at_size(const uint8_t *rgb, int w, int h, int *stride, int ow, int oh, uint8_t *scratch)
+ * ow * 3) by *plan, made or remade for these sizes (plan NULL: a one-off resize); *stride is
+ * updated. */
+static const uint8_t *at_size(const uint8_t *rgb, int w, int h, int *stride, int ow, int oh, uint8_t *scratch,
+                              ps_resize_plan **plan)
 {
     if (w == ow && h == oh)
         return rgb;
-    ps_resize_bilinear_u8(rgb, w, h, *stride, 3, scratch, ow, oh, ow * 3);
+    if (plan) {
+        *plan = ps_resize_plan_reuse(*plan, w, h, 3, ow, oh);
+        ps_resize_plan_run(*plan, rgb, *stride, scratch, ow * 3);
+    } else {
+        ps_resize_bilinear_u8(rgb, w, h, *stride, 3, scratch, ow, oh, ow * 3);
+    }
     *stride = ow * 3;
     return scratch;
 }
@@ -63,7 +70,7 @@ void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float
 {
     const norm nm = norm_of(mean, std);
     const size_t plane = (size_t)out->h * out->w;
-    rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch);
+    rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch, NULL);
     normalise_rows(rgb, stride, 0, out->h, out->w, plane, &nm, out->data + (size_t)n * 3 * plane);
 }
 
@@ -73,6 +80,7 @@ struct ps_segmenter {
     ps_graph graph;
     ps_tensor *input;
     uint8_t *scratch;
+    ps_resize_plan *resize; /* frames of the last size seen -> the input size */
     float *prob;
     norm nm; /* the model's normalisation */
     int views;            /* test-time augmentation: views averaged (1 = off) */
@@ -108,6 +116,7 @@ void ps_segmenter_free(ps_segmenter *s)
     ps_tensor_free(s->view);
     free(s->view_prob);
     free(s->scratch);
+    ps_resize_plan_free(s->resize);
     free(s->prob);
     free(s);
 }
@@ -325,7 +334,7 @@ static void fill_rows(void *ctx, int begin, int end)
 
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride)
 {
-    rgb = at_size(rgb, w, h, &stride, s->input->w, s->input->h, s->scratch);
+    rgb = at_size(rgb, w, h, &stride, s->input->w, s->input->h, s->scratch, &s->resize);
     fill_job j = {s, rgb, stride};
     ps_pool_for(s->graph.pool, s->input->h, fill_rows, &j);
     return forward(s);

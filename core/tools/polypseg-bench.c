@@ -146,7 +146,7 @@ static void add_double(JsonBuilder *b, const char *key, double v)
     json_builder_add_double_value(b, v);
 }
 
-static char *json_line(const char *arch, size_t params, int size, int threads, int tta, const result *res,
+static char *json_line(const char *arch, const char *weights, size_t params, int size, int threads, int tta, const result *res,
                        int batch, double train_img_s)
 {
     JsonBuilder *b = json_builder_new();
@@ -157,6 +157,11 @@ static char *json_line(const char *arch, size_t params, int size, int threads, i
     json_builder_add_string_value(b, ps_kernels_best()->name);
     json_builder_set_member_name(b, "arch");
     json_builder_add_string_value(b, arch);
+    json_builder_set_member_name(b, "weights"); /* null: seeded random weights */
+    if (weights)
+        json_builder_add_string_value(b, weights);
+    else
+        json_builder_add_null_value(b);
     json_builder_set_member_name(b, "params");
     json_builder_add_int_value(b, (gint64)params);
     json_builder_set_member_name(b, "size");
@@ -209,13 +214,20 @@ static gboolean parse_ints(const char *text, int *out, int max, int *n)
     return ok && *n > 0;
 }
 
+/* An architecture's seeded random model, or (from_file) the model of a weights file. */
+static ps_model *open_model(const char *name, gboolean from_file, GError **err)
+{
+    return from_file ? ps_model_load(name, err) : ps_model_new(name, NULL, 0, 1, err);
+}
+
 int main(int argc, char **argv)
 {
     char *archs = g_strdup("microaunet"), *sizes_s = g_strdup("256"), *threads_s = g_strdup("1");
-    char *json = NULL;
+    char *json = NULL, *weights = NULL;
     int batch = 8, steps = 5, frames = 200, tta = 1;
     GOptionEntry entries[] = {
         {"arch", 0, 0, G_OPTION_ARG_STRING, &archs, "Models, comma-separated (default microaunet)", "A[,B]"},
+        {"weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Benchmark the model of this file, its architecture and trained weights (instead of --arch's seeded random ones; the speed is the same, this makes a side-by-side run with PyTorch use one model and weights)", "FILE"},
         {"size", 0, 0, G_OPTION_ARG_STRING, &sizes_s, "Input sides, comma-separated (default 256)", "PX[,PX]"},
         {"threads", 't', 0, G_OPTION_ARG_STRING, &threads_s, "Inference thread counts (default 1)", "N[,N]"},
         {"frames", 0, 0, G_OPTION_ARG_INT, &frames, "Timed inference frames per configuration (default 200)", "N"},
@@ -258,29 +270,34 @@ int main(int argc, char **argv)
     printf("%-14s %5s %7s %8s %8s %8s %8s %8s  %s\n", "model", "size", "threads", "p50 ms", "p95 ms",
            "p99 ms", "FPS", "cpu ms", "train img/s");
     GRand *r = g_rand_new_with_seed(7);
-    char **arch_list = g_strsplit(archs, ",", -1);
+    char **arch_list = weights ? g_strdupv((char *[]){weights, NULL}) : g_strsplit(archs, ",", -1);
     int rc = 0;
     for (char **a = arch_list; *a && rc == 0; a++) {
-        ps_model *m = ps_model_new(*a, NULL, 0, 1, &err);
+        ps_model *m = open_model(*a, weights != NULL, &err);
         if (!m) {
             fprintf(stderr, "polypseg-bench: %s\n", err->message);
             rc = 2;
             break;
         }
         for (int si = 0; si < n_sizes; si++) {
-            double train = steps > 0 ? bench_training(m, batch, sizes[si], steps, r) : 0;
+            double train = 0;
+            if (steps > 0) { /* on a copy: the steps change the weights the inference runs use */
+                ps_model *t = open_model(*a, weights != NULL, &err);
+                train = bench_training(t, batch, sizes[si], steps, r);
+                ps_model_free(t);
+            }
             for (int ti = 0; ti < n_threads; ti++) {
                 result res = bench_inference(m, sizes[si], threads[ti], tta, frames, r);
                 char train_s[32] = "";
                 if (train > 0 && ti == 0)
                     g_snprintf(train_s, sizeof train_s, "%.1f (batch %d)", train, batch);
-                printf("%-14s %5d %7d %8.2f %8.2f %8.2f %8.0f %8.2f  %s\n", *a, sizes[si], threads[ti], res.p50,
+                printf("%-14s %5d %7d %8.2f %8.2f %8.2f %8.0f %8.2f  %s\n", m->info.arch, sizes[si], threads[ti], res.p50,
                        res.p95, res.p99, res.fps, res.cpu_p50, train_s);
                 printf("  stages (ms):");
                 for (int i = 0; i < res.st.n; i++)
                     printf(" %s %.3f", res.st.name[i], res.st.ms[i]);
                 printf("\n");
-                char *line = json_line(*a, ps_model_count_trainable(m), sizes[si], threads[ti], tta, &res, batch,
+                char *line = json_line(m->info.arch, weights, ps_model_count_trainable(m), sizes[si], threads[ti], tta, &res, batch,
                                        ti == 0 ? train : 0);
                 if (json && !jf)
                     printf("%s\n", line);
@@ -300,5 +317,6 @@ int main(int argc, char **argv)
     g_free(sizes_s);
     g_free(threads_s);
     g_free(json);
+    g_free(weights);
     return rc;
 }
