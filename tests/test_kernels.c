@@ -951,7 +951,8 @@ static void test_conv_paths(void)
     g_rand_free(r);
 }
 
-/* Every index of [0, n) is visited exactly once, for sizes below, at and above the threads. */
+/* Every index of [0, n) is visited exactly once, for sizes below, at and above the threads,
+ * whichever thread claims which part. */
 static void count_range(void *ctx, int begin, int end)
 {
     int *hits = ctx;
@@ -961,11 +962,15 @@ static void count_range(void *ctx, int begin, int end)
 
 static void test_pool_covers(void)
 {
-    for (int threads = 1; threads <= 4; threads++) {
+    /* up to 40 threads on this 2-core machine: workers descheduled mid-job, late for a job or
+     * a job behind, and more threads than the 32 parts a job has at most */
+    static const int thread_counts[] = {1, 2, 3, 4, 8, 40};
+    for (size_t t = 0; t < G_N_ELEMENTS(thread_counts); t++) {
+        const int threads = thread_counts[t];
         ps_pool *p = ps_pool_new(threads);
         g_assert_cmpint(ps_pool_threads(p), ==, threads);
         for (int n = 0; n < 40; n++)
-            for (int rep = 0; rep < 50; rep++) { /* back-to-back jobs, as ops run */
+            for (int rep = 0; rep < (threads > 4 ? 10 : 50); rep++) { /* back-to-back jobs, as ops run */
                 int hits[40] = {0};
                 ps_pool_for(p, n, count_range, hits);
                 for (int i = 0; i < n; i++)

@@ -21,6 +21,13 @@ typedef struct worker {
     pthread_t thread;
 } worker;
 
+/* Parts are claimed, not assigned: each thread first claims the part of its own index (so the
+ * same rows stay with the same core from op to op), then any part still unclaimed. A worker
+ * that is slow to wake, or descheduled by other load, so costs nothing: the caller runs its
+ * part. The claim word holds the job's generation (high 32 bits) and a bit per claimed part,
+ * so a worker still looking at an old job cannot claim a part of the new one. */
+enum { MAX_PARTS = 32 };
+
 struct ps_pool {
     int threads;
     long long idle_spin_ns;
@@ -28,12 +35,14 @@ struct ps_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     atomic_uint generation; /* bumped for every job */
-    atomic_int pending;     /* workers still running the current job */
+    _Atomic unsigned long long claims; /* generation << 32 | claimed parts */
+    atomic_int done;        /* parts of the current job finished */
     atomic_int quit;
     /* the current job */
     ps_range_fn fn;
     void *ctx;
-    int n, parts;
+    int n;
+    atomic_int parts; /* also read before a claim, by workers that may be a job behind */
 };
 
 static inline void cpu_relax(void)
@@ -45,10 +54,40 @@ static inline void cpu_relax(void)
 
 static void run_part(ps_pool *p, int part)
 {
-    if (part < p->parts) {
-        int begin = (int)((long)p->n * part / p->parts), end = (int)((long)p->n * (part + 1) / p->parts);
-        if (begin < end)
-            p->fn(p->ctx, begin, end);
+    const int parts = atomic_load_explicit(&p->parts, memory_order_relaxed);
+    int begin = (int)((long)p->n * part / parts), end = (int)((long)p->n * (part + 1) / parts);
+    if (begin < end)
+        p->fn(p->ctx, begin, end);
+}
+
+/* Claims part `part` of job `gen`; FALSE if that job is over or the part taken. */
+static int claim(ps_pool *p, unsigned gen, int part)
+{
+    unsigned long long w = atomic_load_explicit(&p->claims, memory_order_acquire);
+    for (;;) {
+        if ((unsigned)(w >> 32) != gen || (w & (1ull << part)))
+            return 0;
+        if (atomic_compare_exchange_weak_explicit(&p->claims, &w, w | (1ull << part), memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 1;
+    }
+}
+
+/* Runs the parts of job `gen` this thread can claim, its own (`first`) first. The job's fields
+ * are read only after a claim, while the caller cannot start another. */
+static void run_claims(ps_pool *p, unsigned gen, int first)
+{
+    const unsigned long long w = atomic_load_explicit(&p->claims, memory_order_acquire);
+    if ((unsigned)(w >> 32) != gen)
+        return;
+    const int parts = atomic_load_explicit(&p->parts, memory_order_relaxed); /* gen's job, or a newer one whose
+                                                                              * claims then all fail */
+    for (int k = 0; k < parts; k++) {
+        const int part = (first + k) % parts;
+        if (claim(p, gen, part)) {
+            run_part(p, part);
+            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        }
     }
 }
 
@@ -82,8 +121,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->quit))
             return NULL;
         seen = gen;
-        run_part(p, w->index);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        run_claims(p, gen, w->index);
     }
 }
 
@@ -150,17 +188,21 @@ void ps_pool_for(ps_pool *p, int n, ps_range_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->parts = n < p->threads ? n : p->threads;
-    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
+    int parts = n < p->threads ? n : p->threads;
+    parts = parts < MAX_PARTS ? parts : MAX_PARTS;
+    atomic_store_explicit(&p->parts, parts, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    const unsigned gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->claims, (unsigned long long)gen << 32, memory_order_release);
     pthread_mutex_lock(&p->mu); /* a sleeping worker must not miss the bump */
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    run_part(p, 0);
-    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+    run_claims(p, gen, 0);
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < parts; spins++) {
         if (spins < WAIT_SPINS)
             cpu_relax();
         else
-            sched_yield(); /* a worker was descheduled: give it the core */
+            sched_yield(); /* a worker was descheduled inside its part: give it the core */
     }
 }

@@ -11,8 +11,10 @@ ps_pool *ps_pool_new(int threads);
 void ps_pool_free(ps_pool *p);
 int ps_pool_threads(const ps_pool *p); /* 1 for a NULL pool */
 
-/* Runs fn(ctx, begin, end) over [0, n) split into at most ps_pool_threads() contiguous parts,
- * one of them on the calling thread, and returns when all are done. p may be NULL (inline).
- * Not reentrant: one caller at a time per pool. */
+/* Runs fn(ctx, begin, end) over [0, n) split into at most ps_pool_threads() (and 32) contiguous
+ * parts and returns when all are done. p may be NULL (inline). Each thread runs the part of its
+ * own index if no other thread took it first, then any part left: the caller runs the parts of
+ * workers that are late (asleep, or descheduled by other load) instead of waiting for them. The
+ * parts are the same whichever thread runs them. Not reentrant: one caller at a time per pool. */
 typedef void (*ps_range_fn)(void *ctx, int begin, int end);
 void ps_pool_for(ps_pool *p, int n, ps_range_fn fn, void *ctx);
