@@ -9,8 +9,8 @@
 #   50 epochs taught by mal-joint.
 #   ablation runs: kvkd-s1 / jointkd-s1 (stage 1 only), kvctl / jointctl (no teacher);
 #   soup-all = the mean of the weights of the seven fine-tunes of kv320's line;
-#   microaunet-kvasir = fix-kv384: kvkd taught again at 384 (kv384-61, -62), each then fine-tuned
-#   on whole images (fix-kv384-81, -82), and the two averaged;
+#   microaunet-kvasir = sl2-kv384: kvkd taught again at 384 (kv384-61, -62), each then fine-tuned
+#   on whole images with the structure loss at weight 2 (sl2-kv384-81, -82), and the two averaged;
 #   microaunet-cvc = tv7-cvc, the mean of two 10-epoch fine-tunes of soup-all on whole frames
 #   (--crop-scale 1,1: no random crops, as the model sees frames at inference) with the
 #   recall-leaning Tversky loss (--fn-weight 0.7).
@@ -62,11 +62,11 @@ build/core/polypseg-average -o runs/tv7-cvc.safetensors --val "$D/cvc-clinicdb" 
 for seed in 61 62; do # microaunet-kvasir: kvkd at 384, taught at 384 (about 13 min each), then whole images
   train kv384-$seed "${kvasir[@]}" --init runs/kvkd.safetensors --teacher runs/mal-kv.safetensors --size 384 \
     --epochs 16 --stage1-epochs 16 --lr 3e-4 --min-lr 3e-4 --seed $seed --snapshot-every 2 --threads 1
-  train fix-kv384-$((seed + 20)) "${kvasir[@]}" --init runs/kv384-$seed.safetensors --size 384 --crop-scale 1,1 \
-    --epochs 10 --lr 3e-4 --seed $((seed + 20)) --threads 1
+  train sl2-kv384-$((seed + 20)) "${kvasir[@]}" --init runs/kv384-$seed.safetensors --size 384 --crop-scale 1,1 \
+    --epochs 10 --lr 3e-4 --structure-loss 2 --seed $((seed + 20)) --threads 1
 done
-build/core/polypseg-average -o runs/fix-kv384.safetensors --val "$D/kvasir-seg/val" \
-  runs/fix-kv384-81.safetensors runs/fix-kv384-82.safetensors
+build/core/polypseg-average -o runs/sl2-kv384.safetensors --val "$D/kvasir-seg/val" \
+  runs/sl2-kv384-81.safetensors runs/sl2-kv384-82.safetensors
 if [ "${1:-}" = "--ablation" ]; then # the CVC-only model of the reverse cross-dataset figure (about 1 h more)
   train cvconly --data "$D/cvc-clinicdb" --split "$D/cvc-clinicdb/splits/train.txt" --val "$D/cvc-clinicdb" \
     --val-split "$D/cvc-clinicdb/splits/test.txt" --dataset-name "cvc-clinicdb splits/train.txt" --epochs 200 \
@@ -76,4 +76,4 @@ python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 ru
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0
 tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log \
-  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/fix-kv384-8[12].log
+  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log

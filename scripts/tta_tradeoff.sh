@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Test-time augmentation's trade-off for the shipped MicroAUNet files: mean Dice on Kvasir-SEG
 # val and the CVC-ClinicDB test split (polypseg-eval --tta N) against the p50 time per frame on
-# two threads at each file's input size (polypseg-bench --tta N, random weights of the same
-# model), for 1, 2, 4 and 8 views. The timings run ROUNDS times, every setting once per round
+# two threads at each file's input size (polypseg-bench --weights FILE --tta N), for 1, 2, 4 and
+# 8 views. The timings run ROUNDS times, every setting once per round
 # (so a slow spell of the shared machine hits them all alike), and the median round counts.
 # Writes out/tta-tradeoff.jsonl and the plot weights/tta-tradeoff.png.
 # Usage: scripts/tta_tradeoff.sh [FRAMES=100] [ROUNDS=3]
@@ -26,7 +26,7 @@ for ((round = 1; round <= rounds; round++)); do
   for file in microaunet-kvasir microaunet-cvc; do
     size=$(input_size weights/$file.safetensors)
     for views in 1 2 4 8; do
-      times["$file $views"]+="$(build/core/polypseg-bench --arch microaunet --size "$size" --threads 2 \
+      times["$file $views"]+="$(build/core/polypseg-bench --weights weights/$file.safetensors --size "$size" --threads 2 \
         --frames "$frames" --steps 0 --tta "$views" --json - |
         python3 -c 'import json, sys; print(json.loads(sys.stdin.readlines()[-1])["infer_ms_p50"])') "
     done
