@@ -745,8 +745,11 @@ static void test_bench_json(void)
     g_assert_cmpstr(json_object_get_string_member(o, "weights"), ==, weights);
     g_assert_cmpint(json_object_get_int_member(o, "params"), ==, 177943);
     g_object_unref(parser);
-    int code = 0; /* a missing file is refused */
+    int code = 0; /* a missing file is refused, and so is --arch beside --weights */
     g_free(args), args = g_strdup_printf("--weights %s/none.safetensors --steps 0", tmpdir);
+    g_free(run_tool_status("polypseg-bench", args, &code));
+    g_assert_cmpint(code, ==, 2);
+    g_free(args), args = g_strdup_printf("--weights %s --arch microaunet --steps 0", weights);
     g_free(run_tool_status("polypseg-bench", args, &code));
     g_assert_cmpint(code, ==, 2);
     g_free(text), g_free(args), g_free(json), g_free(weights);

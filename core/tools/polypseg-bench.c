@@ -222,7 +222,7 @@ static ps_model *open_model(const char *name, gboolean from_file, GError **err)
 
 int main(int argc, char **argv)
 {
-    char *archs = g_strdup("microaunet"), *sizes_s = g_strdup("256"), *threads_s = g_strdup("1");
+    char *archs = NULL, *sizes_s = g_strdup("256"), *threads_s = g_strdup("1");
     char *json = NULL, *weights = NULL;
     int batch = 8, steps = 5, frames = 200, tta = 1;
     GOptionEntry entries[] = {
@@ -246,6 +246,12 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
+    if (archs && weights) {
+        fprintf(stderr, "polypseg-bench: --arch and --weights exclude each other (the file names its architecture)\n");
+        return 2;
+    }
+    if (!archs)
+        archs = g_strdup("microaunet");
     int sizes[16], n_sizes, threads[16], n_threads;
     if (!parse_ints(sizes_s, sizes, 16, &n_sizes) || !parse_ints(threads_s, threads, 16, &n_threads) ||
         batch < 1 || steps < 0 || frames < 1 || tta < 1 || tta > PS_TTA_MAX) {
