@@ -976,6 +976,16 @@ static void test_pool_covers(void)
                 for (int i = 0; i < n; i++)
                     g_assert_cmpint(hits[i], ==, 1);
             }
+        /* a job of few parts then one of many, over and over: a worker still in the small job
+         * must not claim a part of the large one */
+        for (int rep = 0; rep < 4000; rep++) {
+            const int n = rep % 2 ? 2 : 37;
+            int hits[40] = {0};
+            ps_pool_for(p, n, count_range, hits);
+            for (int i = 0; i < n; i++)
+                if (hits[i] != 1)
+                    g_error("%d threads, job %d of %d indices: index %d run %d times", threads, rep, n, i, hits[i]);
+        }
         ps_pool_free(p);
     }
     g_assert_cmpint(ps_pool_threads(NULL), ==, 1);

@@ -405,7 +405,11 @@ struct ps_resize_plan {
 
 ps_resize_plan *ps_resize_plan_reuse(ps_resize_plan *reuse, int sw, int sh, int c, int dw, int dh)
 {
-    g_return_val_if_fail(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0, reuse);
+    if (!(sw > 0 && sh > 0 && dw > 0 && dh > 0 && c > 0)) {
+        g_critical("ps_resize_plan_reuse: sizes %dx%d -> %dx%d, %d channels", sw, sh, dw, dh, c);
+        ps_resize_plan_free(reuse);
+        return NULL;
+    }
     if (reuse && reuse->sw == sw && reuse->sh == sh && reuse->c == c && reuse->dw == dw && reuse->dh == dh)
         return reuse;
     ps_resize_plan_free(reuse);
@@ -427,6 +431,7 @@ void ps_resize_plan_free(ps_resize_plan *p)
 
 void ps_resize_plan_run(ps_resize_plan *p, const uint8_t *src, int sstride, uint8_t *dst, int dstride)
 {
+    g_return_if_fail(p != NULL);
     const size_t n = (size_t)p->dw * p->c;
     p->rc.row[0] = p->rc.row[1] = -1; /* a new image */
     for (int y = 0; y < p->dh; y++) {

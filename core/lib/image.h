@@ -27,7 +27,7 @@ void ps_resize_bilinear_u8(const uint8_t *src, int sw, int sh, int sstride, int 
                            uint8_t *dst, int dw, int dh, int dstride);
 /* The same resize made once for a stream of same-sized images (its tables and row buffers), so
  * running it allocates nothing. `reuse` (may be NULL) is returned when it has these sizes,
- * otherwise freed and replaced. */
+ * otherwise freed and replaced; NULL (and a critical warning) for a size below 1. */
 typedef struct ps_resize_plan ps_resize_plan;
 ps_resize_plan *ps_resize_plan_reuse(ps_resize_plan *reuse, int sw, int sh, int c, int dw, int dh);
 void ps_resize_plan_run(ps_resize_plan *p, const uint8_t *src, int sstride, uint8_t *dst, int dstride);

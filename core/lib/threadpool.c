@@ -24,8 +24,9 @@ typedef struct worker {
 /* Parts are claimed, not assigned: each thread first claims the part of its own index (so the
  * same rows stay with the same core from op to op), then any part still unclaimed. A worker
  * that is slow to wake, or descheduled by other load, so costs nothing: the caller runs its
- * part. The claim word holds the job's generation (high 32 bits) and a bit per claimed part,
- * so a worker still looking at an old job cannot claim a part of the new one. */
+ * part. The claim word holds the job's generation (high 32 bits) and a bit per claimed part
+ * (parts the job does not have start set), so a worker still looking at an old job cannot claim
+ * a part of the new one. */
 enum { MAX_PARTS = 32 };
 
 struct ps_pool {
@@ -80,8 +81,8 @@ static void run_claims(ps_pool *p, unsigned gen, int first)
     const unsigned long long w = atomic_load_explicit(&p->claims, memory_order_acquire);
     if ((unsigned)(w >> 32) != gen)
         return;
-    const int parts = atomic_load_explicit(&p->parts, memory_order_relaxed); /* gen's job, or a newer one whose
-                                                                              * claims then all fail */
+    /* gen's count, or a newer job's: then gen's word has every bit set and all claims fail */
+    const int parts = atomic_load_explicit(&p->parts, memory_order_relaxed);
     for (int k = 0; k < parts; k++) {
         const int part = (first + k) % parts;
         if (claim(p, gen, part)) {
@@ -193,7 +194,11 @@ void ps_pool_for(ps_pool *p, int n, ps_range_fn fn, void *ctx)
     atomic_store_explicit(&p->parts, parts, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     const unsigned gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
-    atomic_store_explicit(&p->claims, (unsigned long long)gen << 32, memory_order_release);
+    /* Parts past the job's count start claimed: a worker still in the last job, which read this
+     * job's larger count, can then claim nothing of it (its claims carry the old generation, and
+     * every bit of that word is set once the last job ended). */
+    const unsigned long long absent = 0xffffffffull & ~((1ull << parts) - 1);
+    atomic_store_explicit(&p->claims, (unsigned long long)gen << 32 | absent, memory_order_release);
     pthread_mutex_lock(&p->mu); /* a sleeping worker must not miss the bump */
     atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);

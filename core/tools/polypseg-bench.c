@@ -289,6 +289,11 @@ int main(int argc, char **argv)
             double train = 0;
             if (steps > 0) { /* on a copy: the steps change the weights the inference runs use */
                 ps_model *t = open_model(*a, weights != NULL, &err);
+                if (!t) {
+                    fprintf(stderr, "polypseg-bench: %s\n", err->message);
+                    rc = 2;
+                    break;
+                }
                 train = bench_training(t, batch, sizes[si], steps, r);
                 ps_model_free(t);
             }

@@ -142,13 +142,13 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     return ok;
 }
 
-/* The configuration a resumed run must share with the run that wrote the checkpoint. */
 /* The structure loss's window half-width: PraNet's 31 px window at 352, in proportion. */
 static int structure_radius(int size)
 {
     return (15 * size + 176) / 352;
 }
 
+/* The configuration a resumed run must share with the run that wrote the checkpoint. */
 static GHashTable *run_config(const opts *o, const char *command, double train_seconds)
 {
     GHashTable *t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
