@@ -37,6 +37,8 @@ def parse_channels(text):
 def load_model(path):
     """MicroAUNet with the weights of a safetensors file the C core wrote (or loads)."""
     tensors, meta = st_write.load(path)
+    if not meta.get("architecture", "").startswith("microaunet") or "channels" not in meta:
+        sys.exit(f"{path}: not a MicroAUNet weights file (architecture {meta.get('architecture')!r})")
     arch, c = parse_channels(",".join(str(v) for v in json.loads(meta["channels"])))
     model = MicroAUNet(c)
     missing, unexpected = model.load_state_dict(tensors, strict=False)

@@ -40,6 +40,7 @@ def load(path):
         if info["dtype"] != "F32":
             raise ValueError(f"{path}: {name} is {info['dtype']}, only F32 is read")
         begin, end = info["data_offsets"]
-        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32)
+        flat = (torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32) if end > begin
+                else torch.zeros(0, dtype=torch.float32))
         tensors[name] = flat.reshape(info["shape"])
     return tensors, metadata
