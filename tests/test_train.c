@@ -9,6 +9,7 @@
 #include <json-glib/json-glib.h>
 #include "backward.h"
 #include "checkpoint.h"
+#include "deep_supervision.h"
 #include "distill.h"
 #include "image.h"
 #include "loss.h"
@@ -330,6 +331,85 @@ static void test_structure_loss(void)
     g_rand_free(r);
 }
 
+/* Deep supervision's loss alone, through the heads and the decoder, on one training pass. */
+static double deepsup_pass(ps_model *m, ps_deepsup *d, ps_graph *g, ps_tensor *x, const ps_tensor *t, int backward)
+{
+    ps_graph_clear(g);
+    ps_model_zero_grad(m);
+    ps_deepsup_watch(d, g);
+    ps_tensor *logits = ps_model_forward(m, g, x, NULL);
+    logits->grad = ps_arena_calloc(g->arena, ps_numel(logits) * sizeof(float)); /* the main loss left out */
+    const double loss = ps_deepsup_loss(d, g, t);
+    if (backward)
+        ps_backward(g, logits);
+    return loss;
+}
+
+/* Heads added once (a second call finds them), dropped by detach; the loss's gradients reach
+ * the heads and the decoder (central differences); a checkpoint with only some heads is refused. */
+static void test_deep_supervision(void)
+{
+    GError *err = NULL;
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 3, &err);
+    g_assert_no_error(err);
+    const int plain = m->n_params;
+    ps_deepsup *d = ps_deepsup_new(m, 0.6f, 5, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(m->n_params, ==, plain + 6);
+    ps_deepsup_free(ps_deepsup_new(m, 0.6f, 5, &err)); /* a resumed run: found, not added again */
+    g_assert_no_error(err);
+    g_assert_cmpint(m->n_params, ==, plain + 6);
+
+    GRand *r = g_rand_new_with_seed(11);
+    ps_tensor *x = ps_tensor_new(2, 3, 128, 128), *t = ps_tensor_new(2, 1, 128, 128);
+    tu_fill_uniform(x->data, ps_numel(x), r, -2, 2);
+    for (int n = 0; n < 2; n++) /* a square polyp per image */
+        for (int y = 30 + 10 * n; y < 90; y++)
+            for (int xx = 20; xx < 70 + 20 * n; xx++)
+                t->data[((size_t)n * 128 + y) * 128 + xx] = 1;
+    ps_arena *arena = ps_arena_new();
+    ps_graph g;
+    ps_graph_init(&g, arena, 1);
+    deepsup_pass(m, d, &g, x, t, 1);
+    const char *names[] = {PS_DEEPSUP_PREFIX "head2.weight", PS_DEEPSUP_PREFIX "head4.bias",
+                           "dec4.dwd.dsd1.pw.weight", "dec2.ldga.gate.weight"};
+    float analytic[G_N_ELEMENTS(names)];
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        ps_param *p = ps_model_find(m, names[i]);
+        g_assert_nonnull(p);
+        analytic[i] = p->t->grad[0];
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        float *w = &ps_model_find(m, names[i])->t->data[0], keep = *w, h = 1e-2f;
+        *w = keep + h;
+        const double up = deepsup_pass(m, d, &g, x, t, 0);
+        *w = keep - h;
+        const double down = deepsup_pass(m, d, &g, x, t, 0);
+        *w = keep;
+        const double numeric = (up - down) / (2 * h);
+        g_test_message("%s: analytic %g numeric %g", names[i], analytic[i], numeric);
+        if (!(fabs(numeric - analytic[i]) <= 2e-3 + 3e-2 * fabs(numeric)) || numeric == 0)
+            g_test_fail_printf("%s: analytic %g numeric %g", names[i], analytic[i], numeric);
+    }
+    ps_deepsup_detach(d, m);
+    ps_deepsup_free(d);
+    g_assert_cmpint(m->n_params, ==, plain);
+    ps_graph_release(&g);
+    ps_arena_free(arena);
+
+    /* only one head's tensors present: refused, the model unchanged */
+    const int64_t ws[4] = {1, 8, 1, 1};
+    ps_model_add_param(m, PS_DEEPSUP_PREFIX "head2.weight", 1, 4, ws);
+    g_assert_null(ps_deepsup_new(m, 1.0f, 5, &err));
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    g_assert_cmpint(m->n_params, ==, plain + 1);
+    ps_tensor_free(x), ps_tensor_free(t);
+    ps_model_free(m);
+    g_rand_free(r);
+}
+
 /* AdamW's first steps computed by hand for one weight. */
 static void test_adamw(void)
 {
@@ -439,15 +519,20 @@ static void assert_same_weights(const char *a, const char *b)
     ps_st_free(fb);
 }
 
-static void test_resume_is_exact(void)
+/* extra: the runs' extra arguments ("" or "--deep-supervision 0.5", whose heads must travel in
+ * the checkpoint and stay out of the final file). */
+static void test_resume_is_exact(gconstpointer data)
 {
-    char *full = g_build_filename(tmpdir, "full.safetensors", NULL);
-    char *part = g_build_filename(tmpdir, "part.safetensors", NULL);
+    const char *extra = data;
+    const gboolean deepsup = strstr(extra, "deep-supervision") != NULL;
+    char *full = g_build_filename(tmpdir, deepsup ? "ds-full.safetensors" : "full.safetensors", NULL);
+    char *part = g_build_filename(tmpdir, deepsup ? "ds-part.safetensors" : "part.safetensors", NULL);
     char *ckpt = g_strconcat(part, ".ckpt", NULL);
-    g_assert_cmpint(run_train(full, "", 0, 0), ==, 0);
+    char *resume = g_strconcat(extra, " --resume", NULL);
+    g_assert_cmpint(run_train(full, extra, 0, 0), ==, 0);
     g_unlink(ckpt);
     /* The same run stopped by Ctrl-C part-way, then resumed until done. */
-    int st = run_train(part, "", SIGINT, 150);
+    int st = run_train(part, extra, SIGINT, 150);
     g_assert_true(WIFEXITED(st));
     g_assert_cmpint(WEXITSTATUS(st), ==, 130);
     g_assert_false(g_file_test(part, G_FILE_TEST_EXISTS)); /* no final weights yet */
@@ -458,11 +543,14 @@ static void test_resume_is_exact(void)
     g_assert_no_error(err);
     g_test_message("Ctrl-C left a checkpoint at epoch %d batch %d", pos.epoch, pos.batch);
     g_assert_cmpint(pos.epoch, <, TRAIN_EPOCHS);
+    g_assert_true((ps_model_find(m, PS_DEEPSUP_PREFIX "head3.weight") != NULL) == deepsup);
     ps_adamw_free(&o);
     ps_model_free(m);
-    g_assert_cmpint(run_train(part, "--resume", 0, 0), ==, 0);
+    g_assert_cmpint(run_train(part, resume, 0, 0), ==, 0);
     assert_same_weights(full, part);
     ps_st_file *f = read_ok(full);
+    g_assert_null(ps_st_find(f, PS_DEEPSUP_PREFIX "head3.weight"));
+    g_assert_true((ps_st_meta(f, "deep_supervision") != NULL) == deepsup);
     g_assert_nonnull(ps_st_meta(f, "command"));
     g_assert_cmpstr(ps_st_meta(f, "architecture"), ==, "microaunet");
     char *epochs = g_strdup_printf("%d", TRAIN_EPOCHS);
@@ -472,6 +560,7 @@ static void test_resume_is_exact(void)
     g_free(ckpt);
     g_free(full);
     g_free(part);
+    g_free(resume);
 }
 
 /* --teacher: the run stopped by Ctrl-C in stage 1 and resumed ends exactly as the uninterrupted
@@ -610,7 +699,7 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan"};
+                         "--structure-loss nan", "--deep-supervision -1"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -795,11 +884,13 @@ int main(int argc, char **argv)
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
     g_test_add_func("/train/tversky", test_tversky);
     g_test_add_func("/train/structure-loss", test_structure_loss);
+    g_test_add_func("/train/deep-supervision", test_deep_supervision);
     g_test_add_func("/train/kd-loss", test_kd_loss);
     g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);
     g_test_add_func("/train/adamw", test_adamw);
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
-    g_test_add_func("/train/resume-is-exact", test_resume_is_exact);
+    g_test_add_data_func("/train/resume-is-exact", "", test_resume_is_exact);
+    g_test_add_data_func("/train/resume-is-exact-deep-supervision", "--deep-supervision 0.5", test_resume_is_exact);
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
     g_test_add_func("/train/distill-resume-is-exact", test_distill_resume_is_exact);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);

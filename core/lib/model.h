@@ -53,10 +53,11 @@ ps_model *ps_model_new(const char *arch, const int *channels, int n_channels, ui
  * (polypseg-train's .ckpt files) load too. */
 ps_model *ps_model_load(const char *path, GError **err);
 /* Name prefixes of a training checkpoint's tensors that are not the model's: the optimiser's
- * state and distillation's feature adapters. */
+ * state, distillation's feature adapters and deep supervision's heads. */
 #define PS_OPTIM_PREFIX "optim."
 #define PS_DISTILL_PREFIX "distill."
-#define PS_TRAIN_ONLY_PREFIXES PS_OPTIM_PREFIX, PS_DISTILL_PREFIX
+#define PS_DEEPSUP_PREFIX "deepsup."
+#define PS_TRAIN_ONLY_PREFIXES PS_OPTIM_PREFIX, PS_DISTILL_PREFIX, PS_DEEPSUP_PREFIX
 /* The same from an already-read file; tensors named with one of ignore_prefixes (NULL-terminated;
  * the list may be NULL) are allowed beside the model's. */
 ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *const *ignore_prefixes,

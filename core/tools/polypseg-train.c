@@ -9,6 +9,7 @@
 #include "backward.h"
 #include "checkpoint.h"
 #include "dataset.h"
+#include "deep_supervision.h"
 #include "distill.h"
 #include "evaluate.h"
 #include "loss.h"
@@ -30,7 +31,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr, fn_weight, structure_gain;
+    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -66,6 +67,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
         {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
+        {"deep-supervision", 0, 0, G_OPTION_ARG_DOUBLE, &o->deep_sup, "Weight of deep supervision: 1x1 heads on the decoder's outputs at 1/4, 1/8 and 1/16 of the input predict the mask there, with BCE + Dice against the mask averaged down (the heads are dropped from the final file); 0 = off (default)", "W"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
@@ -105,9 +107,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
                o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) ||
-               !(o->structure_gain >= 0 && o->structure_gain <= 100) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
+               !(o->structure_gain >= 0 && o->structure_gain <= 100) ||
+               !(o->deep_sup >= 0 && o->deep_sup <= 100) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
-                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, structure-loss 0..100, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
+                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, structure-loss and deep-supervision 0..100, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
                 PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -176,6 +179,10 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
                         : g_strdup_printf("(bce_with_logits + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", overlap,
                                           (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
     g_free(overlap);
+    if (o->deep_sup > 0)
+        g_hash_table_insert(t, g_strdup("deep_supervision"),
+                            g_strdup_printf("%g x mean over 1x1 heads on dec2, dec3, dec4 of (bce + dice) against the "
+                                            "mask averaged down", (float)o->deep_sup));
     if (o->teacher) {
         const ps_distill_opts *k = &o->kd;
         char *tta = k->teacher_views > 1 ? g_strdup_printf("; teacher over %d views", k->teacher_views) : g_strdup("");
@@ -265,7 +272,7 @@ int main(int argc, char **argv)
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
                               "add_data", "split", "crop_scale", "loss", "optimizer", "dataset", "init",
-                              "teacher", "teacher_sha256", "distillation"};
+                              "teacher", "teacher_sha256", "distillation", "deep_supervision"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -307,7 +314,12 @@ int main(int argc, char **argv)
         printf("distilling from %s (%s, %zu parameters): stage 1 for %d epochs, then stage 2\n", o.teacher,
                teacher->info.arch, ps_model_count_trainable(teacher), o.kd.stage1_epochs);
     }
-    if (!opt.m) /* a new run: after the adapters, so that they train too */
+    ps_deepsup *deepsup = NULL;
+    if (o.deep_sup > 0 && !(deepsup = ps_deepsup_new(m, (float)o.deep_sup, (uint64_t)o.seed, &err))) {
+        fprintf(stderr, "polypseg-train: --deep-supervision: %s\n", err->message);
+        return 2;
+    }
+    if (!opt.m) /* a new run: after the adapters and heads, so that they train too */
         ps_adamw_init(&opt, m, (float)o.lr, (float)o.wd);
     if (opt.n != m->n_params) { /* the checkpoint lacked what this run trains */
         fprintf(stderr, "polypseg-train: %s has optimiser state for %d tensors, this run trains %d\n",
@@ -360,6 +372,8 @@ int main(int argc, char **argv)
             ps_model_zero_grad(m);
             ps_graph_clear(&g);
             ps_tensor *features[5];
+            if (deepsup)
+                ps_deepsup_watch(deepsup, &g);
             ps_tensor *logits = ps_model_forward(m, &g, images, features);
             logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
             if (pixel_weights)
@@ -368,6 +382,8 @@ int main(int argc, char **argv)
                           ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
             if (kd)
                 loss += ps_distiller_loss(kd, &g, ps_distiller_stage(kd, epoch), images, masks, logits, features);
+            if (deepsup)
+                loss += ps_deepsup_loss(deepsup, &g, masks);
             ps_backward(&g, logits);
             ps_adamw_step(&opt, m, lr);
             loss_sum += loss;
@@ -422,6 +438,8 @@ int main(int argc, char **argv)
     if (exit_code == 0) {
         if (kd)
             ps_distiller_detach(kd, m); /* the adapters only served training */
+        if (deepsup)
+            ps_deepsup_detach(deepsup, m); /* and so did the heads */
         double train_seconds = prior_seconds + (g_get_monotonic_time() - t_start) / 1e6;
         GHashTable *meta = run_config(&o, command, train_seconds);
         if (vds) {
@@ -457,6 +475,7 @@ int main(int argc, char **argv)
     ps_adamw_free(&opt);
     ps_model_free(m);
     ps_distiller_free(kd);
+    ps_deepsup_free(deepsup);
     ps_dataset_free(ds);
     ps_dataset_free(vds);
     g_free(command);

@@ -65,10 +65,11 @@ ps_model *ps_checkpoint_load(const char *path, ps_adamw *opt, float lr, float we
     m = ps_model_from_file(f, path, train_only, err);
     if (!m)
         goto out;
-    /* Distillation's adapters train with the model: back as trainable parameters. */
+    /* Distillation's adapters and deep supervision's heads train with the model: back as
+     * trainable parameters. */
     for (int i = 0; i < f->n_tensors; i++) {
         const ps_st_tensor *t = &f->tensors[i];
-        if (!g_str_has_prefix(t->name, PS_DISTILL_PREFIX))
+        if (!g_str_has_prefix(t->name, PS_DISTILL_PREFIX) && !g_str_has_prefix(t->name, PS_DEEPSUP_PREFIX))
             continue;
         if (t->ndim < 1 || t->ndim > 4) {
             g_set_error(err, PS_MODEL_ERROR, 6, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim);
