@@ -6,6 +6,7 @@
 #include "backward.h"
 #include "distill.h"
 #include "optim.h"
+#include "train_params.h"
 #include "test_util.h"
 
 #define SIDE 128

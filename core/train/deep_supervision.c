@@ -1,8 +1,8 @@
 #include "deep_supervision.h"
 #include <math.h>
 #include <string.h>
-#include "distill.h"
 #include "loss.h"
+#include "train_params.h"
 
 enum { N_HEADS = 3, FIRST_LEVEL = 2 }; /* heads on dec2, dec3, dec4 */
 
@@ -13,58 +13,27 @@ struct ps_deepsup {
     ps_tensor *out[N_HEADS];   /* the decoder outputs of its last forward pass */
 };
 
-static char *head_name(int k, const char *leaf)
-{
-    return g_strdup_printf(PS_DEEPSUP_PREFIX "head%d.%s", k + FIRST_LEVEL, leaf);
-}
-
 ps_deepsup *ps_deepsup_new(ps_model *m, float weight, uint64_t seed, GError **err)
 {
     if (m->info.n_channels < FIRST_LEVEL + N_HEADS) {
         g_set_error(err, PS_MODEL_ERROR, 7, "%s has no decoder levels for deep supervision", m->info.arch);
         return NULL;
     }
-    int found = 0;
-    for (int k = 0; k < N_HEADS; k++)
-        for (int leaf = 0; leaf < 2; leaf++) {
-            char *name = head_name(k, leaf ? "bias" : "weight");
-            const ps_param *p = ps_model_find(m, name);
-            const int in = m->info.channels[k + FIRST_LEVEL - 1]; /* dec K's output is t_K's width */
-            const gboolean fits = !p || (leaf ? p->ndim == 1 && p->shape[0] == 1
-                                              : p->ndim == 4 && p->shape[0] == 1 && p->shape[1] == in &&
-                                                    p->shape[2] == 1 && p->shape[3] == 1);
-            if (!fits)
-                g_set_error(err, PS_MODEL_ERROR, 7, "%s does not fit a %d -> 1 channel 1x1 head", name, in);
-            g_free(name);
-            if (!fits)
-                return NULL;
-            found += p != NULL;
-        }
-    if (found != 0 && found != 2 * N_HEADS) {
-        g_set_error(err, PS_MODEL_ERROR, 7, "%d of the %d deep-supervision tensors are present; a checkpoint "
-                    "holds all or none", found, 2 * N_HEADS);
-        return NULL;
+    int in[N_HEADS], out[N_HEADS];
+    double bound[N_HEADS];
+    for (int k = 0; k < N_HEADS; k++) {
+        in[k] = m->info.channels[k + FIRST_LEVEL - 1]; /* dec K's output is t_K's width */
+        out[k] = 1;
+        bound[k] = 1.0 / sqrt((double)in[k]); /* PyTorch's conv default bound */
     }
+    ps_tensor *w[N_HEADS], *b[N_HEADS];
+    if (!ps_train_convs_1x1(m, PS_DEEPSUP_PREFIX "head", FIRST_LEVEL, N_HEADS, in, out, bound,
+                            (guint32)(seed ^ 0xdee9), "deep-supervision head", w, b, err))
+        return NULL;
     ps_deepsup *d = g_new0(ps_deepsup, 1);
     d->weight = weight;
-    GRand *rng = g_rand_new_with_seed((guint32)(seed ^ 0xdee9));
-    for (int k = 0; k < N_HEADS; k++) {
-        const int in = m->info.channels[k + FIRST_LEVEL - 1];
-        char *wn = head_name(k, "weight"), *bn = head_name(k, "bias");
-        if (!found) {
-            const int64_t ws[4] = {1, in, 1, 1}, bs[1] = {1};
-            ps_tensor *wt = ps_model_add_param(m, wn, 1, 4, ws);
-            ps_model_add_param(m, bn, 1, 1, bs); /* zero */
-            const double half_width = 1.0 / sqrt((double)in); /* PyTorch's conv default bound */
-            for (size_t i = 0; i < ps_numel(wt); i++)
-                wt->data[i] = (float)g_rand_double_range(rng, -half_width, half_width);
-        }
-        d->w[k] = ps_model_find(m, wn)->t;
-        d->b[k] = ps_model_find(m, bn)->t;
-        g_free(wn);
-        g_free(bn);
-    }
-    g_rand_free(rng);
+    memcpy(d->w, w, sizeof w);
+    memcpy(d->b, b, sizeof b);
     return d;
 }
 

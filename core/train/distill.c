@@ -4,6 +4,7 @@
 #include <string.h>
 #include "preprocess.h"
 #include "loss.h"
+#include "train_params.h"
 
 #define N_FEATURES 5
 
@@ -23,40 +24,6 @@ ps_distill_opts ps_distill_defaults(int epochs)
                              .boundary_gain = 2.0f, .confidence_gain = 1.0f, .teacher_views = 1};
 }
 
-static char *adapter_name(int k, const char *leaf)
-{
-    return g_strdup_printf(PS_DISTILL_PREFIX "adapter%d.%s", k + 1, leaf);
-}
-
-/* The student's adapters: 0 when it has none (a new run), 1 when it has all five, each of the
- * shape student and teacher need (a resumed run), -1 (err set) otherwise. */
-static int adapters_present(ps_model *student, const ps_model *teacher, GError **err)
-{
-    int found = 0;
-    for (int k = 0; k < N_FEATURES; k++)
-        for (int leaf = 0; leaf < 2; leaf++) {
-            char *name = adapter_name(k, leaf ? "bias" : "weight");
-            const ps_param *p = ps_model_find(student, name);
-            const int out = teacher->info.channels[k], in = student->info.channels[k];
-            const gboolean fits = !p || (leaf ? p->ndim == 1 && p->shape[0] == out
-                                              : p->ndim == 4 && p->shape[0] == out && p->shape[1] == in &&
-                                                    p->shape[2] == 1 && p->shape[3] == 1);
-            if (!fits)
-                g_set_error(err, PS_MODEL_ERROR, 7, "%s does not fit a %d -> %d channel 1x1 adapter", name, in,
-                            out);
-            g_free(name);
-            if (!fits)
-                return -1;
-            found += p != NULL;
-        }
-    if (found != 0 && found != 2 * N_FEATURES) {
-        g_set_error(err, PS_MODEL_ERROR, 7, "%d of the %d adapter tensors are present; a checkpoint holds all "
-                    "or none", found, 2 * N_FEATURES);
-        return -1;
-    }
-    return found != 0;
-}
-
 ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_distill_opts *o,
                                uint64_t seed, GError **err)
 {
@@ -71,33 +38,24 @@ ps_distiller *ps_distiller_new(ps_model *teacher, ps_model *student, const ps_di
                         "(mean/std); the teacher would see other numbers than it was trained on");
             return NULL;
         }
-    const int present = adapters_present(student, teacher, err);
-    if (present < 0)
+    int in[N_FEATURES], out[N_FEATURES];
+    double bound[N_FEATURES];
+    for (int k = 0; k < N_FEATURES; k++) {
+        in[k] = student->info.channels[k];
+        out[k] = teacher->info.channels[k];
+        bound[k] = sqrt(3.0) * sqrt(2.0 / out[k]); /* uniform with the He (fan-out) std of every other conv here */
+    }
+    ps_tensor *w[N_FEATURES], *b[N_FEATURES];
+    if (!ps_train_convs_1x1(student, PS_DISTILL_PREFIX "adapter", 1, N_FEATURES, in, out, bound,
+                            (guint32)(seed ^ 0x5eed), "adapter", w, b, err))
         return NULL;
     ps_distiller *d = g_new0(ps_distiller, 1);
     d->teacher = teacher;
     d->o = *o;
     d->arena = ps_arena_new();
     ps_graph_init(&d->g, d->arena, 0);
-    GRand *rng = g_rand_new_with_seed((guint32)(seed ^ 0x5eed));
-    for (int k = 0; k < N_FEATURES; k++) {
-        const int in = student->info.channels[k], out = teacher->info.channels[k];
-        char *wn = adapter_name(k, "weight"), *bn = adapter_name(k, "bias");
-        if (!present) {
-            const int64_t ws[4] = {out, in, 1, 1}, bs[1] = {out};
-            ps_tensor *wt = ps_model_add_param(student, wn, 1, 4, ws);
-            ps_model_add_param(student, bn, 1, 1, bs); /* zero */
-            /* uniform with the He (fan-out) standard deviation of every other conv here */
-            const double half_width = sqrt(3.0) * sqrt(2.0 / out);
-            for (size_t i = 0; i < ps_numel(wt); i++)
-                wt->data[i] = (float)g_rand_double_range(rng, -half_width, half_width);
-        }
-        d->adapter_w[k] = ps_model_find(student, wn)->t;
-        d->adapter_b[k] = ps_model_find(student, bn)->t;
-        g_free(wn);
-        g_free(bn);
-    }
-    g_rand_free(rng);
+    memcpy(d->adapter_w, w, sizeof w);
+    memcpy(d->adapter_b, b, sizeof b);
     return d;
 }
 
@@ -189,18 +147,4 @@ double ps_distiller_loss(ps_distiller *d, ps_graph *g, int stage, const ps_tenso
             loss += w * ps_loss_mse(a, tfeat[k], (float)w);
         }
     return loss;
-}
-
-void ps_model_drop_params(ps_model *m, const char *prefix)
-{
-    int kept = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        if (g_str_has_prefix(m->params[i].name, prefix)) {
-            g_free(m->params[i].name);
-            ps_tensor_free(m->params[i].t);
-        } else {
-            m->params[kept++] = m->params[i];
-        }
-    }
-    m->n_params = kept;
 }

@@ -60,5 +60,3 @@ ps_tensor *ps_teacher_logits(ps_model *teacher, ps_graph *g, ps_tensor *images, 
  * architecture); the distiller computes no stage-1 loss any more. */
 void ps_distiller_detach(ps_distiller *d, ps_model *student);
 
-/* Removes every parameter named with `prefix` from m. */
-void ps_model_drop_params(ps_model *m, const char *prefix);
