@@ -39,19 +39,14 @@ static void normalise_pixels(const uint8_t *rgb, int count, const norm *nm, floa
 }
 
 /* rgb at ow x oh: as it is when it already is (any stride), else resized into scratch (stride
- * ow * 3) by *plan, made or remade for these sizes (plan NULL: a one-off resize); *stride is
- * updated. */
+ * ow * 3) by *plan, made or remade for these sizes; *stride is updated. */
 static const uint8_t *at_size(const uint8_t *rgb, int w, int h, int *stride, int ow, int oh, uint8_t *scratch,
                               ps_resize_plan **plan)
 {
     if (w == ow && h == oh)
         return rgb;
-    if (plan) {
-        *plan = ps_resize_plan_reuse(*plan, w, h, 3, ow, oh);
-        ps_resize_plan_run(*plan, rgb, *stride, scratch, ow * 3);
-    } else {
-        ps_resize_bilinear_u8(rgb, w, h, *stride, 3, scratch, ow, oh, ow * 3);
-    }
+    *plan = ps_resize_plan_reuse(*plan, w, h, 3, ow, oh);
+    ps_resize_plan_run(*plan, rgb, *stride, scratch, ow * 3);
     *stride = ow * 3;
     return scratch;
 }
@@ -70,8 +65,10 @@ void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float
 {
     const norm nm = norm_of(mean, std);
     const size_t plane = (size_t)out->h * out->w;
-    rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch, NULL);
+    ps_resize_plan *plan = NULL; /* one image: a plan for it alone */
+    rgb = at_size(rgb, w, h, &stride, out->w, out->h, scratch, &plan);
     normalise_rows(rgb, stride, 0, out->h, out->w, plane, &nm, out->data + (size_t)n * 3 * plane);
+    ps_resize_plan_free(plan);
 }
 
 struct ps_segmenter {

@@ -1,5 +1,6 @@
 #include "deep_supervision.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "loss.h"
 #include "train_params.h"
@@ -46,12 +47,9 @@ void ps_deepsup_free(ps_deepsup *d)
 static void on_stage(void *user, const char *stage)
 {
     ps_deepsup *d = user;
-    for (int k = 0; k < N_HEADS; k++) {
-        char name[8];
-        g_snprintf(name, sizeof name, "dec%d", k + FIRST_LEVEL);
-        if (strcmp(stage, name) == 0 && d->g->n_nodes > 0)
-            d->out[k] = d->g->nodes[d->g->n_nodes - 1].out;
-    }
+    const int k = g_str_has_prefix(stage, "dec") ? atoi(stage + 3) - FIRST_LEVEL : -1;
+    if (k >= 0 && k < N_HEADS && d->g->n_nodes > 0)
+        d->out[k] = d->g->nodes[d->g->n_nodes - 1].out;
 }
 
 void ps_deepsup_watch(ps_deepsup *d, ps_graph *g)
