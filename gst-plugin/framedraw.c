@@ -1,6 +1,7 @@
 #include "framedraw.h"
 #include <string.h>
 #include "colour.h"
+#include "contours.h"
 #include "image.h"
 #include "geometry.h"
 
@@ -92,7 +93,10 @@ void ps_canvas_fill_mask(PsCanvas *c, const guint8 *mask, int x0, int y0, int x1
             guint32 va = vrow[m], vb = vrow[MIN(m + 1, S - 1)];
             if (xa >= xb || (va < 128 && vb < 128))
                 continue;
-            if (va >= 128 && vb >= 128) {
+            if (va >= 128 && vb >= 128) { /* one memset for the whole run of such columns */
+                while (m < mx1 && vrow[m + 1] >= 128 && vrow[MIN(m + 2, S - 1)] >= 128)
+                    m++;
+                xb = MIN(c->col_start[m + 1], fx1 + 1);
                 memset(row + xa, COVER_TINT, xb - xa);
                 continue;
             }
@@ -149,24 +153,6 @@ void ps_canvas_polygon(PsCanvas *c, const int *xy, int n, int width)
         px = x;
         py = y;
     }
-}
-
-/* First marked pixel of row[x..end), or end; unmarked stretches are skipped 8 bytes at a time. */
-static inline int next_marked(const guint8 *row, int x, int end)
-{
-    while (x < end && (x & 7)) {
-        if (row[x])
-            return x;
-        x++;
-    }
-    for (guint64 v; x + 8 <= end; x += 8) {
-        memcpy(&v, row + x, 8);
-        if (v)
-            break;
-    }
-    while (x < end && !row[x])
-        x++;
-    return x;
 }
 
 /* End of the run of `mark` that starts at row[x] (first index in (x, end) holding another
@@ -290,9 +276,9 @@ static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int 
         guint8 *row[3];
         for (int i = 0; i < n; i++)
             row[i] = data[i] + (gsize)y * stride[i];
-        const int first = next_marked(marks, c->dx0, end);
+        const int first = ps_next_nonzero(marks, c->dx0, end);
         int last = first; /* the marks to clear, first .. the end of the last run, when the row is done */
-        for (int x = first; x < end; last = x, x = next_marked(marks, x, end)) {
+        for (int x = first; x < end; last = x, x = ps_next_nonzero(marks, x, end)) {
             int run_end = x;
             if (bytes) { /* runs of one mark */
                 run_end = run_end_of(marks, x, end, marks[x]);
@@ -343,7 +329,7 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
             int next = end;
             for (int y = y0; y < y1; y++) {
                 if (row_next[y - y0] < x)
-                    row_next[y - y0] = next_marked(c->cover + (gsize)y * c->w, x, end);
+                    row_next[y - y0] = ps_next_nonzero(c->cover + (gsize)y * c->w, x, end);
                 next = MIN(next, row_next[y - y0]);
             }
             if (next >= end)

@@ -490,11 +490,12 @@ static void
 convert_rows (void *ctx, int begin, int end)
 {
   ConvertJob *job = ctx;
-  guint8 row[job->convert->size * 3];   /* at most 12 KiB: sizes stop at 4096 */
+  float *planes[3];
+  const float *scale, *shift;
 
   for (gint y = begin; y < end; y++) {
-    ps_frame_convert_row (job->convert, job->frame, y, row);
-    ps_segmenter_fill_row (job->segmenter, y, row);
+    ps_segmenter_input_row (job->segmenter, y, planes, &scale, &shift);
+    ps_frame_convert_row (job->convert, job->frame, y, planes, scale, shift);
   }
 }
 

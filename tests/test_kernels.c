@@ -114,6 +114,71 @@ static void test_normalise_rgb(gconstpointer data)
     g_rand_free(r);
 }
 
+/* The frame-conversion kernels against their references, bit for bit (no contracted
+ * multiply-adds on either side), on random rows, offsets, weights and lengths that are not
+ * multiples of the kernels' blocks; and the references against their definitions where the
+ * answer is known: at zero weights a pixel's own byte comes through, normalised. */
+static void test_frame_rows(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(31);
+    const float scale[3] = {0.0171f, 0.0175f, 0.0174f}, nshift[3] = {2.118f, 2.036f, 1.804f};
+    for (int round = 0; round < 40; round++) {
+        const int w = g_rand_int_range(r, 2, 700), n = g_rand_int_range(r, 1, 300), ps = 1 + round % 4;
+        uint8_t *row0 = g_malloc((size_t)w * 4), *row1 = g_malloc((size_t)w * 4);
+        for (int i = 0; i < w * 4; i++)
+            row0[i] = (uint8_t)g_rand_int(r), row1[i] = (uint8_t)g_rand_int(r);
+        int *off0 = g_new(int, n), *off1 = g_new(int, n);
+        float *wx = g_new(float, n), wy = round < 2 ? 0.f : (float)g_rand_double(r);
+        for (int i = 0; i < n; i++) {
+            const int x = g_rand_int_range(r, 0, w);
+            off0[i] = x * ps;
+            off1[i] = MIN(x + 1, w - 1) * ps;
+            wx[i] = round < 2 ? 0.f : (float)g_rand_double(r);
+        }
+        float *want = g_new(float, 3 * n), *got = g_new(float, 3 * n);
+        float *const wp[3] = {want, want + n, want + 2 * n}, *const gp[3] = {got, got + n, got + 2 * n};
+        if (ps == 4) { /* three of the word's four bytes, in a random order */
+            int shift[4] = {0, 8, 16, 24};
+            for (int i = 3; i > 0; i--) {
+                int j = g_rand_int_range(r, 0, i + 1), t = shift[i];
+                shift[i] = shift[j], shift[j] = t;
+            }
+            ps_frame_row_packed4_ref(row0, row1, off0, off1, wx, wy, shift, n, scale, nshift, wp);
+            k->frame_row_packed4(row0, row1, off0, off1, wx, wy, shift, n, scale, nshift, gp);
+            g_assert_cmpmem(got, 3 * n * sizeof(float), want, 3 * n * sizeof(float));
+            for (int i = 0; i < n && round < 2; i++)
+                for (int c = 0; c < 3; c++) {
+                    uint32_t word;
+                    memcpy(&word, row0 + off0[i], 4);
+                    g_assert_cmpfloat(want[c * n + i], ==, fmaf((float)((word >> shift[c]) & 255), scale[c], -nshift[c]));
+                }
+        }
+        float *samples = g_new(float, 3 * n), *want_s = g_new(float, n);
+        for (int c = 0; c < 3; c++) { /* three components: byte c of each pixel */
+            ps_frame_row_sample_ref(row0 + c, row1 + c, off0, off1, wx, wy, n, want_s);
+            k->frame_row_sample(row0 + c, row1 + c, off0, off1, wx, wy, n, samples + c * n);
+            g_assert_cmpmem(samples + c * n, n * sizeof(float), want_s, n * sizeof(float));
+            for (int i = 0; i < n && round < 2; i++)
+                g_assert_cmpfloat(want_s[i], ==, row0[off0[i] + c]);
+        }
+        const float *const sp[3] = {samples, samples + n, samples + 2 * n};
+        /* a BT.601 limited-range YUV -> RGB matrix (the element's form), and the identity */
+        const float yuv[9] = {1.164f, 0.f, 1.596f, 1.164f, -0.392f, -0.813f, 1.164f, 2.017f, 0.f},
+                    yuv_off[3] = {16.f, 128.f, 128.f}, id[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1}, id_off[3] = {0, 0, 0};
+        const int identity = round % 2;
+        ps_frame_row_combine_ref(sp, n, identity ? id : yuv, identity ? id_off : yuv_off, scale, nshift, wp);
+        k->frame_row_combine(sp, n, identity ? id : yuv, identity ? id_off : yuv_off, scale, nshift, gp);
+        g_assert_cmpmem(got, 3 * n * sizeof(float), want, 3 * n * sizeof(float));
+        for (int i = 0; i < n && identity; i++) /* the identity rounds each sample to its byte */
+            for (int c = 0; c < 3; c++)
+                g_assert_cmpfloat(want[c * n + i], ==, fmaf(floorf(samples[c * n + i] + 0.5f), scale[c], -nshift[c]));
+        g_free(samples), g_free(want_s), g_free(want), g_free(got);
+        g_free(off0), g_free(off1), g_free(wx), g_free(row0), g_free(row1);
+    }
+    g_rand_free(r);
+}
+
 static void relu_in_place(ps_tensor *t)
 {
     for (size_t i = 0; i < ps_numel(t); i++)
@@ -1047,6 +1112,7 @@ int main(int argc, char **argv)
         char *p;
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/unary", k->name), k, test_unary), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/normalise-rgb", k->name), k, test_normalise_rgb), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/frame-rows", k->name), k, test_frame_rows), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/pointwise", k->name), k, test_pointwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);

@@ -197,6 +197,88 @@ static void test_random_masks_trace_outer_border(void)
     g_rand_free(rng);
 }
 
+/* Components the plain way, for the test below: breadth-first flood fill from each unlabelled
+ * foreground pixel in raster order, 8-connected; labels 1, 2, ... in that order (the
+ * regions' order), then components under min_area become -1. Returns the number kept. */
+static int flood_labels(const uint8_t *m, int w, int h, int min_area, int32_t *labels, int *areas)
+{
+    int *queue = g_new(int, w * h), n = 0;
+    memset(labels, 0, (size_t)w * h * sizeof *labels);
+    for (int p = 0; p < w * h; p++) {
+        if (!m[p] || labels[p])
+            continue;
+        int head = 0, tail = 0;
+        labels[p] = ++n;
+        queue[tail++] = p;
+        while (head < tail) {
+            int q = queue[head++], x = q % w, y = q / w;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int xx = x + dx, yy = y + dy;
+                    if (xx >= 0 && yy >= 0 && xx < w && yy < h && m[yy * w + xx] && !labels[yy * w + xx]) {
+                        labels[yy * w + xx] = n;
+                        queue[tail++] = yy * w + xx;
+                    }
+                }
+        }
+        areas[n - 1] = tail;
+    }
+    int *renumber = g_new(int, n + 1), kept = 0;
+    for (int k = 1; k <= n; k++) {
+        renumber[k] = areas[k - 1] >= min_area ? ++kept : -1;
+        if (renumber[k] > 0)
+            areas[renumber[k] - 1] = areas[k - 1];
+    }
+    for (int p = 0; p < w * h; p++)
+        labels[p] = labels[p] ? renumber[labels[p]] : 0;
+    g_free(renumber);
+    g_free(queue);
+    return kept;
+}
+
+/* The run-based labelling against the flood fill on random masks of every density, with small
+ * components dropped: the same labels, areas, boxes and scores, and the mask cleared of
+ * exactly the dropped pixels. */
+static void test_random_masks_match_flood_fill(void)
+{
+    GRand *rng = g_rand_new_with_seed(23);
+    for (int round = 0; round < 300; round++) {
+        const int w = g_rand_int_range(rng, 1, 70), h = g_rand_int_range(rng, 1, 50), min_area = 1 + round % 7;
+        const double density = g_rand_double_range(rng, 0.05, 0.85);
+        uint8_t *m = g_malloc((size_t)w * h), *before = g_malloc((size_t)w * h);
+        float *prob = g_new(float, w * h);
+        for (int i = 0; i < w * h; i++) {
+            m[i] = g_rand_double(rng) < density ? (uint8_t)g_rand_int_range(rng, 1, 256) : 0;
+            prob[i] = (float)g_rand_double(rng);
+        }
+        memcpy(before, m, (size_t)w * h);
+        int32_t *want = g_new(int32_t, w * h);
+        int *areas = g_new(int, w * h);
+        const int n = flood_labels(m, w, h, min_area, want, areas);
+        ps_regions *r = ps_regions_new(w, h);
+        g_assert_cmpint(ps_regions_find(r, m, prob, min_area), ==, n);
+        g_assert_cmpmem(ps_regions_labels(r), w * h * sizeof(int32_t), want, w * h * sizeof(int32_t));
+        for (int k = 0; k < n; k++) {
+            const ps_region *g = ps_regions_get(r, k);
+            int x0 = w, y0 = h, x1 = -1, y1 = -1;
+            double sum = 0;
+            for (int p = 0; p < w * h; p++)
+                if (want[p] == k + 1) {
+                    x0 = MIN(x0, p % w), x1 = MAX(x1, p % w), y0 = MIN(y0, p / w), y1 = MAX(y1, p / w);
+                    sum += prob[p];
+                }
+            g_assert_cmpint(g->area, ==, areas[k]);
+            g_assert_true(g->x0 == x0 && g->y0 == y0 && g->x1 == x1 && g->y1 == y1);
+            g_assert_cmpfloat_with_epsilon(g->score, sum / areas[k], 1e-6);
+        }
+        for (int p = 0; p < w * h; p++)
+            g_assert_cmpint(m[p], ==, want[p] > 0 ? before[p] : 0);
+        ps_regions_free(r);
+        g_free(m), g_free(before), g_free(prob), g_free(want), g_free(areas);
+    }
+    g_rand_free(rng);
+}
+
 /* The element's path: the input filled row by row, in any order (as threads fill it), gives
  * ps_segmenter_run's result, whatever the previous frame left in the input. */
 static void test_segmenter_fill_rows(void)
@@ -214,10 +296,14 @@ static void test_segmenter_fill_rows(void)
     uint8_t *other = g_malloc0((size_t)n * 3);
     ps_segmenter_run(s, other, 128, 128, 128 * 3);
     g_free(other);
-    for (int y = 127; y >= 0; y -= 2)
-        ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
-    for (int y = 0; y < 128; y += 2)
-        ps_segmenter_fill_row(s, y, rgb + (size_t)y * 128 * 3);
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < 64; k++) {
+            const int y = pass ? 2 * k : 127 - 2 * k;
+            float *planes[3];
+            const float *scale, *shift;
+            ps_segmenter_input_row(s, y, planes, &scale, &shift);
+            ps_normalise_rgb_ref(rgb + (size_t)y * 128 * 3, 128, scale, shift, planes[0], planes[1], planes[2]);
+        }
     const float *got = ps_segmenter_run_filled(s);
     g_assert_cmpmem(got, n * sizeof(float), want, n * sizeof(float));
     g_free(want);
@@ -236,6 +322,7 @@ int main(int argc, char **argv)
     g_test_add_func("/regions/diagonal-is-one-region", test_diagonal_is_one_region);
     g_test_add_func("/regions/ring-outer-only", test_ring_outer_only);
     g_test_add_func("/regions/random-masks-trace-outer-border", test_random_masks_trace_outer_border);
+    g_test_add_func("/regions/random-masks-match-flood-fill", test_random_masks_match_flood_fill);
     g_test_add_func("/segmenter/fill-rows", test_segmenter_fill_rows);
     return g_test_run();
 }

@@ -2,10 +2,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Components are found on runs (horizontal stretches of foreground in one row) joined by
+ * union-find, not pixel by pixel: a mask of a few large polyps has a few hundred runs, so the
+ * work goes with the boundary rather than the area, and unset bytes are skipped 8 at a time. */
+typedef struct run {
+    int x0, x1, y; /* inclusive */
+    int32_t parent; /* union-find: a run's root is the first run of its component in raster order */
+} run;
+
+typedef struct component {
+    double sum;   /* of the probabilities */
+    int32_t root; /* first run */
+    int region;   /* index among the regions kept, -1 if dropped */
+} component;
+
 struct ps_regions {
     int w, h;
-    int32_t *labels; /* > 0 kept region, -1 dropped, 0 background or not yet visited */
-    int32_t *queue;  /* flood-fill queue: one region's pixels end up contiguous in it */
+    int32_t *labels; /* > 0 kept region, -1 dropped, 0 background */
+    run *runs;       /* every run of the mask, in raster order */
+    int32_t *component_of; /* per root run: its component's index */
+    component *comps;      /* per component (the first n_regions: per region, their roots) */
     ps_region *regions;
     int *first_point; /* per region, index of its first point in `points` */
     int n_regions, cap_regions;
@@ -29,11 +45,14 @@ ps_regions *ps_regions_new(int w, int h)
     r->w = w;
     r->h = h;
     r->labels = xrealloc(NULL, (size_t)w * h * sizeof *r->labels);
-    r->queue = xrealloc(NULL, (size_t)w * h * sizeof *r->queue);
+    const size_t max_runs = (size_t)h * ((w + 1) / 2); /* a run and a gap at least */
+    r->runs = xrealloc(NULL, max_runs * sizeof *r->runs);
+    r->component_of = xrealloc(NULL, max_runs * sizeof *r->component_of);
     /* Starting sizes that cover ordinary masks; both grow when a mask needs more. */
     r->cap_regions = 64;
     r->regions = xrealloc(NULL, r->cap_regions * sizeof *r->regions);
     r->first_point = xrealloc(NULL, r->cap_regions * sizeof *r->first_point);
+    r->comps = xrealloc(NULL, r->cap_regions * sizeof *r->comps);
     r->cap_points = 4 * (w + h);
     r->points = xrealloc(NULL, r->cap_points * 2 * sizeof *r->points);
     return r;
@@ -44,7 +63,9 @@ void ps_regions_free(ps_regions *r)
     if (!r)
         return;
     free(r->labels);
-    free(r->queue);
+    free(r->runs);
+    free(r->component_of);
+    free(r->comps);
     free(r->regions);
     free(r->first_point);
     free(r->points);
@@ -69,47 +90,6 @@ const int32_t *ps_regions_labels(const ps_regions *r)
 /* Neighbour directions, clockwise on screen (y grows downwards), starting east. */
 static const int DX[8] = {1, 1, 0, -1, -1, -1, 0, 1};
 static const int DY[8] = {0, 1, 1, 1, 0, -1, -1, -1};
-
-/* Queue entries hold a pixel's coordinates, y << 16 | x (ps_regions_new takes sides up to
- * 65535), so no division recovers them. */
-static inline int32_t pack_xy(int x, int y)
-{
-    return (int32_t)((uint32_t)y << 16 | (uint32_t)x);
-}
-
-static inline int unpack_x(int32_t q)
-{
-    return q & 0xffff;
-}
-
-static inline int unpack_y(int32_t q)
-{
-    return (int)((uint32_t)q >> 16);
-}
-
-/* Labels the region containing pixel (x0, y0) by breadth-first flood fill; returns its pixel
- * count, leaving the pixels in queue[0..count). */
-static int flood(ps_regions *r, const uint8_t *mask, int x0, int y0, int32_t label)
-{
-    int w = r->w, h = r->h, head = 0, tail = 0;
-    r->labels[y0 * w + x0] = label;
-    r->queue[tail++] = pack_xy(x0, y0);
-    while (head < tail) {
-        int32_t p = r->queue[head++];
-        int x = unpack_x(p), y = unpack_y(p);
-        for (int d = 0; d < 8; d++) {
-            int xx = x + DX[d], yy = y + DY[d];
-            if (xx < 0 || yy < 0 || xx >= w || yy >= h)
-                continue;
-            int q = yy * w + xx;
-            if (mask[q] && !r->labels[q]) {
-                r->labels[q] = label;
-                r->queue[tail++] = pack_xy(xx, yy);
-            }
-        }
-    }
-    return tail;
-}
 
 static int inside(const ps_regions *r, int x, int y, int32_t label)
 {
@@ -196,53 +176,154 @@ static int simplify(int *pts, int n)
     return out;
 }
 
+int ps_next_nonzero(const uint8_t *row, int x, int end)
+{
+    while (x < end && (x & 7)) {
+        if (row[x])
+            return x;
+        x++;
+    }
+    for (uint64_t v; x + 8 <= end; x += 8) {
+        memcpy(&v, row + x, 8);
+        if (v)
+            break;
+    }
+    while (x < end && !row[x])
+        x++;
+    return x;
+}
+
+static int next_unset(const uint8_t *row, int x, int end)
+{
+    while (x < end && row[x])
+        x++;
+    return x;
+}
+
+static int32_t root_of(run *runs, int32_t i)
+{
+    while (runs[i].parent != i) {
+        runs[i].parent = runs[runs[i].parent].parent; /* path halving */
+        i = runs[i].parent;
+    }
+    return i;
+}
+
+/* Joins the components of runs a and b; the root stays the earlier run. */
+static void join(run *runs, int32_t a, int32_t b)
+{
+    a = root_of(runs, a);
+    b = root_of(runs, b);
+    if (a < b)
+        runs[b].parent = a;
+    else if (b < a)
+        runs[a].parent = b;
+}
+
+/* The mask's runs, each joined to the runs of the row above it touches (8-connected: they
+ * overlap, or meet at a corner). Returns the number of runs. */
+static int find_runs(ps_regions *r, const uint8_t *mask)
+{
+    const int w = r->w;
+    int n = 0, above = 0, above_end = 0; /* runs [above, above_end) are the previous row's */
+    for (int y = 0; y < r->h; y++) {
+        const uint8_t *row = mask + (size_t)y * w;
+        const int first = n;
+        for (int x = ps_next_nonzero(row, 0, w); x < w; x = ps_next_nonzero(row, x, w)) {
+            const int end = next_unset(row, x, w);
+            run *u = &r->runs[n];
+            *u = (run){x, end - 1, y, n};
+            while (above < above_end && r->runs[above].x1 < x - 1) /* ends before this run's reach */
+                above++;
+            for (int k = above; k < above_end && r->runs[k].x0 <= end; k++)
+                join(r->runs, k, n);
+            n++;
+            x = end;
+        }
+        above = first;
+        above_end = n;
+    }
+    return n;
+}
+
+/* Room for one more component. */
+static void grow_components(ps_regions *r, int n)
+{
+    if (n < r->cap_regions)
+        return;
+    r->cap_regions *= 2;
+    r->regions = xrealloc(r->regions, (size_t)r->cap_regions * sizeof *r->regions);
+    r->first_point = xrealloc(r->first_point, (size_t)r->cap_regions * sizeof *r->first_point);
+    r->comps = xrealloc(r->comps, (size_t)r->cap_regions * sizeof *r->comps);
+}
+
 int ps_regions_find(ps_regions *r, uint8_t *mask, const float *prob, int min_area)
 {
-    int w = r->w, h = r->h;
-    memset(r->labels, 0, (size_t)w * h * sizeof *r->labels);
-    r->n_regions = 0;
+    const int w = r->w, n_runs = find_runs(r, mask);
+    /* Every component, in raster order of its first pixel (its root run comes first), with its
+     * area, box and probability sum. */
+    int n = 0;
+    for (int i = 0; i < n_runs; i++) {
+        const run *u = &r->runs[i];
+        const int32_t root = root_of(r->runs, i);
+        if (root == i) {
+            grow_components(r, n);
+            r->component_of[i] = n;
+            r->regions[n] = (ps_region){.x0 = u->x0, .y0 = u->y, .x1 = u->x1, .y1 = u->y};
+            r->comps[n++] = (component){0, i, -1};
+        }
+        const int k = r->component_of[root];
+        ps_region *g = &r->regions[k];
+        g->area += u->x1 - u->x0 + 1;
+        g->x0 = u->x0 < g->x0 ? u->x0 : g->x0;
+        g->x1 = u->x1 > g->x1 ? u->x1 : g->x1;
+        g->y1 = u->y;
+        for (int x = u->x0; prob && x <= u->x1; x++)
+            r->comps[k].sum += prob[(size_t)u->y * w + x];
+    }
+    /* The regions: components of min_area pixels or more, in the same order. */
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        ps_region *g = &r->regions[k];
+        if (g->area < min_area)
+            continue;
+        g->score = prob ? (float)(r->comps[k].sum / g->area) : 0.f;
+        r->comps[k].region = kept;
+        r->comps[kept].root = r->comps[k].root; /* kept <= k: entry k is read already */
+        r->regions[kept++] = *g;
+    }
+    /* The label map, each pixel written once: row by row, the gaps 0 and each run its
+     * region's label, or -1 (cleared from the mask) when its component was dropped. */
+    for (int y = 0, i = 0; y < r->h; y++) {
+        int32_t *labels = r->labels + (size_t)y * w;
+        int x = 0;
+        for (; i < n_runs && r->runs[i].y == y; i++) {
+            const run *u = &r->runs[i];
+            const int region = r->comps[r->component_of[root_of(r->runs, i)]].region;
+            for (; x < u->x0; x++)
+                labels[x] = 0;
+            for (; x <= u->x1; x++)
+                labels[x] = region + 1 > 0 ? region + 1 : -1;
+            if (region < 0)
+                memset(mask + (size_t)y * w + u->x0, 0, (size_t)(u->x1 - u->x0 + 1));
+        }
+        for (; x < w; x++)
+            labels[x] = 0;
+    }
+    /* Each region's outer border, from its first pixel. */
+    r->n_regions = kept;
     r->n_points = 0;
-    for (int p = 0; p < w * h; p++) {
-        if (!mask[p] || r->labels[p])
-            continue;
-        int32_t label = r->n_regions + 1;
-        int area = flood(r, mask, p % w, p / w, label);
-        if (area < min_area) {
-            for (int i = 0; i < area; i++) {
-                const int q = unpack_y(r->queue[i]) * w + unpack_x(r->queue[i]);
-                r->labels[q] = -1;
-                mask[q] = 0;
-            }
-            continue;
-        }
-        if (r->n_regions == r->cap_regions) {
-            r->cap_regions *= 2;
-            r->regions = xrealloc(r->regions, (size_t)r->cap_regions * sizeof *r->regions);
-            r->first_point = xrealloc(r->first_point, (size_t)r->cap_regions * sizeof *r->first_point);
-        }
-        ps_region *g = &r->regions[r->n_regions];
-        g->area = area;
-        g->x0 = g->x1 = p % w;
-        g->y0 = g->y1 = p / w;
-        double sum = 0;
-        for (int i = 0; i < area; i++) {
-            int x = unpack_x(r->queue[i]), y = unpack_y(r->queue[i]);
-            if (x < g->x0) g->x0 = x;
-            if (x > g->x1) g->x1 = x;
-            if (y > g->y1) g->y1 = y;
-            if (prob)
-                sum += prob[y * w + x];
-        }
-        g->score = (float)(sum / area);
-        int first = r->n_points;
-        trace_outer(r, p % w, p / w, label);
+    for (int k = 0; k < kept; k++) {
+        ps_region *g = &r->regions[k];
+        const run *start = &r->runs[r->comps[k].root];
+        const int first = r->n_points;
+        trace_outer(r, start->x0, start->y, k + 1);
         g->n_points = simplify(r->points + 2 * first, r->n_points - first);
         r->n_points = first + g->n_points;
-        r->first_point[r->n_regions] = first;
-        r->n_regions++;
+        r->first_point[k] = first;
     }
     /* Pointers only now: `points` may have moved while it grew. */
-    for (int i = 0; i < r->n_regions; i++)
-        r->regions[i].points = r->points + 2 * r->first_point[i];
+    for (int k = 0; k < r->n_regions; k++)
+        r->regions[k].points = r->points + 2 * r->first_point[k];
     return r->n_regions;
 }

@@ -31,3 +31,6 @@ const ps_region *ps_regions_get(const ps_regions *r, int i);
 /* Label map of the last find (w x h): region i has label i + 1, background and dropped
  * regions are <= 0. */
 const int32_t *ps_regions_labels(const ps_regions *r);
+/* First index in row[x..end) holding a nonzero byte, or end; zero stretches are skipped 8
+ * bytes at a time (for mask scans here and in the element's drawing). */
+int ps_next_nonzero(const uint8_t *row, int x, int end);

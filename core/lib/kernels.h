@@ -27,6 +27,24 @@ typedef struct ps_kernels {
      * (the model input's normalisation, exactly ps_normalise_rgb_ref's floats) */
     void (*normalise_rgb)(const unsigned char *rgb, int count, const float *scale, const float *shift, float *d0,
                           float *d1, float *d2);
+    /* One row of the model input from two rows of a video frame (kernels_frame.c): output pixel
+     * i samples the frame bilinearly, corners at byte offsets off0[i] / off1[i] of row0 (weight
+     * 1 - wy) and row1 (wy), weights 1 - wx[i] and wx[i] horizontally; horizontal lerps first,
+     * then vertical, in float; the result rounded to a byte (v + 0.5, clamped, truncated) and
+     * normalised to plane k as normalise_rgb does, fmaf(byte, scale[k], -nshift[k]). n outputs.
+     * packed4: 4-byte pixels holding R, G, B at bit shift[k] of the word (RGBx, BGRA, ...).
+     * sample: one component of 1-byte samples, the unrounded float lerp (offsets in bytes, so
+     * NV12's interleaved chroma works alike). combine: three such samples s to the planes,
+     * v_k = sum_j matrix[3k + j] (s_j - offset[j]) in that order (YUV -> RGB, or the identity
+     * for RGB), then rounded and normalised like packed4. Exactly the references' bits
+     * (ps_frame_row_*_ref in preprocess.h). */
+    void (*frame_row_packed4)(const unsigned char *row0, const unsigned char *row1, const int *off0,
+                              const int *off1, const float *wx, float wy, const int *shift, int n,
+                              const float *scale, const float *nshift, float *const *planes);
+    void (*frame_row_sample)(const unsigned char *row0, const unsigned char *row1, const int *off0, const int *off1,
+                             const float *wx, float wy, int n, float *out);
+    void (*frame_row_combine)(const float *const *samples, int n, const float *matrix, const float *offset,
+                              const float *scale, const float *nshift, float *const *planes);
     /* y = a + b and y = a * b over n values (e.g. a plane times its gate) */
     void (*add)(const float *a, const float *b, float *y, size_t n);
     void (*mul)(const float *a, const float *b, float *y, size_t n);

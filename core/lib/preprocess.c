@@ -31,6 +31,55 @@ void ps_normalise_rgb_ref(const uint8_t *rgb, int count, const float scale[3], c
     }
 }
 
+/* v + 0.5 clamped to 0..255 and truncated, as the core's resize stores a byte */
+static float round_byte(float v)
+{
+    return (float)(uint8_t)CLAMP(v + 0.5f, 0.0f, 255.0f);
+}
+
+static float lerp_corners(float a, float b, float c, float d, float wx, float wy)
+{
+    const float top = a + wx * (b - a), bottom = c + wx * (d - c);
+    return top + wy * (bottom - top);
+}
+
+void ps_frame_row_packed4_ref(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+                              const float *wx, float wy, const int *shift, int n, const float *scale,
+                              const float *nshift, float *const *planes)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t a, b, c, d;
+        memcpy(&a, row0 + off0[i], 4);
+        memcpy(&b, row0 + off1[i], 4);
+        memcpy(&c, row1 + off0[i], 4);
+        memcpy(&d, row1 + off1[i], 4);
+        for (int k = 0; k < 3; k++) {
+            const int sh = shift[k];
+            const float v = lerp_corners((a >> sh) & 255, (b >> sh) & 255, (c >> sh) & 255, (d >> sh) & 255, wx[i], wy);
+            planes[k][i] = fmaf(round_byte(v), scale[k], -nshift[k]);
+        }
+    }
+}
+
+void ps_frame_row_sample_ref(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+                             const float *wx, float wy, int n, float *out)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = lerp_corners(row0[off0[i]], row0[off1[i]], row1[off0[i]], row1[off1[i]], wx[i], wy);
+}
+
+void ps_frame_row_combine_ref(const float *const *samples, int n, const float *matrix, const float *offset,
+                              const float *scale, const float *nshift, float *const *planes)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            float v = matrix[3 * k] * (samples[0][i] - offset[0]);
+            v += matrix[3 * k + 1] * (samples[1][i] - offset[1]);
+            v += matrix[3 * k + 2] * (samples[2][i] - offset[2]);
+            planes[k][i] = fmaf(round_byte(v), scale[k], -nshift[k]);
+        }
+}
+
 /* `count` interleaved RGB pixels -> the same positions of the three normalised planes (`plane`
  * floats apart) starting at dst. */
 static void normalise_pixels(const uint8_t *rgb, int count, const norm *nm, float *dst, size_t plane)
@@ -337,10 +386,13 @@ const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h,
     return forward(s);
 }
 
-void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row)
+void ps_segmenter_input_row(ps_segmenter *s, int y, float **planes, const float **scale, const float **shift)
 {
     const int size = s->input->w;
-    normalise_pixels(rgb_row, size, &s->nm, s->input->data + (size_t)y * size, (size_t)size * size);
+    for (int k = 0; k < 3; k++)
+        planes[k] = s->input->data + ((size_t)k * size + y) * size;
+    *scale = s->nm.scale;
+    *shift = s->nm.shift;
 }
 
 const float *ps_segmenter_run_filled(ps_segmenter *s)

@@ -15,6 +15,16 @@ void ps_preprocess_rgb(const uint8_t *rgb, int w, int h, int stride, const float
 void ps_normalise_rgb_ref(const uint8_t *rgb, int count, const float scale[3], const float shift[3], float *d0,
                           float *d1, float *d2);
 
+/* The references of the frame-conversion kernels (kernels.h, frame_row_*: what each computes is
+ * described there), plain loops compiled without contracted multiply-adds like the kernels. */
+void ps_frame_row_packed4_ref(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+                              const float *wx, float wy, const int *shift, int n, const float *scale,
+                              const float *nshift, float *const *planes);
+void ps_frame_row_sample_ref(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+                             const float *wx, float wy, int n, float *out);
+void ps_frame_row_combine_ref(const float *const *samples, int n, const float *matrix, const float *offset,
+                              const float *scale, const float *nshift, float *const *planes);
+
 /* Runs a model on single frames, reusing its buffers between calls. */
 typedef struct ps_segmenter ps_segmenter;
 ps_segmenter *ps_segmenter_new(ps_model *m);
@@ -57,8 +67,10 @@ void ps_segmenter_set_stage_hook(ps_segmenter *s, void (*on_stage)(void *user, c
 /* Probability map (size x size, row-major, sigmoid of the logits), valid until the next call. */
 const float *ps_segmenter_run(ps_segmenter *s, const uint8_t *rgb, int w, int h, int stride);
 /* The same in pieces, for a caller that makes the input row by row (the GStreamer element, on
- * several threads, while converting a frame): row y (size interleaved RGB pixels) normalised
- * into the model input, any rows at once from different threads; then the model on the filled
- * input. The result equals ps_segmenter_run's for the same size x size image. */
-void ps_segmenter_fill_row(ps_segmenter *s, int y, const uint8_t *rgb_row);
+ * several threads, while converting a frame, with the frame_row_* kernels): row y of each of
+ * the model input's three planes, and the normalisation of a byte v into plane k,
+ * fmaf(v, scale[k], -shift[k]) (planes, scale and shift are 3-arrays); any rows at once from
+ * different threads. Then the model on the filled input. The result equals ps_segmenter_run's
+ * for the same size x size image. */
+void ps_segmenter_input_row(ps_segmenter *s, int y, float **planes, const float **scale, const float **shift);
 const float *ps_segmenter_run_filled(ps_segmenter *s);

@@ -426,8 +426,18 @@ static void test_frame_convert(void)
         g_assert_true(gst_video_frame_map(&frame, &info, buf, GST_MAP_READ));
         PsFrameConvert c;
         ps_frame_convert_init(&c, &info, S);
-        for (int y = 0; y < S; y++)
-            ps_frame_convert_row(&c, &frame, y, got + (size_t)y * S * 3);
+        const float unit[3] = {1.f, 1.f, 1.f}, zero[3] = {0.f, 0.f, 0.f}; /* the bytes themselves */
+        float *rgb_planes = g_new(float, 3 * S);
+        for (int y = 0; y < S; y++) {
+            float *planes[3] = {rgb_planes, rgb_planes + S, rgb_planes + 2 * S};
+            ps_frame_convert_row(&c, &frame, y, planes, unit, zero);
+            for (int x = 0; x < S; x++)
+                for (int k = 0; k < 3; k++) {
+                    g_assert_true(planes[k][x] == (float)(guint8)planes[k][x]);
+                    got[((size_t)y * S + x) * 3 + k] = (guint8)planes[k][x];
+                }
+        }
+        g_free(rgb_planes);
         ps_frame_convert_clear(&c);
         gst_video_frame_unmap(&frame);
         gst_buffer_unref(buf);
