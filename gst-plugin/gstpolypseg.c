@@ -478,7 +478,7 @@ gst_polyp_seg_post_message (GstPolypSeg * self, GstBuffer * buffer, gboolean inf
 }
 
 /* The frame -> model input conversion, split by output rows over the segmenter's threads: each
- * row is sampled into a row buffer and normalised into the model input at once (one pass). */
+ * row is sampled, rounded and normalised straight into the model input's planes (one pass). */
 typedef struct
 {
   const PsFrameConvert *convert;

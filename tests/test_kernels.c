@@ -124,7 +124,7 @@ static void test_frame_rows(gconstpointer data)
     GRand *r = g_rand_new_with_seed(31);
     const float scale[3] = {0.0171f, 0.0175f, 0.0174f}, nshift[3] = {2.118f, 2.036f, 1.804f};
     for (int round = 0; round < 40; round++) {
-        const int w = g_rand_int_range(r, 2, 700), n = g_rand_int_range(r, 1, 300), ps = 1 + round % 4;
+        const int w = g_rand_int_range(r, 2, 700), n = g_rand_int_range(r, 1, 300), ps = 4 - round % 4;
         uint8_t *row0 = g_malloc((size_t)w * 4), *row1 = g_malloc((size_t)w * 4);
         for (int i = 0; i < w * 4; i++)
             row0[i] = (uint8_t)g_rand_int(r), row1[i] = (uint8_t)g_rand_int(r);

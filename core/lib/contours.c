@@ -40,7 +40,7 @@ static void *xrealloc(void *p, size_t bytes)
 ps_regions *ps_regions_new(int w, int h)
 {
     ps_regions *r = calloc(1, sizeof *r);
-    if (!r || w > 0xffff || h > 0xffff) /* queue entries pack x and y in 16 bits each */
+    if (!r || w <= 0 || h <= 0)
         abort();
     r->w = w;
     r->h = h;
@@ -174,23 +174,6 @@ static int simplify(int *pts, int n)
         prev_y = y;
     }
     return out;
-}
-
-int ps_next_nonzero(const uint8_t *row, int x, int end)
-{
-    while (x < end && (x & 7)) {
-        if (row[x])
-            return x;
-        x++;
-    }
-    for (uint64_t v; x + 8 <= end; x += 8) {
-        memcpy(&v, row + x, 8);
-        if (v)
-            break;
-    }
-    while (x < end && !row[x])
-        x++;
-    return x;
 }
 
 static int next_unset(const uint8_t *row, int x, int end)

@@ -1,8 +1,10 @@
 /* Polyp regions of a binary mask: 8-connected components, small ones dropped, and each kept
  * one's outer boundary traced as a polygon (Suzuki-Abe border following). The GStreamer
- * element calls this on every new model result, so all memory is allocated up front. */
+ * element calls this on every new model result, so memory is allocated up front; the region
+ * arrays grow (and stay grown) only for a mask of more components than any before it. */
 #pragma once
 #include <stdint.h>
+#include <string.h>
 
 typedef struct ps_region {
     int area;           /* pixels */
@@ -17,8 +19,7 @@ typedef struct ps_region {
 
 typedef struct ps_regions ps_regions;
 
-/* For w x h masks, sides up to 65535 (model inputs stop at 4096); abort()s on out-of-memory
- * or a larger side. */
+/* For w x h masks (positive sides); abort()s on out-of-memory. */
 ps_regions *ps_regions_new(int w, int h);
 void ps_regions_free(ps_regions *r);
 /* Finds the regions of `mask` (nonzero = foreground), in raster order of their top-left pixel.
@@ -32,5 +33,20 @@ const ps_region *ps_regions_get(const ps_regions *r, int i);
  * regions are <= 0. */
 const int32_t *ps_regions_labels(const ps_regions *r);
 /* First index in row[x..end) holding a nonzero byte, or end; zero stretches are skipped 8
- * bytes at a time (for mask scans here and in the element's drawing). */
-int ps_next_nonzero(const uint8_t *row, int x, int end);
+ * bytes at a time (for mask scans here and in the element's drawing; inline for their loops). */
+static inline int ps_next_nonzero(const uint8_t *row, int x, int end)
+{
+    while (x < end && (x & 7)) {
+        if (row[x])
+            return x;
+        x++;
+    }
+    for (uint64_t v; x + 8 <= end; x += 8) {
+        memcpy(&v, row + x, 8);
+        if (v)
+            break;
+    }
+    while (x < end && !row[x])
+        x++;
+    return x;
+}
