@@ -4,7 +4,8 @@
 #   students: kv1 = 160 epochs on Kvasir train from scratch at 256 -> kv2 = 80 epochs at lr 1e-3
 #   -> kv320 = 40 epochs at 320 -> jointk = 36 epochs on CVC train + Kvasir train at 320;
 #   teachers (MALUNet, at 256): mal-kv = 90 epochs on Kvasir train, mal-joint = 60 epochs on CVC
-#   train + Kvasir train;
+#   train + Kvasir train; they teach every student below. The shipped teacher files are their
+#   whole-image fine-tunes at a larger side: malunet-kvasir = mal-kv384, malunet-cvc = mal-joint320;
 #   distilled students (at 320): kvkd = kv320 + 80 epochs taught by mal-kv, jointkd = jointk +
 #   50 epochs taught by mal-joint.
 #   ablation runs: kvkd-s1 / jointkd-s1 (stage 1 only), kvctl / jointctl (no teacher);
@@ -40,6 +41,10 @@ train kv320 "${kvasir[@]}" --init runs/kv2.safetensors --size 320 --epochs 40 --
 train jointk "${joint[@]}" --init runs/kv320.safetensors --size 320 --epochs 36 --lr 1e-3 --seed 8
 ARCH=malunet train mal-kv "${kvasir[@]}" --epochs 90 --lr 3e-3 --warmup-epochs 2 --seed 12
 ARCH=malunet train mal-joint "${joint[@]}" --epochs 60 --lr 3e-3 --warmup-epochs 2 --seed 11
+ARCH=malunet train mal-kv384 "${kvasir[@]}" --init runs/mal-kv.safetensors --size 384 --crop-scale 1,1 --epochs 10 \
+  --lr 3e-4 --seed 86
+ARCH=malunet train mal-joint320 "${joint[@]}" --init runs/mal-joint.safetensors --size 320 --crop-scale 1,1 \
+  --epochs 10 --lr 3e-4 --seed 76
 train kvkd "${kvasir[@]}" --init runs/kv320.safetensors --teacher runs/mal-kv.safetensors --size 320 \
   --epochs 80 --lr 1e-3 --seed 13
 train jointkd "${joint[@]}" --init runs/jointk.safetensors --teacher runs/mal-joint.safetensors --size 320 \
@@ -75,5 +80,6 @@ fi
 python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 runs/kv2.jsonl:kv2 \
   runs/kv320.jsonl:kv320 runs/jointk.jsonl:jointk --title "MicroAUNet training loss per stage (BCE + Dice)" \
   --ymax 1.0
-tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/kvkd.log runs/jointkd.log \
+tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/mal-kv384.log runs/mal-joint320.log \
+  runs/kvkd.log runs/jointkd.log \
   runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log
