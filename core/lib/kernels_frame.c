@@ -27,6 +27,14 @@ static inline float round_byte(float v)
     return (float)i;
 }
 
+/* out = fmaf(v, scale, -nshift): a loop of its own, so where fmaf is a library call (sets
+ * without FMA) the rounding loop before it still vectorises. */
+static inline void normalise(const float *restrict v, int n, float scale, float nshift, float *restrict out)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = fmaf(v[i], scale, -nshift);
+}
+
 void KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
                                const float *wx, float wy, const int *shift, int n, const float *scale,
                                const float *nshift, float *const *planes)
@@ -44,14 +52,14 @@ void KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const i
         const float *restrict w = wx + x0;
         for (int k = 0; k < 3; k++) {
             const int sh = shift[k];
-            const float s = scale[k], t = -nshift[k];
-            float *restrict out = planes[k] + x0;
+            float v[BLOCK];
             for (int i = 0; i < m; i++) {
                 const float fa = (float)((a[i] >> sh) & 255), fb = (float)((b[i] >> sh) & 255);
                 const float fc = (float)((c[i] >> sh) & 255), fd = (float)((d[i] >> sh) & 255);
                 const float top = fa + w[i] * (fb - fa), bottom = fc + w[i] * (fd - fc);
-                out[i] = fmaf(round_byte(top + wy * (bottom - top)), s, t);
+                v[i] = round_byte(top + wy * (bottom - top));
             }
+            normalise(v, m, scale[k], nshift[k], planes[k] + x0);
         }
     }
 }
@@ -86,11 +94,14 @@ void KERNEL(frame_row_combine)(const float *const *samples, int n, const float *
     for (int k = 0; k < 3; k++) {
         const float *m = matrix + 3 * k;
         const float m0 = m[0], m1 = m[1], m2 = m[2], o0 = offset[0], o1 = offset[1], o2 = offset[2];
-        const float s = scale[k], t = -nshift[k];
-        float *restrict out = planes[k];
-        for (int i = 0; i < n; i++) {
-            const float v = m0 * (s0[i] - o0) + m1 * (s1[i] - o1) + m2 * (s2[i] - o2);
-            out[i] = fmaf(round_byte(v), s, t);
+        for (int x0 = 0; x0 < n; x0 += BLOCK) {
+            const int len = n - x0 < BLOCK ? n - x0 : BLOCK;
+            float v[BLOCK];
+            for (int i = 0; i < len; i++) {
+                const int j = x0 + i;
+                v[i] = round_byte(m0 * (s0[j] - o0) + m1 * (s1[j] - o1) + m2 * (s2[j] - o2));
+            }
+            normalise(v, len, scale[k], nshift[k], planes[k] + x0);
         }
     }
 }
