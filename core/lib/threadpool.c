@@ -10,9 +10,12 @@
  * 20-40 us to wake (a 256 frame's decoder stage dec3 0.084 -> 0.043 ms on two cores with the
  * longer spin). Between frames, half a millisecond of spinning is the price. With more threads
  * than the CPUs this process may use, a spinning worker takes the core from the thread it waits
- * for (a frame took 54 ms instead of 6 with 3 threads on 2 cores), so it spins only briefly. */
+ * for (a frame took 54 ms instead of 6 with 3 threads on 2 cores), so it spins only briefly.
+ * After 50 us of spinning (past most serial stretches inside a frame) it yields now and then:
+ * a source thread beside the element, or any other process, gets it instead of the spin. */
 #define IDLE_SPIN_NS 500000LL
 #define IDLE_SPIN_OVERSUBSCRIBED_NS 20000LL
+#define YIELD_AFTER_NS 50000LL
 enum { WAIT_SPINS = 2000 }; /* the caller waiting for the parts spins this often, then yields */
 
 typedef struct worker {
@@ -110,8 +113,14 @@ static void *worker_main(void *arg)
         int spins = 0;
         while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load(&p->quit)) {
-            if (++spins % 256 || now_ns() - idle_since < p->idle_spin_ns) { /* the clock, now and then */
+            if (++spins % 256) {
                 cpu_relax();
+                continue;
+            }
+            const long long idle = now_ns() - idle_since; /* the clock, now and then */
+            if (idle < p->idle_spin_ns) {
+                if (idle > YIELD_AFTER_NS)
+                    sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
