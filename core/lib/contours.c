@@ -20,7 +20,7 @@ struct ps_regions {
     int w, h;
     int32_t *labels; /* > 0 kept region, -1 dropped, 0 background */
     run *runs;       /* every run of the mask, in raster order */
-    int32_t *component_of; /* per root run: its component's index */
+    int32_t *component_of; /* per run: its component's index */
     component *comps;      /* per component (the first n_regions: per region, their roots) */
     ps_region *regions;
     int *first_point; /* per region, index of its first point in `points` */
@@ -255,7 +255,7 @@ int ps_regions_find(ps_regions *r, uint8_t *mask, const float *prob, int min_are
             r->regions[n] = (ps_region){.x0 = u->x0, .y0 = u->y, .x1 = u->x1, .y1 = u->y};
             r->comps[n++] = (component){0, i, -1};
         }
-        const int k = r->component_of[root];
+        const int k = r->component_of[i] = r->component_of[root]; /* the root is an earlier run */
         ps_region *g = &r->regions[k];
         g->area += u->x1 - u->x0 + 1;
         g->x0 = u->x0 < g->x0 ? u->x0 : g->x0;
@@ -282,11 +282,12 @@ int ps_regions_find(ps_regions *r, uint8_t *mask, const float *prob, int min_are
         int x = 0;
         for (; i < n_runs && r->runs[i].y == y; i++) {
             const run *u = &r->runs[i];
-            const int region = r->comps[r->component_of[root_of(r->runs, i)]].region;
+            const int region = r->comps[r->component_of[i]].region;
+            const int32_t label = region >= 0 ? region + 1 : -1;
             for (; x < u->x0; x++)
                 labels[x] = 0;
             for (; x <= u->x1; x++)
-                labels[x] = region + 1 > 0 ? region + 1 : -1;
+                labels[x] = label;
             if (region < 0)
                 memset(mask + (size_t)y * w + u->x0, 0, (size_t)(u->x1 - u->x0 + 1));
         }
