@@ -455,6 +455,56 @@ static void test_loader_plain(void)
     ps_dataset_free(ds);
 }
 
+/* Multi-scale: each batch comes at one of the sides, and is exactly the batch a loader with only
+ * that side makes (same cache, same draws): the side changes nothing else. */
+static void test_loader_multi_scale(void)
+{
+    ps_dataset *ds = open_ok(gen_dir, NULL);
+    ps_loader_config mixed = base_cfg, small = base_cfg;
+    mixed.n_sizes = 2, mixed.sizes[0] = 16, mixed.sizes[1] = S;
+    small.n_sizes = 1, small.sizes[0] = 16;
+    ps_loader *lm = loader_ok(ds, &mixed), *ls = loader_ok(ds, &small), *lp = loader_ok(ds, &base_cfg);
+    g_assert_cmpint(ps_loader_max_side(lm), ==, S);
+    g_assert_cmpint(ps_loader_max_side(ls), ==, S); /* `size` still sets the cache */
+    ps_tensor *im[3], *mk[3];
+    for (int k = 0; k < 3; k++)
+        im[k] = ps_tensor_new(2, 3, S, S), mk[k] = ps_tensor_new(2, 1, S, S);
+    int seen[2] = {0, 0};
+    for (int epoch = 0; epoch < 6; epoch++) {
+        ps_loader_start_epoch(lm, epoch), ps_loader_start_epoch(ls, epoch), ps_loader_start_epoch(lp, epoch);
+        while (ps_loader_next(lm, im[0], mk[0])) {
+            g_assert_true(ps_loader_next(ls, im[1], mk[1]));
+            g_assert_true(ps_loader_next(lp, im[2], mk[2]));
+            g_assert_cmpint(im[1]->w, ==, 16);
+            g_assert_cmpint(im[2]->w, ==, S);
+            const int side = im[0]->w, k = side == 16 ? 1 : 2;
+            g_assert_true(side == 16 || side == S);
+            g_assert_true(im[0]->h == side && mk[0]->h == side && mk[0]->w == side);
+            seen[k - 1]++;
+            g_assert_cmpmem(im[0]->data, ps_numel(im[0]) * sizeof(float), im[k]->data, ps_numel(im[k]) * sizeof(float));
+            g_assert_cmpmem(mk[0]->data, ps_numel(mk[0]) * sizeof(float), mk[k]->data, ps_numel(mk[k]) * sizeof(float));
+        }
+        g_assert_false(ps_loader_next(ls, im[1], mk[1]));
+    }
+    g_assert_cmpint(seen[0], >, 0); /* both sides drawn */
+    g_assert_cmpint(seen[1], >, 0);
+    for (int k = 0; k < 3; k++)
+        ps_tensor_free(im[k]), ps_tensor_free(mk[k]);
+    ps_loader_free(lm), ps_loader_free(ls), ps_loader_free(lp);
+
+    GError *err = NULL;
+    ps_loader_config bad = base_cfg;
+    bad.n_sizes = 1, bad.sizes[0] = 0;
+    g_assert_null(ps_loader_new(ds, &bad, &err));
+    g_assert_nonnull(strstr(err->message, "sizes"));
+    g_clear_error(&err);
+    bad.n_sizes = PS_LOADER_MAX_SIZES + 1;
+    g_assert_null(ps_loader_new(ds, &bad, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    ps_dataset_free(ds);
+}
+
 /* Freeing while the next batch is being prepared, or before any epoch, is clean. */
 static void test_loader_free_mid_epoch(void)
 {
@@ -605,6 +655,7 @@ int main(int argc, char **argv)
     g_test_add_func("/loader/determinism", test_loader_determinism);
     g_test_add_func("/loader/resume", test_loader_resume);
     g_test_add_func("/loader/plain-equals-resize", test_loader_plain);
+    g_test_add_func("/loader/multi-scale", test_loader_multi_scale);
     g_test_add_func("/loader/free-mid-epoch", test_loader_free_mid_epoch);
     g_test_add_func("/loader/errors", test_loader_errors);
     g_test_add_func("/data/real-lists", test_real_data);

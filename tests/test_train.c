@@ -519,14 +519,20 @@ static void assert_same_weights(const char *a, const char *b)
     ps_st_free(fb);
 }
 
-/* extra: the runs' extra arguments ("" or "--deep-supervision 0.5", whose heads must travel in
- * the checkpoint and stay out of the final file). */
+/* extra: the runs' extra arguments ("", "--deep-supervision 0.5", whose heads must travel in
+ * the checkpoint and stay out of the final file, or "--multi-scale ...", whose batch sides must
+ * follow the run through the interruption). */
 static void test_resume_is_exact(gconstpointer data)
 {
     const char *extra = data;
     const gboolean deepsup = strstr(extra, "deep-supervision") != NULL;
-    char *full = g_build_filename(tmpdir, deepsup ? "ds-full.safetensors" : "full.safetensors", NULL);
-    char *part = g_build_filename(tmpdir, deepsup ? "ds-part.safetensors" : "part.safetensors", NULL);
+    const gboolean multi = strstr(extra, "multi-scale") != NULL;
+    const char *prefix = deepsup ? "ds-" : multi ? "ms-" : "";
+    char *full_name = g_strconcat(prefix, "full.safetensors", NULL), *part_name = g_strconcat(prefix, "part.safetensors", NULL);
+    char *full = g_build_filename(tmpdir, full_name, NULL);
+    char *part = g_build_filename(tmpdir, part_name, NULL);
+    g_free(full_name);
+    g_free(part_name);
     char *ckpt = g_strconcat(part, ".ckpt", NULL);
     char *resume = g_strconcat(extra, " --resume", NULL);
     g_assert_cmpint(run_train(full, extra, 0, 0), ==, 0);
@@ -551,6 +557,11 @@ static void test_resume_is_exact(gconstpointer data)
     ps_st_file *f = read_ok(full);
     g_assert_null(ps_st_find(f, PS_DEEPSUP_PREFIX "head3.weight"));
     g_assert_true((ps_st_meta(f, "deep_supervision") != NULL) == deepsup);
+    if (multi) /* --size 128 times 1 and 2 */
+        g_assert_cmpstr(ps_st_meta(f, "multi_scale"), ==, "batch sides 128, 256");
+    else
+        g_assert_null(ps_st_meta(f, "multi_scale"));
+    g_assert_cmpstr(ps_st_meta(f, "size"), ==, "128"); /* the side inference uses */
     g_assert_nonnull(ps_st_meta(f, "command"));
     g_assert_cmpstr(ps_st_meta(f, "architecture"), ==, "microaunet");
     char *epochs = g_strdup_printf("%d", TRAIN_EPOCHS);
@@ -699,7 +710,8 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan", "--deep-supervision -1"};
+                         "--structure-loss nan", "--deep-supervision -1", "--multi-scale 0.5" /* 64 px */,
+                         "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -891,6 +903,8 @@ int main(int argc, char **argv)
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
     g_test_add_data_func("/train/resume-is-exact", "", test_resume_is_exact);
     g_test_add_data_func("/train/resume-is-exact-deep-supervision", "--deep-supervision 0.5", test_resume_is_exact);
+    g_test_add_data_func("/train/resume-is-exact-multi-scale", "--multi-scale 1,2 --structure-loss 2",
+                         test_resume_is_exact);
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
     g_test_add_func("/train/distill-resume-is-exact", test_distill_resume_is_exact);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);

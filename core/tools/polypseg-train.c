@@ -27,6 +27,8 @@ static void on_signal(int sig)
 typedef struct opts {
     char **add_data;
     char *crop_scale;
+    char *multi_scale; /* --multi-scale as typed; parsed into sides[] */
+    int sides[PS_LOADER_MAX_SIZES], n_sides;
     char *arch, *data, *split, *val, *val_split, *out, *checkpoint, *log, *dataset_name, *init, *teacher;
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
@@ -36,6 +38,23 @@ typedef struct opts {
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
 } opts;
+
+/* "0.75,1,1.25" -> the sides round(size * factor / 32) * 32; FALSE if any is out of range. */
+static gboolean parse_multi_scale(const char *list, int size, int *sides, int *n)
+{
+    char **parts = g_strsplit(list, ",", -1);
+    gboolean ok = parts[0] != NULL && g_strv_length(parts) <= PS_LOADER_MAX_SIZES;
+    *n = 0;
+    for (char **p = parts; ok && *p; p++) {
+        char *end = NULL;
+        double f = g_ascii_strtod(*p, &end);
+        long side = isfinite(f) && f > 0 ? lround(size * f / 32) * 32 : 0;
+        ok = end != *p && *end == '\0' && side >= PS_MIN_INPUT && side <= PS_MAX_INPUT;
+        sides[(*n)++] = (int)side;
+    }
+    g_strfreev(parts);
+    return ok;
+}
 
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
@@ -69,6 +88,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
         {"deep-supervision", 0, 0, G_OPTION_ARG_DOUBLE, &o->deep_sup, "Weight of deep supervision: 1x1 heads on the decoder's outputs at 1/4, 1/8 and 1/16 of the input predict the mask there, with BCE + Dice against the mask averaged down (the heads are dropped from the final file); 0 = off (default)", "W"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
+        {"multi-scale", 0, 0, G_OPTION_ARG_STRING, &o->multi_scale, "Multi-scale training: each batch at one of these multiples of --size, drawn per batch, each side rounded to a multiple of 32 (e.g. 0.75,1,1.25: PraNet's rates; inference stays at --size). Default: off", "LIST"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
         {"snapshot-every", 0, 0, G_OPTION_ARG_INT, &o->snapshot_every, "Also keep the checkpoint of every Nth epoch as OUT-epochE.ckpt (for weight averaging with polypseg-average, as in SWA)", "N"},
@@ -104,6 +124,10 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         ok = FALSE;
     } else if (!ps_crop_scale_parse(o->crop_scale, &o->crop_min, &o->crop_max)) {
         fprintf(stderr, "polypseg-train: --crop-scale wants MIN,MAX with 0 < MIN <= MAX <= 4, e.g. 0.75,1.25\n");
+        ok = FALSE;
+    } else if (o->multi_scale && !parse_multi_scale(o->multi_scale, o->size, o->sides, &o->n_sides)) {
+        fprintf(stderr, "polypseg-train: --multi-scale wants 1 to %d comma-separated factors of --size that give "
+                        "sides of %d..%d, e.g. 0.75,1,1.25\n", PS_LOADER_MAX_SIZES, PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
                o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) ||
@@ -172,6 +196,12 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
+    if (o->n_sides > 0) {
+        GString *sides = g_string_new("batch sides");
+        for (int i = 0; i < o->n_sides; i++)
+            g_string_append_printf(sides, "%s %d", i ? "," : "", o->sides[i]);
+        g_hash_table_insert(t, g_strdup("multi_scale"), g_string_free(sides, FALSE));
+    }
     /* the weight as the loss uses it (a float); six digits, as readable as the option was typed */
     char *overlap = (float)o->fn_weight == 0.5f ? g_strdup("dice")
                                                 : g_strdup_printf("tversky(fn weight %g)", (float)o->fn_weight);
@@ -271,7 +301,7 @@ int main(int argc, char **argv)
         }
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
-                              "add_data", "split", "crop_scale", "loss", "optimizer", "dataset", "init",
+                              "add_data", "split", "crop_scale", "multi_scale", "loss", "optimizer", "dataset", "init",
                               "teacher", "teacher_sha256", "distillation", "deep_supervision"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
@@ -329,7 +359,8 @@ int main(int argc, char **argv)
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = o.crop_min,
-                           .crop_max = o.crop_max};
+                           .crop_max = o.crop_max, .n_sizes = o.n_sides};
+    memcpy(lc.sizes, o.sides, sizeof lc.sizes);
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
     printf("%s: %zu parameters; decoding %d images from %s%s ...\n", m->info.arch, student_params, ds->n, o.data, o.add_data ? " and --add-data" : "");
@@ -346,9 +377,10 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    ps_tensor *images = ps_tensor_new(o.batch, 3, o.size, o.size);
-    ps_tensor *masks = ps_tensor_new(o.batch, 1, o.size, o.size);
-    ps_tensor *pixel_weights = o.structure_gain > 0 ? ps_tensor_new(o.batch, 1, o.size, o.size) : NULL;
+    const int max_side = ps_loader_max_side(loader); /* each batch sets the tensors' side */
+    ps_tensor *images = ps_tensor_new(o.batch, 3, max_side, max_side);
+    ps_tensor *masks = ps_tensor_new(o.batch, 1, max_side, max_side);
+    ps_tensor *pixel_weights = o.structure_gain > 0 ? ps_tensor_new(o.batch, 1, max_side, max_side) : NULL;
     ps_arena *arena = ps_arena_new();
     ps_graph g;
     ps_graph_init(&g, arena, 1);
@@ -376,8 +408,10 @@ int main(int argc, char **argv)
                 ps_deepsup_watch(deepsup, &g);
             ps_tensor *logits = ps_model_forward(m, &g, images, features);
             logits->grad = ps_arena_calloc(arena, ps_numel(logits) * sizeof(float));
-            if (pixel_weights)
-                ps_structure_weights(masks, structure_radius(o.size), (float)o.structure_gain, pixel_weights);
+            if (pixel_weights) {
+                pixel_weights->n = masks->n, pixel_weights->h = masks->h, pixel_weights->w = masks->w;
+                ps_structure_weights(masks, structure_radius(masks->w), (float)o.structure_gain, pixel_weights);
+            }
             double loss = ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f) +
                           ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
             if (kd)

@@ -155,8 +155,9 @@ static uint64_t hash2(uint64_t a, uint64_t b)
     return splitmix64(&s);
 }
 
-/* The shuffle uses a sample index no real sample has. */
+/* The shuffle and the batch sides use sample indices no real sample has. */
 #define SHUFFLE_STREAM UINT64_MAX
+#define SIDE_STREAM(batch) (UINT64_MAX - 1 - (uint64_t)(batch))
 
 static uint64_t stream_seed(uint64_t seed, int epoch, uint64_t sample)
 {
@@ -191,7 +192,7 @@ static int uniform_int(uint64_t *s, int k) /* [0, k) */
 typedef enum { JOB_DECODE, JOB_BATCH } job_kind;
 
 typedef struct sample {
-    ps_image *image; /* RGB, shorter side about 1.25 * size (never enlarged) */
+    ps_image *image; /* RGB, shorter side about 1.25 * the largest batch side (never enlarged) */
     ps_image *mask;  /* 0/255 */
 } sample;
 
@@ -208,6 +209,8 @@ struct ps_loader {
     int next_batch;  /* batch that ps_loader_next hands out next; == batches: epoch over */
     int job_batch;   /* batch in the buffer (or being prepared) */
     int job_count;   /* samples in it */
+    int job_side;    /* its side */
+    int max_side;    /* the largest side of any batch: the buffers' */
     float *buf_images, *buf_masks;
 
     /* Job queue, guarded by mu. */
@@ -314,8 +317,8 @@ static void decode_task(ps_loader *l, int i, GError **err)
         ps_image_free(mask);
         return;
     }
-    image = shrink(image, l->cfg.size);
-    mask = shrink(mask, l->cfg.size);
+    image = shrink(image, l->max_side);
+    mask = shrink(mask, l->max_side);
     /* interpolation blurs the edge: binarise again */
     for (size_t p = 0; p < (size_t)mask->w * mask->h; p++)
         mask->data[p] = mask->data[p] >= 128 ? 255 : 0;
@@ -419,7 +422,7 @@ static uint8_t *padded_window(const ps_image *im, int x0, int y0, int cw, int ch
 
 static void batch_task(ps_loader *l, int slot)
 {
-    const int S = l->cfg.size, npix = S * S;
+    const int S = l->job_side, npix = S * S;
     int index = l->order[l->job_batch * l->cfg.batch + slot];
     const sample *s = &l->samples[index];
     const ps_image *im = s->image, *mk = s->mask;
@@ -471,8 +474,13 @@ static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
     else if (!(cfg->crop_min == 0 && cfg->crop_max == 0) &&
              !(cfg->crop_min > 0 && cfg->crop_min <= cfg->crop_max && cfg->crop_max <= 4))
         bad = "crop scales must satisfy 0 < min <= max <= 4";
+    else if (cfg->n_sizes < 0 || cfg->n_sizes > PS_LOADER_MAX_SIZES)
+        bad = "between 0 and " G_STRINGIFY(PS_LOADER_MAX_SIZES) " batch sizes";
     else if (cfg->shuffle && n < cfg->batch)
         bad = "fewer samples than one batch, and shuffled epochs drop incomplete batches";
+    for (int i = 0; !bad && i < cfg->n_sizes; i++)
+        if (cfg->sizes[i] < 1)
+            bad = "sizes must be >= 1";
     if (bad)
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "data loader: %s (%d samples, batch %d, size %d)",
                     bad, n, cfg->batch, cfg->size);
@@ -490,7 +498,10 @@ ps_loader *ps_loader_new(const ps_dataset *ds, const ps_loader_config *cfg, GErr
     l->order = g_new(int, l->n);
     l->batches = cfg->shuffle ? l->n / cfg->batch : (l->n + cfg->batch - 1) / cfg->batch;
     l->next_batch = l->batches; /* no epoch started yet */
-    size_t npix = (size_t)cfg->size * cfg->size;
+    l->max_side = cfg->size;
+    for (int i = 0; i < cfg->n_sizes; i++)
+        l->max_side = MAX(l->max_side, cfg->sizes[i]);
+    size_t npix = (size_t)l->max_side * l->max_side;
     l->buf_images = g_malloc(sizeof(float) * cfg->batch * 3 * npix);
     l->buf_masks = g_malloc(sizeof(float) * cfg->batch * npix);
     pthread_mutex_init(&l->mu, NULL);
@@ -554,10 +565,24 @@ int ps_loader_batches_per_epoch(const ps_loader *l)
     return l->batches;
 }
 
+int ps_loader_max_side(const ps_loader *l)
+{
+    return l->max_side;
+}
+
+static int side_of_batch(const ps_loader *l, int b)
+{
+    if (l->cfg.n_sizes == 0)
+        return l->cfg.size;
+    uint64_t rng = stream_seed(l->cfg.seed, l->epoch, SIDE_STREAM(b));
+    return l->cfg.sizes[uniform_int(&rng, l->cfg.n_sizes)];
+}
+
 static void start_batch(ps_loader *l, int b)
 {
     l->job_batch = b;
     l->job_count = MIN(l->cfg.batch, l->n - b * l->cfg.batch);
+    l->job_side = side_of_batch(l, b);
     start_job(l, JOB_BATCH, l->job_count);
 }
 
@@ -586,16 +611,16 @@ void ps_loader_start_epoch(ps_loader *l, int epoch)
  * batch of an unshuffled epoch; the rest of the tensor is left as it was. */
 gboolean ps_loader_next(ps_loader *l, ps_tensor *images, ps_tensor *masks)
 {
-    const int S = l->cfg.size;
-    g_return_val_if_fail(images->c == 3 && images->h == S && images->w == S, FALSE);
-    g_return_val_if_fail(masks->c == 1 && masks->h == S && masks->w == S, FALSE);
+    g_return_val_if_fail(images->c == 3 && masks->c == 1, FALSE);
     if (l->next_batch >= l->batches)
         return FALSE;
     wait_job(l);
+    const int S = l->job_side;
     size_t npix = (size_t)S * S, count = (size_t)l->job_count;
     memcpy(images->data, l->buf_images, sizeof(float) * count * 3 * npix);
     memcpy(masks->data, l->buf_masks, sizeof(float) * count * npix);
     images->n = masks->n = l->job_count;
+    images->h = images->w = masks->h = masks->w = S;
     if (++l->next_batch < l->batches)
         start_batch(l, l->next_batch);
     return TRUE;

@@ -24,6 +24,8 @@ void ps_dataset_append(ps_dataset *ds, ps_dataset *other);
  * (NULL = current directory). Returns NULL if the folder does not exist. g_free() the result. */
 char *ps_data_root(const char *repo_root);
 
+#define PS_LOADER_MAX_SIZES 8
+
 typedef struct ps_loader_config {
     int size;            /* output side (square), e.g. 256 */
     int batch;
@@ -36,6 +38,10 @@ typedef struct ps_loader_config {
      * both 0 = the default 0.75..1. Above 1 the image is zoomed out, padded with black (as an
      * endoscope frame's surround). */
     float crop_min, crop_max;
+    /* Multi-scale training: with n_sizes > 0 each batch is made at one of these sides, drawn
+     * per batch from (seed, epoch, batch), instead of at `size`. Images are cached for the
+     * largest of them and `size`. */
+    int sizes[PS_LOADER_MAX_SIZES], n_sizes;
 } ps_loader_config;
 
 /* Parses "MIN,MAX" (polypseg-train --crop-scale, as its weights' metadata records it) into a
@@ -48,8 +54,12 @@ typedef struct ps_loader ps_loader;
 ps_loader *ps_loader_new(const ps_dataset *ds, const ps_loader_config *cfg, GError **err);
 void ps_loader_free(ps_loader *l);
 int ps_loader_batches_per_epoch(const ps_loader *l); /* floor(n / batch) when shuffling (drop last) */
+/* The largest side a batch can have (`size`, or the largest of `sizes`): allocate for it. */
+int ps_loader_max_side(const ps_loader *l);
 /* Starts an epoch: order and augmentation depend only on (seed, epoch, sample), so a resumed
  * run sees exactly the same batches as an uninterrupted one. */
 void ps_loader_start_epoch(ps_loader *l, int epoch);
-/* Fills images (B,3,S,S, normalised) and masks (B,1,S,S, 0/1). Returns FALSE at epoch end. */
+/* Fills images (B,3,S,S, normalised) and masks (B,1,S,S, 0/1), S the batch's side (`size`, or
+ * the one drawn from `sizes`), which it sets as their h and w: both must hold a full batch at
+ * ps_loader_max_side(). Returns FALSE at epoch end. */
 gboolean ps_loader_next(ps_loader *l, ps_tensor *images, ps_tensor *masks);
