@@ -233,26 +233,24 @@ static void blend_bytes(guint8 *restrict px, size_t n, const PsBlend16 *restrict
         px[j] = (guint8)((guint16)((guint16)(px[j] * b->mul[j & 15]) + b->add[j & 15]) >> 8);
 }
 
-/* The bytes per pixel (4 or 1) when the listed components are packed into one plane of 4-byte
- * pixels, or are a single plane of 1-byte samples; *base gets that plane, off[i] each
- * component's byte in the pixel. 0 otherwise (the table path). */
+/* The bytes per pixel (4, 2 or 1) when the listed components share one plane of pixels that
+ * size (RGBx's B, G and R; NV12's U and V; one plane of 1-byte samples: I420's Y, or U); *base
+ * gets that plane, off[i] each component's byte in the pixel. 0 otherwise (the table path). */
 static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *const *data, const int *ps,
                          guint8 **base, int *off)
 {
-    if (n == 1 && ps[0] == 1) {
-        *base = data[0];
-        off[0] = 0;
-        return 1;
-    }
-    if (n != 3)
+    const int bytes = ps[0];
+    const guint plane = GST_VIDEO_FRAME_COMP_PLANE(frame, comps[0]);
+    if (bytes != 1 && bytes != 2 && bytes != 4)
         return 0;
-    *base = GST_VIDEO_FRAME_PLANE_DATA(frame, 0);
-    for (int i = 0; i < 3; i++) {
-        if (ps[i] != 4 || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != 0 || data[i] < *base || data[i] - *base > 3)
+    *base = GST_VIDEO_FRAME_PLANE_DATA(frame, plane);
+    for (int i = 0; i < n; i++) {
+        if (ps[i] != bytes || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != plane || data[i] < *base ||
+            data[i] - *base >= bytes)
             return 0;
         off[i] = (int)(data[i] - *base);
     }
-    return 4;
+    return bytes;
 }
 
 /* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
@@ -309,40 +307,68 @@ static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int 
 }
 
 /* The subsampled components (U and V of I420/YV12/NV12/NV21 share one subsampling): each sample
- * takes the strongest mark of the pixels it covers. Unmarked stretches of the covered rows are
- * skipped 8 bytes at a time, and every component is painted in the same walk. */
-static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut, int y_begin,
-                      int y_end)
+ * takes the strongest mark of the pixels it covers. Per chroma row those marks are gathered
+ * into a row of their own (a max over 2 x 2 bytes that vectorises), whose runs are then blended
+ * like the full-resolution ones: both chroma planes of I420, or NV12's interleaved pairs in one
+ * pass. Other layouts use the table. */
+static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
+                      const PsPaint *tint, const PsPaint *line, int y_begin, int y_end)
 {
     const GstVideoFormatInfo *finfo = frame->info.finfo;
-    int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
+    const int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
     guint8 *data[3];
     int stride[3], ps[3];
     comp_planes(frame, comps, n, data, stride, ps);
-    const int end = c->dx1 + 1;
-    for (int cy = y_begin >> hs; cy <= (y_end - 1) >> hs; cy++) {
-        int y0 = MAX(cy << hs, c->dy0), y1 = MIN((cy + 1) << hs, c->dy1 + 1);
-        int row_next[1 << 2]; /* per covered row (hs <= 2): its next mark, rescanned only once passed */
-        for (int y = y0; y < y1; y++)
-            row_next[y - y0] = -1;
-        for (int x = c->dx0;;) {
-            int next = end;
-            for (int y = y0; y < y1; y++) {
-                if (row_next[y - y0] < x)
-                    row_next[y - y0] = ps_next_nonzero(c->cover + (gsize)y * c->w, x, end);
-                next = MIN(next, row_next[y - y0]);
-            }
-            if (next >= end)
+    /* blend groups: all components in one plane, else one per component; none = the table */
+    int groups = 0, bytes[3] = {0}, group_stride[3] = {0};
+    guint8 *base[3];
+    PsBlend16 blend[3][3];
+    int off[3];
+    if ((bytes[0] = packed_layout(frame, comps, n, data, ps, &base[0], off))) {
+        blend16_init(&blend[0][COVER_TINT], tint, comps, off, n, bytes[0]);
+        blend16_init(&blend[0][COVER_LINE], line, comps, off, n, bytes[0]);
+        group_stride[0] = stride[0];
+        groups = 1;
+    } else {
+        for (int i = 0; i < n; i++) {
+            if (!(bytes[i] = packed_layout(frame, &comps[i], 1, &data[i], &ps[i], &base[i], off))) {
+                groups = 0;
                 break;
-            int cx = next >> ws, x0 = cx << ws, x1 = MIN((cx + 1) << ws, c->w), mark = COVER_NONE;
-            for (int y = y0; y < y1; y++)
-                for (int xx = x0; xx < x1; xx++)
-                    mark = MAX(mark, c->cover[(gsize)y * c->w + xx]);
-            for (int i = 0; i < n; i++) {
-                guint8 *px = data[i] + (gsize)cy * stride[i] + cx * ps[i];
-                *px = lut[mark][comps[i]][*px];
             }
-            x = x1;
+            blend16_init(&blend[i][COVER_TINT], tint, &comps[i], off, 1, bytes[i]);
+            blend16_init(&blend[i][COVER_LINE], line, &comps[i], off, 1, bytes[i]);
+            group_stride[i] = stride[i];
+            groups = i + 1;
+        }
+    }
+    const int cx0 = c->dx0 >> ws, cx1 = c->dx1 >> ws, cw = cx1 - cx0 + 1;
+    guint8 marks[cw]; /* one chroma row's marks; at most a frame row */
+    for (int cy = y_begin >> hs; cy <= (y_end - 1) >> hs; cy++) {
+        const int y0 = MAX(cy << hs, c->dy0), y1 = MIN((cy + 1) << hs, c->dy1 + 1);
+        memset(marks, COVER_NONE, cw);
+        for (int y = y0; y < y1; y++) {
+            const guint8 *row = c->cover + (gsize)y * c->w + ((gsize)cx0 << ws);
+            const int whole = MIN(cw, (c->w >> ws) - cx0); /* samples whose pixels all exist */
+            int k = 0;
+            if (ws == 1) /* the common case, kept simple enough to vectorise */
+                for (; k < whole; k++)
+                    marks[k] = MAX(marks[k], MAX(row[2 * k], row[2 * k + 1]));
+            for (; k < cw; k++)
+                for (int xx = k << ws; xx < MIN((k + 1) << ws, c->w - (cx0 << ws)); xx++)
+                    marks[k] = MAX(marks[k], row[xx]);
+        }
+        for (int k = ps_next_nonzero(marks, 0, cw); k < cw; k = ps_next_nonzero(marks, k, cw)) {
+            const guint8 mark = marks[k];
+            const int run_end = run_end_of(marks, k, cw, mark);
+            for (int g = 0; g < groups; g++)
+                blend_bytes(base[g] + (gsize)cy * group_stride[g] + (gsize)(cx0 + k) * bytes[g],
+                            (size_t)(run_end - k) * bytes[g], &blend[g][mark]);
+            for (int x = k; !groups && x < run_end; x++)
+                for (int i = 0; i < n; i++) {
+                    guint8 *px = data[i] + (gsize)cy * stride[i] + (gsize)(cx0 + x) * ps[i];
+                    *px = lut[mark][comps[i]][*px];
+                }
+            k = run_end;
         }
     }
 }
@@ -372,7 +398,7 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
             full[n_full++] = comp;
     }
     if (n_sub)
-        paint_sub(c, frame, sub, n_sub, lut, y_begin, y_end);
+        paint_sub(c, frame, sub, n_sub, lut, tint, line, y_begin, y_end);
     paint_full(c, frame, full, n_full, lut, tint, line, y_begin, y_end); /* clears the marks as it goes */
 }
 

@@ -456,14 +456,14 @@ static void test_frame_convert(void)
 }
 
 /* The canvas painter against the blend formula itself, on random marks in a box painted in two
- * row ranges: every byte of
- * a full-resolution component (I420's Y, one byte per pixel; BGRx's B, G, R) where a mark is
- * becomes (v (256 - a) + c a + 128) >> 8 with that mark's paint, every other byte of those
- * planes (unmarked pixels, BGRx's padding) stays. */
+ * row ranges: every sample of every component (BGRx's B, G, R; Y, U and V of the YUV layouts)
+ * whose pixels hold a mark becomes (v (256 - a) + c a + 128) >> 8 with the strongest of those
+ * marks' paints (a subsampled U or V covers up to 2 x 2 pixels; 251 x 97 leaves a last column
+ * and row of one), every other byte of those planes (unmarked samples, BGRx's padding) stays. */
 static void test_canvas_blend_formula(void)
 {
     const int w = 251, h = 97;
-    const char *const fmts[] = {"I420", "BGRx"};
+    const char *const fmts[] = {"I420", "BGRx", "NV12", "NV21", "YV12"};
     GRand *r = g_rand_new_with_seed(17);
     const PsPaint tint = {{200, 40, 90}, 115}, line = {{10, 250, 128}, 256};
     for (size_t f = 0; f < G_N_ELEMENTS(fmts); f++) {
@@ -502,16 +502,20 @@ static void test_canvas_blend_formula(void)
         ps_canvas_paint(&c, &vf, &tint, &line, 0, split);
         ps_canvas_painted(&c);
         const gboolean yuv = GST_VIDEO_INFO_IS_YUV(&info);
-        const int ncomp = yuv ? 1 : 3; /* the full-resolution components */
-        for (int k = 0; k < ncomp; k++) {
+        for (int k = 0; k < 3; k++) {
             const guint8 *plane = GST_VIDEO_FRAME_COMP_DATA(&vf, k);
             const gsize off = plane - (const guint8 *)GST_VIDEO_FRAME_PLANE_DATA(&vf, GST_VIDEO_FRAME_COMP_PLANE(&vf, k)) +
                               GST_VIDEO_INFO_PLANE_OFFSET(&info, GST_VIDEO_FRAME_COMP_PLANE(&vf, k));
             const int stride = GST_VIDEO_FRAME_COMP_STRIDE(&vf, k), ps = GST_VIDEO_FRAME_COMP_PSTRIDE(&vf, k);
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
+            const int ws = GST_VIDEO_FORMAT_INFO_W_SUB(info.finfo, k), hs = GST_VIDEO_FORMAT_INFO_H_SUB(info.finfo, k);
+            for (int y = 0; y < GST_VIDEO_FRAME_COMP_HEIGHT(&vf, k); y++)
+                for (int x = 0; x < GST_VIDEO_FRAME_COMP_WIDTH(&vf, k); x++) {
                     const gsize at = (gsize)y * stride + (gsize)x * ps;
-                    const int mark = marks[y * w + x], v = before[off + at];
+                    int mark = 0; /* the strongest of the pixels the sample covers */
+                    for (int py = y << hs; py < MIN((y + 1) << hs, h); py++)
+                        for (int px = x << ws; px < MIN((x + 1) << ws, w); px++)
+                            mark = MAX(mark, marks[py * w + px]);
+                    const int v = before[off + at];
                     const PsPaint *p = mark == 1 ? &tint : &line;
                     const int want = mark ? (v * (256 - (int)p->alpha) + p->comp[k] * (int)p->alpha + 128) >> 8 : v;
                     if (plane[at] != want)
