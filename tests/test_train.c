@@ -711,7 +711,7 @@ static void test_bad_arguments(void)
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
                          "--structure-loss nan", "--deep-supervision -1", "--multi-scale 0.5" /* 64 px */,
-                         "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1"};
+                         "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300"};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))

@@ -48,7 +48,7 @@ static gboolean parse_multi_scale(const char *list, int size, int *sides, int *n
     for (char **p = parts; ok && *p; p++) {
         char *end = NULL;
         double f = g_ascii_strtod(*p, &end);
-        long side = isfinite(f) && f > 0 ? lround(size * f / 32) * 32 : 0;
+        long side = f > 0 && f <= 64 ? lround(size * f / 32) * 32 : 0; /* beyond 64x is out of range anyway */
         ok = end != *p && *end == '\0' && side >= PS_MIN_INPUT && side <= PS_MAX_INPUT;
         sides[(*n)++] = (int)side;
     }

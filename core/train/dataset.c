@@ -475,7 +475,7 @@ static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
              !(cfg->crop_min > 0 && cfg->crop_min <= cfg->crop_max && cfg->crop_max <= 4))
         bad = "crop scales must satisfy 0 < min <= max <= 4";
     else if (cfg->n_sizes < 0 || cfg->n_sizes > PS_LOADER_MAX_SIZES)
-        bad = "between 0 and " G_STRINGIFY(PS_LOADER_MAX_SIZES) " batch sizes";
+        bad = "between 0 and " G_STRINGIFY(PS_LOADER_MAX_SIZES) " batch sides (sizes)";
     else if (cfg->shuffle && n < cfg->batch)
         bad = "fewer samples than one batch, and shuffled epochs drop incomplete batches";
     for (int i = 0; !bad && i < cfg->n_sizes; i++)
