@@ -174,7 +174,7 @@ static inline int run_end_of(const guint8 *row, int x, int end, guint8 mark)
     return x;
 }
 
-/* Blend result per mark and component value: the frame is painted by table lookups. */
+/* Blend result per mark and component value: the table path paints by lookups. */
 typedef guint8 PsLut[3][3][256]; /* [mark][component][value] */
 
 static void lut_init(PsLut lut, const PsPaint *tint, const PsPaint *line)
@@ -188,22 +188,12 @@ static void lut_init(PsLut lut, const PsPaint *tint, const PsPaint *line)
         }
 }
 
-/* Data pointer, stride and pixel stride of each listed component. */
-static void comp_planes(GstVideoFrame *frame, const int *comps, int n, guint8 **data, int *stride, int *ps)
-{
-    for (int i = 0; i < n; i++) {
-        data[i] = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
-        stride[i] = GST_VIDEO_FRAME_COMP_STRIDE(frame, comps[i]);
-        ps[i] = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]);
-    }
-}
-
-/* Packed 4-byte pixels (RGBx, BGRA, ...) and a 1-byte plane (the Y of I420/NV12) blend a run
- * of one mark as bytes, 16 at a time, with the table's arithmetic, (v (256 - a) + c a + 128)
- * >> 8 (at most 65408: 16-bit lanes); a byte of no listed component (padding or alpha) gets
- * weight 256 and offset 128, which leaves it as it was. The table path (3-byte RGB, and chroma)
- * stays the reference: the element's tests compare RGB with every 4-byte format byte for byte,
- * and a painted Y plane with the formula. */
+/* Pixels of 1, 2 or 4 bytes (a Y or U plane, NV12's UV pairs, RGBx / BGRA ...) blend a run of
+ * one mark as bytes, 16 at a time, with the table's arithmetic, (v (256 - a) + c a + 128) >> 8
+ * (at most 65408: 16-bit lanes); a byte of no listed component (padding or alpha) gets weight
+ * 256 and offset 128, which leaves it as it was. The table path (3-byte RGB) stays the
+ * reference: the element's tests compare RGB with every 4-byte format byte for byte, and every
+ * sample of the YUV layouts with the formula. */
 typedef struct {
     guint16 mul[16], add[16];
 } PsBlend16;
@@ -235,72 +225,99 @@ static void blend_bytes(guint8 *restrict px, size_t n, const PsBlend16 *restrict
 
 /* The bytes per pixel (4, 2 or 1) when the listed components share one plane of pixels that
  * size (RGBx's B, G and R; NV12's U and V; one plane of 1-byte samples: I420's Y, or U); *base
- * gets that plane, off[i] each component's byte in the pixel. 0 otherwise (the table path). */
-static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 *const *data, const int *ps,
-                         guint8 **base, int *off)
+ * gets that plane, off[i] each component's byte in the pixel. 0 otherwise. */
+static int packed_layout(GstVideoFrame *frame, const int *comps, int n, guint8 **base, int *off)
 {
-    const int bytes = ps[0];
+    const int bytes = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[0]);
     const guint plane = GST_VIDEO_FRAME_COMP_PLANE(frame, comps[0]);
     if (bytes != 1 && bytes != 2 && bytes != 4)
         return 0;
     *base = GST_VIDEO_FRAME_PLANE_DATA(frame, plane);
     for (int i = 0; i < n; i++) {
-        if (ps[i] != bytes || GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != plane || data[i] < *base ||
-            data[i] - *base >= bytes)
+        const guint8 *data = GST_VIDEO_FRAME_COMP_DATA(frame, comps[i]);
+        if (GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comps[i]) != bytes ||
+            GST_VIDEO_FRAME_COMP_PLANE(frame, comps[i]) != plane || data < *base || data - *base >= bytes)
             return 0;
-        off[i] = (int)(data[i] - *base);
+        off[i] = (int)(data - *base);
     }
     return bytes;
 }
 
-/* Components at full resolution (all of RGB, Y of YUV): one walk over the runs of marks,
- * every such component blended at each marked pixel. */
-static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
-                       const PsPaint *tint, const PsPaint *line, int y_begin, int y_end)
+/* Paints runs of one mark into a set of components of one resolution: in byte groups (all the
+ * components in one plane, else one group per component), or by the table when a component's
+ * pixels are none of 1, 2 or 4 bytes (3-byte RGB). */
+typedef struct {
+    int groups; /* 0: the table */
+    guint8 *base[3];
+    int bytes[3], stride[3];
+    PsBlend16 blend[3][3]; /* [group][mark] */
+    int n, comps[3];       /* the table path's components */
+    PsLut lut;
+} PsPainter;
+
+static void painter_group(PsPainter *p, GstVideoFrame *frame, const int *comps, int n, const PsPaint *tint,
+                          const PsPaint *line)
 {
-    guint8 *data[3];
-    int stride[3], ps[3] = {0}, off[3];
-    comp_planes(frame, comps, n, data, stride, ps);
-    int end = c->dx1 + 1;
-    guint8 *base = NULL;
-    const int bytes = packed_layout(frame, comps, n, data, ps, &base, off);
-    PsBlend16 blend[3];
-    if (bytes) {
-        blend16_init(&blend[COVER_TINT], tint, comps, off, n, bytes);
-        blend16_init(&blend[COVER_LINE], line, comps, off, n, bytes);
+    int off[3], g = p->groups;
+    if (!(p->bytes[g] = packed_layout(frame, comps, n, &p->base[g], off)))
+        return;
+    p->stride[g] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, GST_VIDEO_FRAME_COMP_PLANE(frame, comps[0]));
+    blend16_init(&p->blend[g][COVER_TINT], tint, comps, off, n, p->bytes[g]);
+    blend16_init(&p->blend[g][COVER_LINE], line, comps, off, n, p->bytes[g]);
+    p->groups++;
+}
+
+static void painter_init(PsPainter *p, GstVideoFrame *frame, const int *comps, int n, const PsPaint *tint,
+                         const PsPaint *line)
+{
+    p->groups = 0;
+    p->n = n;
+    memcpy(p->comps, comps, n * sizeof *comps);
+    painter_group(p, frame, comps, n, tint, line);
+    if (p->groups)
+        return;
+    for (int i = 0; i < n; i++) {
+        painter_group(p, frame, &comps[i], 1, tint, line);
+        if (p->groups != i + 1) { /* this one fits no group: all by the table */
+            p->groups = 0;
+            lut_init(p->lut, tint, line);
+            return;
+        }
     }
+}
+
+/* Frame (or chroma) row `row`, samples x .. x + len - 1, all under `mark`. */
+static void painter_run(const PsPainter *p, GstVideoFrame *frame, int row, int x, int len, int mark)
+{
+    for (int g = 0; g < p->groups; g++)
+        blend_bytes(p->base[g] + (gsize)row * p->stride[g] + (gsize)x * p->bytes[g], (size_t)len * p->bytes[g],
+                    &p->blend[g][mark]);
+    for (int i = 0; !p->groups && i < p->n; i++) {
+        const int comp = p->comps[i], ps = GST_VIDEO_FRAME_COMP_PSTRIDE(frame, comp);
+        guint8 *px = (guint8 *)GST_VIDEO_FRAME_COMP_DATA(frame, comp) + (gsize)row * GST_VIDEO_FRAME_COMP_STRIDE(frame, comp) +
+                     (gsize)x * ps;
+        const guint8 *l = p->lut[mark][comp];
+        for (int k = 0; k < len; k++, px += ps)
+            *px = l[*px];
+    }
+}
+
+/* Components at full resolution (all of RGB, Y of YUV): the runs of one mark of each row,
+ * whose marks are then cleared. */
+static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, const PsPaint *tint,
+                       const PsPaint *line, int y_begin, int y_end)
+{
+    PsPainter p;
+    painter_init(&p, frame, comps, n, tint, line);
+    const int end = c->dx1 + 1;
     for (int y = y_begin; y < y_end; y++) {
         guint8 *marks = c->cover + (gsize)y * c->w;
-        guint8 *row[3];
-        for (int i = 0; i < n; i++)
-            row[i] = data[i] + (gsize)y * stride[i];
         const int first = ps_next_nonzero(marks, c->dx0, end);
         int last = first; /* the marks to clear, first .. the end of the last run, when the row is done */
-        for (int x = first; x < end; last = x, x = ps_next_nonzero(marks, x, end)) {
-            int run_end = x;
-            if (bytes) { /* runs of one mark */
-                run_end = run_end_of(marks, x, end, marks[x]);
-                blend_bytes(base + (gsize)y * stride[0] + (gsize)x * bytes, (size_t)(run_end - x) * bytes,
-                            &blend[marks[x]]);
-                x = run_end;
-                continue;
-            }
-            while (run_end < end && marks[run_end])
-                run_end++;
-            if (n == 3) /* packed RGB: the common case, kept free of the inner loop */
-                for (; x < run_end; x++) {
-                    guint8 *p0 = row[0] + x * ps[0], *p1 = row[1] + x * ps[1], *p2 = row[2] + x * ps[2];
-                    const guint8(*l)[256] = lut[marks[x]];
-                    *p0 = l[0][*p0];
-                    *p1 = l[1][*p1];
-                    *p2 = l[2][*p2];
-                }
-            else
-                for (; x < run_end; x++)
-                    for (int i = 0; i < n; i++) {
-                        guint8 *px = row[i] + x * ps[i];
-                        *px = lut[marks[x]][comps[i]][*px];
-                    }
+        for (int x = first; x < end; x = ps_next_nonzero(marks, x, end)) {
+            const int run_end = run_end_of(marks, x, end, marks[x]);
+            painter_run(&p, frame, y, x, run_end - x, marks[x]);
+            last = x = run_end;
         }
         memset(marks + first, COVER_NONE, last - first);
     }
@@ -308,47 +325,24 @@ static void paint_full(PsCanvas *c, GstVideoFrame *frame, const int *comps, int 
 
 /* The subsampled components (U and V of I420/YV12/NV12/NV21 share one subsampling): each sample
  * takes the strongest mark of the pixels it covers. Per chroma row those marks are gathered
- * into a row of their own (a max over 2 x 2 bytes that vectorises), whose runs are then blended
+ * into a row of their own (a max over 2 x 2 bytes that vectorises), whose runs are then painted
  * like the full-resolution ones: both chroma planes of I420, or NV12's interleaved pairs in one
- * pass. Other layouts use the table. */
-static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, PsLut lut,
-                      const PsPaint *tint, const PsPaint *line, int y_begin, int y_end)
+ * pass. */
+static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps, int n, const PsPaint *tint,
+                      const PsPaint *line, int y_begin, int y_end)
 {
     const GstVideoFormatInfo *finfo = frame->info.finfo;
     const int ws = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comps[0]), hs = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comps[0]);
-    guint8 *data[3];
-    int stride[3], ps[3];
-    comp_planes(frame, comps, n, data, stride, ps);
-    /* blend groups: all components in one plane, else one per component; none = the table */
-    int groups = 0, bytes[3] = {0}, group_stride[3] = {0};
-    guint8 *base[3];
-    PsBlend16 blend[3][3];
-    int off[3];
-    if ((bytes[0] = packed_layout(frame, comps, n, data, ps, &base[0], off))) {
-        blend16_init(&blend[0][COVER_TINT], tint, comps, off, n, bytes[0]);
-        blend16_init(&blend[0][COVER_LINE], line, comps, off, n, bytes[0]);
-        group_stride[0] = stride[0];
-        groups = 1;
-    } else {
-        for (int i = 0; i < n; i++) {
-            if (!(bytes[i] = packed_layout(frame, &comps[i], 1, &data[i], &ps[i], &base[i], off))) {
-                groups = 0;
-                break;
-            }
-            blend16_init(&blend[i][COVER_TINT], tint, &comps[i], off, 1, bytes[i]);
-            blend16_init(&blend[i][COVER_LINE], line, &comps[i], off, 1, bytes[i]);
-            group_stride[i] = stride[i];
-            groups = i + 1;
-        }
-    }
+    PsPainter p;
+    painter_init(&p, frame, comps, n, tint, line);
     const int cx0 = c->dx0 >> ws, cx1 = c->dx1 >> ws, cw = cx1 - cx0 + 1;
+    const int whole = MIN(cw, (c->w >> ws) - cx0); /* samples whose pixels all exist */
     guint8 marks[cw]; /* one chroma row's marks; at most a frame row */
     for (int cy = y_begin >> hs; cy <= (y_end - 1) >> hs; cy++) {
         const int y0 = MAX(cy << hs, c->dy0), y1 = MIN((cy + 1) << hs, c->dy1 + 1);
         memset(marks, COVER_NONE, cw);
         for (int y = y0; y < y1; y++) {
             const guint8 *row = c->cover + (gsize)y * c->w + ((gsize)cx0 << ws);
-            const int whole = MIN(cw, (c->w >> ws) - cx0); /* samples whose pixels all exist */
             int k = 0;
             if (ws == 1) /* the common case, kept simple enough to vectorise */
                 for (; k < whole; k++)
@@ -358,16 +352,8 @@ static void paint_sub(const PsCanvas *c, GstVideoFrame *frame, const int *comps,
                     marks[k] = MAX(marks[k], row[xx]);
         }
         for (int k = ps_next_nonzero(marks, 0, cw); k < cw; k = ps_next_nonzero(marks, k, cw)) {
-            const guint8 mark = marks[k];
-            const int run_end = run_end_of(marks, k, cw, mark);
-            for (int g = 0; g < groups; g++)
-                blend_bytes(base[g] + (gsize)cy * group_stride[g] + (gsize)(cx0 + k) * bytes[g],
-                            (size_t)(run_end - k) * bytes[g], &blend[g][mark]);
-            for (int x = k; !groups && x < run_end; x++)
-                for (int i = 0; i < n; i++) {
-                    guint8 *px = data[i] + (gsize)cy * stride[i] + (gsize)(cx0 + x) * ps[i];
-                    *px = lut[mark][comps[i]][*px];
-                }
+            const int run_end = run_end_of(marks, k, cw, marks[k]);
+            painter_run(&p, frame, cy, cx0 + k, run_end - k, marks[k]);
             k = run_end;
         }
     }
@@ -388,8 +374,6 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
     if (c->dx0 > c->dx1 || y_begin >= y_end)
         return;
     const GstVideoFormatInfo *finfo = frame->info.finfo;
-    PsLut lut;
-    lut_init(lut, tint, line);
     int full[3], n_full = 0, sub[3], n_sub = 0;
     for (int comp = 0; comp < 3; comp++) {
         if (GST_VIDEO_FORMAT_INFO_W_SUB(finfo, comp) || GST_VIDEO_FORMAT_INFO_H_SUB(finfo, comp))
@@ -398,8 +382,8 @@ void ps_canvas_paint(PsCanvas *c, GstVideoFrame *frame, const PsPaint *tint, con
             full[n_full++] = comp;
     }
     if (n_sub)
-        paint_sub(c, frame, sub, n_sub, lut, tint, line, y_begin, y_end);
-    paint_full(c, frame, full, n_full, lut, tint, line, y_begin, y_end); /* clears the marks as it goes */
+        paint_sub(c, frame, sub, n_sub, tint, line, y_begin, y_end);
+    paint_full(c, frame, full, n_full, tint, line, y_begin, y_end); /* clears the marks as it goes */
 }
 
 void ps_canvas_painted(PsCanvas *c)

@@ -8,11 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
-#include "kernels.h"
-
-#define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
-#define KERNEL(name) CAT(name##_, PS_KERNEL_SET)
+#include "kernels_frame.h"
 
 enum { BLOCK = 64 };
 
@@ -35,7 +31,7 @@ static inline void normalise(const float *restrict v, int n, float scale, float 
         out[i] = fmaf(v[i], scale, -nshift);
 }
 
-void KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+void PS_FRAME_KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
                                const float *wx, float wy, const int *shift, int n, const float *scale,
                                const float *nshift, float *const *planes)
 {
@@ -64,7 +60,7 @@ void KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const i
     }
 }
 
-void KERNEL(frame_row_sample)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
+void PS_FRAME_KERNEL(frame_row_sample)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
                               const float *wx, float wy, int n, float *out)
 {
     uint8_t a[BLOCK], b[BLOCK], c[BLOCK], d[BLOCK];
@@ -87,7 +83,7 @@ void KERNEL(frame_row_sample)(const uint8_t *row0, const uint8_t *row1, const in
     }
 }
 
-void KERNEL(frame_row_combine)(const float *const *samples, int n, const float *matrix, const float *offset,
+void PS_FRAME_KERNEL(frame_row_combine)(const float *const *samples, int n, const float *matrix, const float *offset,
                                const float *scale, const float *nshift, float *const *planes)
 {
     const float *restrict s0 = samples[0], *restrict s1 = samples[1], *restrict s2 = samples[2];

@@ -9,6 +9,7 @@
 #include <math.h>
 #include "kernels.h"
 #include "kernel_util.h"
+#include "kernels_frame.h" /* the frame kernels, from kernels_frame.c (no contracted multiply-adds) */
 
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
@@ -759,16 +760,6 @@ static void conv_depthwise3x3_backward(const float *restrict x, const float *res
     }
 }
 
-/* kernels_frame.c, compiled for the same set without contracted multiply-adds */
-#define FRAME_KERNEL(name) CAT(name##_, PS_KERNEL_SET)
-void FRAME_KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
-                                     const float *wx, float wy, const int *shift, int n, const float *scale,
-                                     const float *nshift, float *const *planes);
-void FRAME_KERNEL(frame_row_sample)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
-                                    const float *wx, float wy, int n, float *out);
-void FRAME_KERNEL(frame_row_combine)(const float *const *samples, int n, const float *matrix, const float *offset,
-                                     const float *scale, const float *nshift, float *const *planes);
-
 const ps_kernels SET_NAME = {
     .name = STR(PS_KERNEL_SET),
     .gelu = gelu,
@@ -780,9 +771,9 @@ const ps_kernels SET_NAME = {
     .add = add,
     .mul = mul,
     .normalise_rgb = normalise_rgb,
-    .frame_row_packed4 = FRAME_KERNEL(frame_row_packed4),
-    .frame_row_sample = FRAME_KERNEL(frame_row_sample),
-    .frame_row_combine = FRAME_KERNEL(frame_row_combine),
+    .frame_row_packed4 = PS_FRAME_KERNEL(frame_row_packed4),
+    .frame_row_sample = PS_FRAME_KERNEL(frame_row_sample),
+    .frame_row_combine = PS_FRAME_KERNEL(frame_row_combine),
     .attend_residual = attend_residual,
     .conv_depthwise1x1 = conv_depthwise1x1,
     .groupnorm_group = groupnorm_group,
