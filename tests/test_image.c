@@ -5,6 +5,8 @@
 #include <png.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <jpeglib.h>
 #include "../core/lib/image.h"
 #include "../core/lib/preprocess.h"
@@ -113,7 +115,7 @@ static void write_jpeg_raw(const char *path, int w, int h, int comps, const uint
     cinfo.image_width = (JDIMENSION)w;
     cinfo.image_height = (JDIMENSION)h;
     cinfo.input_components = comps;
-    cinfo.in_color_space = comps == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    cinfo.in_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 4 ? JCS_CMYK : JCS_RGB;
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, quality, TRUE);
     jpeg_start_compress(&cinfo, TRUE);
@@ -358,6 +360,24 @@ static void test_jpeg_grey(void)
     g_free(path);
 }
 
+/* A CMYK JPEG (print, not video) is refused by name rather than with libjpeg's "Unsupported
+ * color conversion request". */
+static void test_jpeg_cmyk_refused(void)
+{
+    uint8_t p[8 * 8 * 4];
+    for (int i = 0; i < (int)sizeof p; i++)
+        p[i] = (uint8_t)(i * 7);
+    char *path = tmp_path("cmyk.jpg");
+    write_jpeg_raw(path, 8, 8, 4, p, 90);
+    GError *err = NULL;
+    g_assert_null(ps_image_load_rgb(path, &err));
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, "CMYK"));
+    g_clear_error(&err);
+    g_free(path);
+}
+
 /* ---- errors ---- */
 
 /* Plain stdio, no fsync: the truncation and fuzz tests write hundreds of files. */
@@ -557,6 +577,53 @@ static void test_save_errors_and_replace(void)
     ps_image_free(b);
 }
 
+/* Writing through a symbolic link replaces the file it ends at and keeps the link (a rename
+ * over the link would have replaced the link); a FIFO or device is refused, not replaced. */
+static void test_save_through_links(void)
+{
+    ps_image *a = random_image(6, 5, 3, 9), *b = random_image(3, 2, 1, 10);
+    GError *err = NULL;
+    char *dir = tmp_path("links"), *sub = g_build_filename(dir, "sub", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(sub, 0755), ==, 0);
+    char *file = g_build_filename(dir, "real.png", NULL), *link1 = g_build_filename(sub, "link1.png", NULL),
+         *link2 = g_build_filename(dir, "link2.png", NULL);
+    g_assert_true(ps_image_save_png(file, a, &err));
+    g_assert_cmpint(symlink("../real.png", link1), ==, 0); /* relative to the link's folder */
+    g_assert_cmpint(symlink("sub/link1.png", link2), ==, 0); /* a chain of two */
+    g_assert_true(ps_image_save_png(link2, b, &err));
+    g_assert_no_error(err);
+    GStatBuf st;
+    g_assert_cmpint(g_lstat(link2, &st), ==, 0);
+    g_assert_true(S_ISLNK(st.st_mode));
+    g_assert_cmpint(g_lstat(link1, &st), ==, 0);
+    g_assert_true(S_ISLNK(st.st_mode));
+    ps_image *back = load_ok(file);
+    g_assert_cmpint(back->w, ==, 3);
+    ps_image_free(back);
+
+    char *dangling = g_build_filename(dir, "dangling.png", NULL), *made = g_build_filename(dir, "made.png", NULL);
+    g_assert_cmpint(symlink("made.png", dangling), ==, 0);
+    g_assert_true(ps_image_save_png(dangling, a, &err)); /* creates the file the link names */
+    back = load_ok(made);
+    g_assert_cmpint(back->w, ==, 6);
+    ps_image_free(back);
+
+    char *fifo = g_build_filename(dir, "fifo.png", NULL);
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    const int before = count_entries(dir);
+    g_assert_false(ps_image_save_png(fifo, a, &err));
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, "not a regular file"));
+    g_clear_error(&err);
+    g_assert_cmpint(g_lstat(fifo, &st), ==, 0);
+    g_assert_true(S_ISFIFO(st.st_mode));
+    g_assert_cmpint(count_entries(dir), ==, before); /* no temporary file left */
+
+    g_free(fifo), g_free(dangling), g_free(made), g_free(file), g_free(link1), g_free(link2), g_free(sub), g_free(dir);
+    ps_image_free(a);
+    ps_image_free(b);
+}
+
 /* ---- resize ---- */
 
 /* The definition in double precision: half-pixel centres, clamped, separable. */
@@ -743,6 +810,7 @@ int main(int argc, char **argv)
     g_test_add_func("/image/png/rgba-and-interlaced", test_png_rgba_and_interlaced);
     g_test_add_func("/image/jpeg/decode", test_jpeg_decode);
     g_test_add_func("/image/jpeg/grey", test_jpeg_grey);
+    g_test_add_func("/image/jpeg/cmyk-refused", test_jpeg_cmyk_refused);
     g_test_add_func("/image/errors/truncated-png", test_truncated_png);
     g_test_add_func("/image/errors/truncated-jpeg", test_truncated_jpeg);
     g_test_add_func("/image/errors/corrupt", test_corrupt_files);
@@ -750,6 +818,7 @@ int main(int argc, char **argv)
     g_test_add_func("/image/errors/fuzz", test_fuzz);
     g_test_add_func("/image/mask/threshold", test_mask_threshold);
     g_test_add_func("/image/save/errors-and-replace", test_save_errors_and_replace);
+    g_test_add_func("/image/save/through-links", test_save_through_links);
     g_test_add_func("/image/resize/hand-computed", test_resize_hand_computed);
     g_test_add_func("/image/resize/identity", test_resize_identity);
     g_test_add_func("/image/preprocess/model-size", test_preprocess_model_size);

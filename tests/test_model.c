@@ -120,9 +120,13 @@ static void test_weights_validation(void)
 
     ps_st_file *f = ps_st_read(good, &err);
     g_assert_no_error(err);
+    /* what: a tensor change, or metadata key=value (normalisation and size that would otherwise
+     * give a silently wrong model: NaN, a std that is 0 as a float, trailing junk) */
     struct { const char *what, *expect; } cases[] = {
         {"missing", "is missing"}, {"extra", "unexpected tensor"}, {"shape", "has shape"},
-        {"arch", "unknown architecture"}, {"noarch", "architecture"}};
+        {"arch", "unknown architecture"}, {"noarch", "architecture"}, {"mean=[nan,0.5,0.5]", "'mean'"},
+        {"mean=[1e300,0.5,0.5]", "'mean'"}, {"std=[0.2,1e-300,0.2]", "'std'"}, {"std=[0.2,inf,0.2]", "'std'"},
+        {"input_size=256abc", "input_size"}, {"input_size=99999999999999999999", "input_size"}};
     for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
         int n = f->n_tensors;
         ps_st_tensor *ts = g_new0(ps_st_tensor, n + 1);
@@ -141,7 +145,11 @@ static void test_weights_validation(void)
             ts[n++] = (ps_st_tensor){.name = "bogus.weight", .ndim = 1, .shape = {1}, .numel = 1, .data = &extra};
         else if (!strcmp(what, "shape"))
             ts[0].shape[1] = ts[0].shape[0], ts[0].shape[0] = 1; /* same count, wrong shape */
-        else if (!strcmp(what, "arch"))
+        else if (strchr(what, '=')) {
+            char **kv = g_strsplit(what, "=", 2);
+            g_hash_table_insert(meta, (gpointer)g_intern_string(kv[0]), (gpointer)g_intern_string(kv[1]));
+            g_strfreev(kv);
+        } else if (!strcmp(what, "arch"))
             g_hash_table_insert(meta, "architecture", "resnet");
         else
             g_hash_table_remove(meta, "architecture");

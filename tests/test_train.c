@@ -711,7 +711,11 @@ static void test_bad_arguments(void)
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
                          "--structure-loss nan", "--deep-supervision -1", "--multi-scale 0.5" /* 64 px */,
-                         "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300"};
+                         "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300",
+                         "--lr nan", "--lr inf", "--lr 0", "--min-lr nan", "--min-lr 2e-3" /* above --lr */,
+                         "--weight-decay -5", "--weight-decay nan", "--limit -3", "--kd-temperature 1e-50",
+                         "--kd-weight 1e300", "--out /nonexistent-dir/x.safetensors",
+                         "--checkpoint ." /* a folder */};
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         int st = run_train(out, bad[i], 0, 0);
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 2))
@@ -794,6 +798,17 @@ static void test_add_data_and_per_image(void)
     sargs = g_strdup_printf("--weights %s --data %s --size 100", out, data);
     g_free(run_tool_status("polypseg-eval", sargs, &code));
     g_assert_cmpint(code, ==, 2);
+    g_free(sargs);
+    sargs = g_strdup_printf("--weights %s --data %s --threshold nan", out, data);
+    g_free(run_tool_status("polypseg-eval", sargs, &code));
+    g_assert_cmpint(code, ==, 2);
+    g_free(sargs);
+    /* a --json that cannot be written fails the run but still leaves the per-image file */
+    g_assert_cmpint(g_unlink(csv), ==, 0);
+    sargs = g_strdup_printf("--weights %s --data %s --per-image %s --json %s/no-such-dir/e.json", out, data, csv, tmpdir);
+    g_free(run_tool_status("polypseg-eval", sargs, &code));
+    g_assert_cmpint(code, ==, 1);
+    g_assert_true(g_file_test(csv, G_FILE_TEST_IS_REGULAR));
     g_free(sargs);
     g_strfreev(lines);
     g_free(text), g_free(eargs), g_free(csv), g_free(json), g_free(log), g_free(args), g_free(out), g_free(data);

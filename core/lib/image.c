@@ -1,4 +1,5 @@
 #include "image.h"
+#include "output_path.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -87,6 +88,12 @@ static ps_image *decode_jpeg_with(struct jpeg_decompress_struct *cinfo, jpeg_err
     jpeg_mem_src(cinfo, buf, (unsigned long)len);
     jpeg_read_header(cinfo, TRUE);
     if (!check_size(path, (long)cinfo->image_width, (long)cinfo->image_height, err)) {
+        jpeg_destroy_decompress(cinfo);
+        return NULL;
+    }
+    if (cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK) {
+        /* print files, not video frames: libjpeg has no CMYK -> RGB, and a guess would be wrong */
+        g_set_error(err, PS_IMAGE_ERROR, IMAGE_ERROR_FORMAT, "%s: CMYK JPEG is not supported; save it as RGB", path);
         jpeg_destroy_decompress(cinfo);
         return NULL;
     }
@@ -301,19 +308,23 @@ gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err)
     }
     if (!check_size(path, im->w, im->h, err))
         return FALSE;
+    char *target = ps_output_target(path, err);
+    if (!target)
+        return FALSE;
     /* Temporary file in the same folder, renamed over the target once complete and synced. */
-    char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
+    char *tmp = g_strdup_printf("%s.tmp-XXXXXX", target);
     int fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0666);
     if (fd < 0) {
         g_set_error(err, PS_IMAGE_ERROR, IMAGE_ERROR_IO, "%s: cannot create a temporary file: %s", path,
                     g_strerror(errno));
         g_free(tmp);
+        g_free(target);
         return FALSE;
     }
     png_ctx ctx = {0};
     gboolean ok = write_png_fd(fd, im, &ctx);
-    if (ok && g_rename(tmp, path) != 0) {
-        g_snprintf(ctx.msg, sizeof ctx.msg, "cannot rename %s over it: %s", tmp, g_strerror(errno));
+    if (ok && g_rename(tmp, target) != 0) {
+        g_snprintf(ctx.msg, sizeof ctx.msg, "cannot rename %s over %s: %s", tmp, target, g_strerror(errno));
         ok = FALSE;
     }
     if (!ok) {
@@ -321,6 +332,7 @@ gboolean ps_image_save_png(const char *path, const ps_image *im, GError **err)
         g_unlink(tmp);
     }
     g_free(tmp);
+    g_free(target);
     return ok;
 }
 

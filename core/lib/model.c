@@ -191,6 +191,18 @@ gboolean ps_model_set_weights(ps_model *m, const ps_st_file *f, const char *path
     return TRUE;
 }
 
+/* Normalisation metadata beyond this (|mean|, std and 1/std) is refused as broken. */
+#define NORM_BOUND 1000.0
+
+/* Whether the 3 values lie in [lo, hi] (NaN does not). */
+static gboolean within(const double *v, double lo, double hi)
+{
+    for (int i = 0; i < 3; i++)
+        if (!(v[i] >= lo && v[i] <= hi))
+            return FALSE;
+    return TRUE;
+}
+
 /* Parses "[a,b,c]" of up to max numbers; returns the count or -1. */
 static int parse_list(const char *s, double *out, int max)
 {
@@ -253,24 +265,26 @@ ps_model *ps_model_from_file(const ps_st_file *f, const char *path, const char *
     }
     const char *size = ps_st_meta(f, "input_size");
     if (size) {
-        m->info.input_size = atoi(size);
-        if (m->info.input_size < PS_MIN_INPUT || m->info.input_size % 32 ||
-            m->info.input_size > PS_MAX_INPUT) {
+        gint64 side = 0;
+        if (!g_ascii_string_to_signed(size, 10, PS_MIN_INPUT, PS_MAX_INPUT, &side, NULL) || side % 32) {
             g_set_error(err, PS_MODEL_ERROR, 5, "%s: input_size '%s' is not a multiple of 32 in %d..%d",
                         path, size, PS_MIN_INPUT, PS_MAX_INPUT);
             goto fail;
         }
+        m->info.input_size = (int)side;
     }
     if (ps_st_meta(f, "mean") || ps_st_meta(f, "std")) {
-        if (parse_list(ps_st_meta(f, "mean"), v, 3) != 3) {
-            g_set_error(err, PS_MODEL_ERROR, 5, "%s: metadata 'mean' is not a list of 3 numbers", path);
+        /* of 0..1 RGB: anything outside these bounds is a broken file, not a normalisation */
+        if (parse_list(ps_st_meta(f, "mean"), v, 3) != 3 || !within(v, -NORM_BOUND, NORM_BOUND)) {
+            g_set_error(err, PS_MODEL_ERROR, 5, "%s: metadata 'mean' is not a list of 3 numbers in [%g, %g]",
+                        path, -NORM_BOUND, NORM_BOUND);
             goto fail;
         }
         for (int i = 0; i < 3; i++)
             m->info.mean[i] = (float)v[i];
-        if (parse_list(ps_st_meta(f, "std"), v, 3) != 3 || v[0] <= 0 || v[1] <= 0 || v[2] <= 0) {
-            g_set_error(err, PS_MODEL_ERROR, 5, "%s: metadata 'std' is not a list of 3 positive numbers",
-                        path);
+        if (parse_list(ps_st_meta(f, "std"), v, 3) != 3 || !within(v, 1.0 / NORM_BOUND, NORM_BOUND)) {
+            g_set_error(err, PS_MODEL_ERROR, 5, "%s: metadata 'std' is not a list of 3 numbers in [%g, %g]",
+                        path, 1.0 / NORM_BOUND, NORM_BOUND);
             goto fail;
         }
         for (int i = 0; i < 3; i++)

@@ -1,4 +1,5 @@
 #include "safetensors.h"
+#include "output_path.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -551,12 +552,16 @@ gboolean ps_st_write(const char *path, const ps_st_tensor *tensors, int n_tensor
 {
     if (!check_input(path, tensors, n_tensors, metadata, err))
         return FALSE;
+    char *target = ps_output_target(path, err);
+    if (!target)
+        return FALSE;
     /* Same folder as the target, so the final rename cannot cross file systems. */
-    char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
+    char *tmp = g_strdup_printf("%s.tmp-XXXXXX", target);
     int fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0666);
     if (fd < 0) {
         fail(err, ST_ERROR_IO, path, NULL, "cannot create a temporary file: %s", g_strerror(errno));
         g_free(tmp);
+        g_free(target);
         return FALSE;
     }
     gboolean ok = write_contents(fd, tmp, tensors, n_tensors, metadata, err);
@@ -568,12 +573,13 @@ gboolean ps_st_write(const char *path, const ps_st_tensor *tensors, int n_tensor
         fail(err, ST_ERROR_IO, tmp, NULL, "close failed: %s", g_strerror(errno));
         ok = FALSE;
     }
-    if (ok && g_rename(tmp, path) != 0) {
-        fail(err, ST_ERROR_IO, path, NULL, "cannot rename %s over it: %s", tmp, g_strerror(errno));
+    if (ok && g_rename(tmp, target) != 0) {
+        fail(err, ST_ERROR_IO, path, NULL, "cannot rename %s over %s: %s", tmp, target, g_strerror(errno));
         ok = FALSE;
     }
     if (!ok)
         g_unlink(tmp);
     g_free(tmp);
+    g_free(target);
     return ok;
 }

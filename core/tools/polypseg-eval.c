@@ -2,6 +2,7 @@
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include "evaluate.h"
+#include "output_path.h"
 #include "preprocess.h"
 #include "progress.h"
 
@@ -34,7 +35,9 @@ static gboolean write_json(const char *path, const char *weights, const char *da
     json_generator_set_pretty(gen, TRUE);
     JsonNode *root = json_builder_get_root(b);
     json_generator_set_root(gen, root);
-    gboolean ok = json_generator_to_file(gen, path, err);
+    char *target = ps_output_target(path, err);
+    gboolean ok = target && json_generator_to_file(gen, target, err);
+    g_free(target);
     json_node_unref(root);
     g_object_unref(gen);
     g_object_unref(b);
@@ -49,7 +52,9 @@ static gboolean write_per_image(const char *path, const ps_dataset *ds, const do
         g_string_append_printf(csv, "%s,%.6f\n", name, dice[i]);
         g_free(name);
     }
-    gboolean ok = g_file_set_contents(path, csv->str, (gssize)csv->len, err);
+    char *target = ps_output_target(path, err);
+    gboolean ok = target && g_file_set_contents(target, csv->str, (gssize)csv->len, err);
+    g_free(target);
     g_string_free(csv, TRUE);
     return ok;
 }
@@ -77,7 +82,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (!weights || !data || threshold < 0 || threshold > 1 ||
+    if (!weights || !data || !(threshold >= 0 && threshold <= 1) ||
         (size && (size % 32 || size < PS_MIN_INPUT || size > PS_MAX_INPUT)) || tta < 1 || tta > PS_TTA_MAX) {
         fprintf(stderr, "polypseg-eval: --weights and --data are required, threshold in [0,1], --size a "
                         "multiple of 32 in %d..%d, --tta 1..%d (see --help)\n", PS_MIN_INPUT, PS_MAX_INPUT,
@@ -113,6 +118,7 @@ int main(int argc, char **argv)
     int rc = 0;
     if (json && !write_json(json, weights, data, &v, &err)) {
         fprintf(stderr, "polypseg-eval: %s: %s\n", json, err->message);
+        g_clear_error(&err); /* the per-image file is still written */
         rc = 1;
     }
     if (per_image && !write_per_image(per_image, ds, dice, &err)) {

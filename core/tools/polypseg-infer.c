@@ -26,7 +26,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (!input || !mask_out || threshold < 0 || threshold > 1 || tta < 1 || tta > PS_TTA_MAX) {
+    if (!input || !mask_out || !(threshold >= 0 && threshold <= 1) || tta < 1 || tta > PS_TTA_MAX) {
         fprintf(stderr, "polypseg-infer: --input and --mask are required, threshold in [0,1], --tta 1..%d (see --help)\n",
                 PS_TTA_MAX);
         return 2;

@@ -15,6 +15,7 @@
 #include "loss.h"
 #include "optim.h"
 #include "progress.h"
+#include "output_path.h"
 #include "preprocess.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -40,6 +41,23 @@ typedef struct opts {
 } opts;
 
 /* "0.75,1,1.25" -> the sides round(size * factor / 32) * 32; FALSE if any is out of range. */
+/* Checked before training, not only when the file is written at the end: an output that can
+ * never be written (a folder, a missing folder) would cost the whole run. */
+static gboolean writable_target(const char *path)
+{
+    GError *err = NULL;
+    char *target = ps_output_target(path, &err), *dir = target ? g_path_get_dirname(target) : NULL;
+    gboolean ok = target && g_file_test(dir, G_FILE_TEST_IS_DIR);
+    if (!target)
+        fprintf(stderr, "polypseg-train: %s\n", err->message);
+    else if (!ok)
+        fprintf(stderr, "polypseg-train: %s: the folder %s does not exist\n", path, dir);
+    g_clear_error(&err);
+    g_free(dir);
+    g_free(target);
+    return ok;
+}
+
 static gboolean parse_multi_scale(const char *list, int size, int *sides, int *n)
 {
     char **parts = g_strsplit(list, ",", -1);
@@ -130,12 +148,14 @@ static gboolean parse(opts *o, int *argc, char ***argv)
                         "sides of %d..%d, e.g. 0.75,1,1.25\n", PS_LOADER_MAX_SIZES, PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
-               o->size % 32 || o->threads < 1 || o->lr <= 0 || !(o->fn_weight > 0 && o->fn_weight < 1) ||
-               !(o->structure_gain >= 0 && o->structure_gain <= 100) ||
-               !(o->deep_sup >= 0 && o->deep_sup <= 100) || o->min_lr < 0 || o->warmup < 0 || o->snapshot_every < 0) {
+               o->size % 32 || o->threads < 1 || !(o->lr > 0 && o->lr <= 1) || !(o->fn_weight > 0 && o->fn_weight < 1) ||
+               !(o->structure_gain >= 0 && o->structure_gain <= 100) || !(o->wd >= 0 && o->wd <= 1) ||
+               !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
+               o->warmup < 0 || o->snapshot_every < 0 || o->limit < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
-                        "32 in %d..%d, lr > 0, 0 < fn-weight < 1, structure-loss and deep-supervision 0..100, min-lr >= 0, warmup-epochs and snapshot-every >= 0\n", PS_MIN_INPUT,
-                PS_MAX_INPUT);
+                        "32 in %d..%d, 0 < lr <= 1, 0 <= min-lr <= lr, weight-decay 0..1, 0 < fn-weight < 1, "
+                        "structure-loss and deep-supervision 0..100, warmup-epochs, snapshot-every and limit >= 0\n",
+                PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     }
     if (ok) {
@@ -148,13 +168,14 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         if (o->kd.stage1_epochs == INT_MIN)
             o->kd.stage1_epochs = ps_distill_defaults(o->epochs).stage1_epochs;
         const double nonneg[] = {kd_w, kd_f, kd_focus, kd_bg, kd_cg};
-        gboolean bad = !(kd_t > 0) || !isfinite(kd_t) || o->kd.boundary_radius < 0 || o->kd.stage1_epochs < 0 ||
+        /* bounded so that each stays a finite, non-zero float and the losses finite */
+        gboolean bad = !(kd_t >= 0.01 && kd_t <= 100) || o->kd.boundary_radius < 0 || o->kd.stage1_epochs < 0 ||
                        o->kd.stage1_epochs > o->epochs || o->kd.teacher_views < 1 ||
                        o->kd.teacher_views > PS_TTA_MAX;
         for (size_t i = 0; i < G_N_ELEMENTS(nonneg); i++)
-            bad |= !(nonneg[i] >= 0) || !isfinite(nonneg[i]);
+            bad |= !(nonneg[i] >= 0 && nonneg[i] <= 1000);
         if (bad) {
-            fprintf(stderr, "polypseg-train: bad distillation value: temperature > 0, weights and gains >= 0, "
+            fprintf(stderr, "polypseg-train: bad distillation value: temperature 0.01..100, weights and gains 0..1000, "
                             "boundary-radius >= 0, 0 <= stage1-epochs <= epochs, teacher-tta 1..%d\n", PS_TTA_MAX);
             ok = FALSE;
         } else if (o->kd.teacher_views > 1 && !o->teacher) {
@@ -166,6 +187,9 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     g_option_context_free(ctx);
     if (ok && !o->checkpoint)
         o->checkpoint = g_strconcat(o->out, ".ckpt", NULL);
+    const char *outputs[] = {o->out, o->checkpoint};
+    for (size_t i = 0; ok && i < G_N_ELEMENTS(outputs); i++)
+        ok = writable_target(outputs[i]);
     return ok;
 }
 
@@ -372,6 +396,11 @@ int main(int argc, char **argv)
     }
     int per_epoch = ps_loader_batches_per_epoch(loader);
     long total_steps = (long)per_epoch * o.epochs, warmup = (long)per_epoch * o.warmup;
+    if (pos.epoch > o.epochs || pos.batch >= per_epoch || (pos.epoch == o.epochs && pos.batch > 0)) {
+        fprintf(stderr, "polypseg-train: %s is at epoch %d batch %d, outside this run's %d epochs of %d batches; "
+                        "the checkpoint is damaged\n", o.checkpoint, pos.epoch + 1, pos.batch, o.epochs, per_epoch);
+        return 1;
+    }
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
@@ -437,11 +466,12 @@ int main(int argc, char **argv)
         if (stop_requested && b + 1 >= per_epoch)
             at = (ps_train_pos){epoch + 1, 0};
         GHashTable *cfg = run_config(&o, command, train_seconds);
-        gboolean saved = ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
-        char *snapshot = saved && o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0
+        /* The epoch's snapshot first: once the checkpoint moves past an epoch, --resume after a
+         * kill would never write that epoch's snapshot. */
+        char *snapshot = o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0
                              ? snapshot_path(o.out, at.epoch) : NULL;
-        if (snapshot) /* the same checkpoint again, kept under the epoch's name */
-            saved = ps_checkpoint_save(snapshot, m, &opt, at, cfg, &err);
+        gboolean saved = !snapshot || ps_checkpoint_save(snapshot, m, &opt, at, cfg, &err);
+        saved = saved && ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
         g_free(snapshot);
         g_hash_table_unref(cfg);
         ps_progress_finish(&bar);
@@ -489,7 +519,8 @@ int main(int argc, char **argv)
             }
         }
         if (!ps_model_save(m, o.out, meta, &err)) {
-            fprintf(stderr, "polypseg-train: %s\n", err->message);
+            fprintf(stderr, "polypseg-train: %s\n(the trained model is in the checkpoint: `--resume --checkpoint %s "
+                            "--out NEW` with this run's other options writes it to NEW)\n", err->message, o.checkpoint);
             exit_code = 1;
         } else {
             char dur[32];

@@ -1,4 +1,5 @@
 #include "checkpoint.h"
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ static gboolean meta_int(const ps_st_file *f, const char *path, const char *key,
     const char *s = ps_st_meta(f, key);
     char *end = NULL;
     long v = s ? strtol(s, &end, 10) : -1;
-    if (!s || *end || v < 0) {
+    if (!s || *end || v < 0 || v > INT_MAX) {
         g_set_error(err, PS_MODEL_ERROR, 6, "%s: not a training checkpoint ('%s' missing or bad)",
                     path, key);
         return FALSE;

@@ -502,15 +502,30 @@ ps_loader *ps_loader_new(const ps_dataset *ds, const ps_loader_config *cfg, GErr
     for (int i = 0; i < cfg->n_sizes; i++)
         l->max_side = MAX(l->max_side, cfg->sizes[i]);
     size_t npix = (size_t)l->max_side * l->max_side;
-    l->buf_images = g_malloc(sizeof(float) * cfg->batch * 3 * npix);
-    l->buf_masks = g_malloc(sizeof(float) * cfg->batch * npix);
+    l->buf_images = g_try_malloc(sizeof(float) * cfg->batch * 3 * npix);
+    l->buf_masks = g_try_malloc(sizeof(float) * cfg->batch * npix);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->work_cv, NULL);
     pthread_cond_init(&l->done_cv, NULL);
-    l->nthreads = MAX(1, cfg->threads);
-    l->threads = g_new(pthread_t, l->nthreads);
-    for (int t = 0; t < l->nthreads; t++)
-        pthread_create(&l->threads[t], NULL, worker_main, l);
+    const int wanted = MAX(1, cfg->threads);
+    l->threads = g_new(pthread_t, wanted);
+    if (!l->buf_images || !l->buf_masks) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOMEM,
+                    "data loader: out of memory for a batch of %d at %dx%d (%.1f GB); use a smaller --batch or --size",
+                    cfg->batch, l->max_side, l->max_side, 4.0 * cfg->batch * npix * sizeof(float) / 1e9);
+        ps_loader_free(l);
+        return NULL;
+    }
+    /* run with the workers the system gives (as the thread pool does); none is an error */
+    int rc = 0;
+    while (l->nthreads < wanted && (rc = pthread_create(&l->threads[l->nthreads], NULL, worker_main, l)) == 0)
+        l->nthreads++;
+    if (l->nthreads == 0) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOMEM, "data loader: cannot start a worker thread: %s",
+                    g_strerror(rc));
+        ps_loader_free(l);
+        return NULL;
+    }
 
     l->ds = ds;
     start_job(l, JOB_DECODE, l->n);

@@ -1,0 +1,36 @@
+#include "output_path.h"
+#include <errno.h>
+#include <glib/gstdio.h>
+
+#define MAX_LINKS 40 /* as the kernel's limit on a path's symbolic links */
+
+char *ps_output_target(const char *path, GError **err)
+{
+    char *target = g_strdup(path);
+    for (int links = 0;; links++) {
+        GStatBuf st;
+        if (g_lstat(target, &st) != 0) /* a new file: written where it was asked for */
+            return target;
+        if (S_ISREG(st.st_mode))
+            return target;
+        if (!S_ISLNK(st.st_mode)) {
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "%s: not a regular file (a folder, device or FIFO); give the path of a file to write", path);
+            g_free(target);
+            return NULL;
+        }
+        char *link = links < MAX_LINKS ? g_file_read_link(target, NULL) : NULL;
+        if (!link) {
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_LOOP, "%s: cannot follow its symbolic link%s", path,
+                        links < MAX_LINKS ? "" : "s (too many levels)");
+            g_free(target);
+            return NULL;
+        }
+        char *dir = g_path_get_dirname(target);
+        char *next = g_path_is_absolute(link) ? g_strdup(link) : g_build_filename(dir, link, NULL);
+        g_free(dir);
+        g_free(link);
+        g_free(target);
+        target = next;
+    }
+}
