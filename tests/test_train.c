@@ -672,8 +672,23 @@ static void test_init_from_weights(void)
 static void test_snapshots(void)
 {
     char *out = g_build_filename(tmpdir, "snap.safetensors", NULL);
+    /* temporary files a kill -9 left mid-write go (the checkpoint's, the output's, a snapshot's);
+     * a file that only looks alike stays */
+    const char *stale[] = {"snap.safetensors.ckpt.tmp-AAAAAA", "snap.safetensors.tmp-BBBBBB",
+                           "snap-epoch20.ckpt.tmp-CCCCCC", "snap.safetensors.ckpt.tmp-not-one"};
+    for (size_t i = 0; i < G_N_ELEMENTS(stale); i++) {
+        char *p = g_build_filename(tmpdir, stale[i], NULL);
+        g_assert_true(g_file_set_contents(p, "partial", -1, NULL));
+        g_free(p);
+    }
     int st = run_train(out, "--snapshot-every 20 --structure-loss 5 --fn-weight 0.7", 0, 0);
     g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (size_t i = 0; i < G_N_ELEMENTS(stale); i++) {
+        char *p = g_build_filename(tmpdir, stale[i], NULL);
+        if (g_file_test(p, G_FILE_TEST_EXISTS) != (i == 3))
+            g_test_fail_printf("%s %s", stale[i], i == 3 ? "removed" : "left");
+        g_free(p);
+    }
     ps_st_file *weights = read_ok(out); /* the loss as run, window 2 * 5 + 1 at --size 128 */
     g_assert_cmpstr(ps_st_meta(weights, "loss"), ==,
                     "(bce_with_logits + tversky(fn weight 0.7)) weighted 1 + 5 |mean(mask, 11 px window) - mask|");

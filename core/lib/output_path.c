@@ -1,6 +1,7 @@
 #include "output_path.h"
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <string.h>
 
 #define MAX_LINKS 40 /* as the kernel's limit on a path's symbolic links */
 
@@ -33,4 +34,29 @@ char *ps_output_target(const char *path, GError **err)
         g_free(target);
         target = next;
     }
+}
+
+int ps_remove_stale_temporaries(const char *path)
+{
+    char *target = ps_output_target(path, NULL);
+    if (!target)
+        return 0;
+    char *dir = g_path_get_dirname(target), *base = g_path_get_basename(target);
+    char *prefix = g_strconcat(base, ".tmp-", NULL);
+    const size_t plen = strlen(prefix);
+    int removed = 0;
+    GDir *d = g_dir_open(dir, 0, NULL);
+    for (const char *name; d && (name = g_dir_read_name(d));) {
+        if (strncmp(name, prefix, plen) != 0 || strlen(name) != plen + 6) /* g_mkstemp's XXXXXX */
+            continue;
+        char *p = g_build_filename(dir, name, NULL);
+        GStatBuf st;
+        if (g_lstat(p, &st) == 0 && S_ISREG(st.st_mode) && g_unlink(p) == 0)
+            removed++;
+        g_free(p);
+    }
+    if (d)
+        g_dir_close(d);
+    g_free(prefix), g_free(base), g_free(dir), g_free(target);
+    return removed;
 }

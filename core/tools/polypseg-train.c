@@ -275,6 +275,11 @@ int main(int argc, char **argv)
     opts o;
     if (!parse(&o, &argc, &argv))
         return 2;
+    /* a run killed while writing (kill -9, power loss) leaves its temporary file, full size */
+    const int stale = ps_remove_stale_temporaries(o.checkpoint) + ps_remove_stale_temporaries(o.out);
+    if (stale)
+        printf("removed %d unfinished temporary file%s of an interrupted run beside %s\n", stale, stale > 1 ? "s" : "",
+               o.checkpoint);
     GError *err = NULL;
     ps_dataset *ds = ps_dataset_open(o.data, o.split, &err);
     if (!ds) {
@@ -470,6 +475,8 @@ int main(int argc, char **argv)
          * kill would never write that epoch's snapshot. */
         char *snapshot = o.snapshot_every > 0 && at.batch == 0 && at.epoch % o.snapshot_every == 0
                              ? snapshot_path(o.out, at.epoch) : NULL;
+        if (snapshot)
+            ps_remove_stale_temporaries(snapshot);
         gboolean saved = !snapshot || ps_checkpoint_save(snapshot, m, &opt, at, cfg, &err);
         saved = saved && ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
         g_free(snapshot);
