@@ -318,13 +318,15 @@ gst_polyp_seg_set_info (GstVideoFilter * filter, GstCaps * incaps, GstVideoInfo 
   return TRUE;
 }
 
-/* After a seek the next frame is unrelated to the last result. */
+/* After a seek, or in a new stream (concat, gapless playback, input-selector with the same
+ * caps), the next frame is unrelated to the last result. */
 static gboolean
 gst_polyp_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
   GstPolypSeg *self = GST_POLYP_SEG (trans);
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP)
+  if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP
+      || GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START)
     self->prob = NULL;
   return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
@@ -508,7 +510,9 @@ gst_polyp_seg_transform_frame_ip (GstVideoFilter * filter, GstVideoFrame * frame
   gint min_pixels;
 
   gst_polyp_seg_read_settings (self, &s);
-  infer = !self->prob || self->since_inference >= s.inference_interval;
+  /* a discontinuity (lost frames, a jump) also ends what the last result shows */
+  infer = !self->prob || self->since_inference >= s.inference_interval
+      || GST_BUFFER_FLAG_IS_SET (frame->buffer, GST_BUFFER_FLAG_DISCONT);
   if (infer) {
     gint64 t0 = g_get_monotonic_time ();
 

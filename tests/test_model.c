@@ -2,6 +2,7 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <sys/resource.h>
 #include "model.h"
 #include "preprocess.h"
 #include "test_util.h"
@@ -203,6 +204,43 @@ static void test_threads_same_bits(void)
     g_rand_free(r);
 }
 
+/* A pool that got fewer workers than asked (here: thread stacks beyond an address-space limit,
+ * in a child process) is kept and used, not rebuilt on every call with the same count. */
+static void test_threads_fewer_than_asked(void)
+{
+    if (g_test_subprocess()) {
+        ps_model *m = ps_model_new("microaunet", NULL, 0, 7, NULL);
+        m->info.input_size = 128;
+        ps_segmenter *s = ps_segmenter_new(m);
+        uint8_t rgb[32 * 32 * 3] = {0};
+        ps_segmenter_run(s, rgb, 32, 32, 32 * 3); /* the arena at its size before the limit */
+        char *status = NULL;
+        g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
+        const char *vm = strstr(status, "VmSize:");
+        g_assert_nonnull(vm);
+        const long kb = atol(vm + 7);
+        g_free(status);
+        /* room for a few 8 MB thread stacks, not for 60 */
+        struct rlimit lim = {(rlim_t)(kb + 48 * 1024) * 1024, (rlim_t)(kb + 48 * 1024) * 1024};
+        g_assert_cmpint(setrlimit(RLIMIT_AS, &lim), ==, 0);
+        ps_segmenter_set_threads(s, 60);
+        const int got = ps_segmenter_threads(s);
+        ps_pool *pool = ps_segmenter_pool(s);
+        g_assert_cmpint(got, >=, 1);
+        g_assert_cmpint(got, <, 60);
+        ps_segmenter_set_threads(s, 60);
+        g_assert_true(ps_segmenter_pool(s) == pool);
+        ps_segmenter_run(s, rgb, 32, 32, 32 * 3);
+        ps_segmenter_set_threads(s, 1); /* another count still applies */
+        g_assert_cmpint(ps_segmenter_threads(s), ==, 1);
+        ps_segmenter_free(s);
+        ps_model_free(m);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+}
+
 /* The view of an RGB square that view v shows, built without ps_view_source: views 4..7
  * transpose first; then 1, 3, 6, 7 mirror the columns (of the transposed image for 6 and 7)
  * and 2, 3, 5, 7 the rows. */
@@ -354,6 +392,7 @@ int main(int argc, char **argv)
     g_test_add_func("/model/weights-validation", test_weights_validation);
     g_test_add_func("/model/save-load-archs", test_save_load_archs);
     g_test_add_func("/model/threads-same-bits", test_threads_same_bits);
+    g_test_add_func("/model/threads-fewer-than-asked", test_threads_fewer_than_asked);
     g_test_add_func("/model/tta", test_tta);
     g_test_add_func("/model/tta-threads", test_tta_threads);
     g_test_add_func("/model/view-source", test_view_source);

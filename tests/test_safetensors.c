@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "../core/lib/safetensors.h"
 #include "test_util.h"
 
@@ -296,6 +297,20 @@ static void test_missing_file(void)
     g_free(path);
 }
 
+/* A folder, a FIFO (reading it would block) and a character device (reading /dev/zero never
+ * ends) are refused by what they are, before any read. */
+static void test_not_regular(void)
+{
+    char *dir = tmp_path("a-folder.safetensors"), *fifo = tmp_path("a-fifo.safetensors");
+    g_assert_cmpint(g_mkdir(dir, 0755), ==, 0);
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    expect_reject(dir, "not a regular file", NULL);
+    expect_reject(fifo, "not a regular file", NULL);
+    expect_reject("/dev/zero", "not a regular file", NULL);
+    g_rmdir(dir), g_unlink(fifo);
+    g_free(dir), g_free(fifo);
+}
+
 /* ---- fuzzing: never crash, failures always explained ---- */
 
 /* A valid file's bytes (the sample with metadata). */
@@ -518,6 +533,7 @@ int main(int argc, char **argv)
     g_test_add_func("/safetensors/reject/header-too-large", test_header_too_large);
     g_test_add_func("/safetensors/reject/non-finite", test_non_finite);
     g_test_add_func("/safetensors/reject/missing-file", test_missing_file);
+    g_test_add_func("/safetensors/reject/not-regular", test_not_regular);
     g_test_add_func("/safetensors/fuzz/truncate", test_fuzz_truncate);
     g_test_add_func("/safetensors/fuzz/flip", test_fuzz_flip);
     g_test_add_func("/safetensors/write/missing-dir", test_write_missing_dir);

@@ -132,6 +132,7 @@ struct ps_segmenter {
     int views;            /* test-time augmentation: views averaged (1 = off) */
     ps_tensor *view;      /* the input seen through one view */
     float *view_prob;     /* that view's probabilities */
+    int threads_asked;    /* the last ps_segmenter_set_threads count (the pool may have fewer) */
 };
 
 ps_segmenter *ps_segmenter_new(ps_model *m)
@@ -141,6 +142,7 @@ ps_segmenter *ps_segmenter_new(ps_model *m)
     s->model = m;
     s->arena = ps_arena_new();
     ps_graph_init(&s->graph, s->arena, 0);
+    s->threads_asked = 1;
     s->input = ps_tensor_new(1, 3, size, size);
     s->scratch = malloc((size_t)size * size * 3);
     s->prob = malloc((size_t)size * size * sizeof(float));
@@ -175,10 +177,13 @@ int ps_segmenter_size(const ps_segmenter *s)
 void ps_segmenter_set_threads(ps_segmenter *s, int threads)
 {
     threads = threads < 1 ? 1 : threads;
-    if (threads == ps_pool_threads(s->graph.pool))
+    /* against the count asked for: a pool that got fewer workers (a process limit) keeps them,
+     * rather than being rebuilt on every call */
+    if (threads == s->threads_asked)
         return;
     ps_pool_free(s->graph.pool);
     s->graph.pool = threads > 1 ? ps_pool_new(threads) : NULL;
+    s->threads_asked = threads;
 }
 
 void ps_segmenter_set_tta(ps_segmenter *s, int views)

@@ -351,19 +351,25 @@ static ps_st_file *parse_file(const uint8_t *buf, size_t len, const char *path, 
     return f;
 }
 
+/* Mapped, not read: a wrong file given as weights (a video, say) is refused by its header
+ * length at once, without reading gigabytes first. A device or FIFO is refused before. */
 ps_st_file *ps_st_read(const char *path, GError **err)
 {
-    char *buf;
-    gsize len;
+    GStatBuf st;
+    if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fail(err, ST_ERROR_IO, path, NULL, "not a regular file (a folder, device or FIFO)");
+        return NULL;
+    }
     GError *ioerr = NULL;
-    if (!g_file_get_contents(path, &buf, &len, &ioerr)) {
+    GMappedFile *map = g_mapped_file_new(path, FALSE, &ioerr);
+    if (!map) {
         /* GLib's message already names the file. */
         g_set_error(err, PS_ST_ERROR, ST_ERROR_IO, "%s", ioerr->message);
         g_error_free(ioerr);
         return NULL;
     }
-    ps_st_file *f = parse_file((const uint8_t *)buf, len, path, err);
-    g_free(buf);
+    ps_st_file *f = parse_file((const uint8_t *)g_mapped_file_get_contents(map), g_mapped_file_get_length(map), path, err);
+    g_mapped_file_unref(map);
     return f;
 }
 

@@ -906,6 +906,18 @@ static void test_inference_interval(void)
         }
         gst_buffer_unref(out);
     }
+    /* a new stream (concat, gapless playback) and a discontinuity each end the shared result at
+     * once: frame 7 would otherwise share frame 6's */
+    g_assert_true(gst_harness_push_event(hs, gst_event_new_stream_start("second")));
+    GstBuffer *after_start = run(hs, pictures[1], 7), *shared = run(hs, pictures[0], 8);
+    g_assert_true(mask_meta(after_start)->mask != first);
+    g_assert_true(mask_meta(shared)->mask == mask_meta(after_start)->mask);
+    GstBuffer *discont = gst_buffer_copy(pictures[0]);
+    GST_BUFFER_FLAG_SET(discont, GST_BUFFER_FLAG_DISCONT);
+    GstBuffer *after_gap = run(hs, discont, 9);
+    g_assert_true(mask_meta(after_gap)->mask != mask_meta(after_start)->mask);
+    gst_buffer_unref(discont), gst_buffer_unref(after_gap), gst_buffer_unref(shared), gst_buffer_unref(after_start);
+
     g_object_set(hs->element, "inference-interval", 1, NULL);
     GstBuffer *a = run(hs, pictures[0], 10), *b = run(hs, pictures[0], 11);
     g_assert_true(mask_meta(a)->mask != mask_meta(b)->mask);
