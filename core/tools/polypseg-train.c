@@ -77,7 +77,7 @@ static gboolean parse_multi_scale(const char *list, int size, int *sides, int *n
 static gboolean parse(opts *o, int *argc, char ***argv)
 {
     *o = (opts){.crop_scale = g_strdup("0.75,1"), .arch = g_strdup("microaunet"), .epochs = 100, .batch = 8, .size = 256,
-                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = 1e-5, .fn_weight = 0.5, .seed = 1,
+                .threads = (int)g_get_num_processors(), .warmup = 1, .lr = 1e-3, .wd = 1e-2, .min_lr = -1 /* unset */, .fn_weight = 0.5, .seed = 1,
                 .kd = ps_distill_defaults(0)};
     o->kd.stage1_epochs = INT_MIN; /* unset: half of the epochs */
     double kd_t = o->kd.temperature, kd_w = o->kd.kd_weight, kd_f = o->kd.feature_weight,
@@ -99,7 +99,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "Batch size (default 8)", "N"},
         {"size", 0, 0, G_OPTION_ARG_INT, &o->size, "Input side, multiple of 32 (default 256)", "PX"},
         {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, "Peak learning rate (default 1e-3)", "LR"},
-        {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->min_lr, "Final learning rate of the cosine schedule (default 1e-5)", "LR"},
+        {"min-lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->min_lr, "Final learning rate of the cosine schedule (default 1e-5, or --lr when that is lower)", "LR"},
         {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &o->wd, "AdamW weight decay (default 1e-2)", "WD"},
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
@@ -135,6 +135,8 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         "--val ../shared/datasets/kvasir-seg/val --epochs 100 -o weights/microaunet-kvasir.safetensors\n");
     GError *err = NULL;
     gboolean ok = g_option_context_parse(ctx, argc, argv, &err);
+    if (ok && o->min_lr == -1) /* unset: a --lr under the default end needs no --min-lr of its own */
+        o->min_lr = MIN(1e-5, o->lr);
     if (!ok)
         fprintf(stderr, "polypseg-train: %s\n", err->message);
     else if (!o->data || !o->out) {
