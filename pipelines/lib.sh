@@ -46,6 +46,8 @@ ps_need_element() {
 PS_WEIGHTS="" PS_THRESHOLD="" PS_INTERVAL="" PS_FRAMES="" PS_FPS=25 PS_PATTERN="" PS_START="" PS_JSONL=""
 PS_CVC="" PS_PRINT=0
 PS_PROPS=()
+PS_EXPECTED="" # frames the source holds, when known (a folder of frames, a CVC sequence)
+PS_OUTPUTS=()  # files ps_run writes as FILE.part and renames into place only when it succeeds
 ps_parse_common() {
   local opt=$1
   PS_SHIFT=2
@@ -58,8 +60,14 @@ ps_parse_common() {
   case $opt in
     -w | --weights) PS_WEIGHTS=$2 ;;
     --jsonl) PS_JSONL=$2 ;;
-    -t | --threshold) PS_THRESHOLD=$2 ;;
-    -i | --inference-interval) PS_INTERVAL=$2 ;;
+    -t | --threshold)
+      [[ $2 =~ ^(0(\.[0-9]*)?|1(\.0*)?|\.[0-9]+)$ ]] || ps_usage_error "--threshold wants a number in [0, 1], not '$2'"
+      PS_THRESHOLD=$2
+      ;;
+    -i | --inference-interval)
+      [[ $2 =~ ^[1-9][0-9]*$ ]] || ps_usage_error "--inference-interval wants a positive number, not '$2'"
+      PS_INTERVAL=$2
+      ;;
     -s | --set)
       [[ $2 == ?*=* ]] || ps_usage_error "--set wants PROPERTY=VALUE, not '$2'"
       PS_PROPS+=("$2")
@@ -145,6 +153,7 @@ ps_cvc_source() {
   [[ -f $root/images/$first.png && -f $root/images/$last.png ]] ||
     ps_die "$root/images/ lacks frames $first..$last of sequence $1"
   echo "$PS_NAME: CVC-ClinicDB sequence $1: frames $first..$last ($count frames at $PS_FPS fps)" >&2
+  PS_EXPECTED=$count
   PS_SRC=(multifilesrc "location=$root/images/%d.png" "start-index=$first" "stop-index=$last"
     "caps=image/png,framerate=$(ps_fps_fraction)" ! pngdec)
 }
@@ -192,6 +201,8 @@ ps_frames_source() {
     ((width > 0)) && pattern="%0${width}d.$ext"
     if ((last - first + 1 != count)); then
       echo "$PS_NAME: warning: $dir has $count frames numbered $first..$last; reading stops at the first missing number" >&2
+    else
+      PS_EXPECTED=$count
     fi
     echo "$PS_NAME: $dir: frames $pattern from $first ($count frames at $PS_FPS fps)" >&2
     PS_SRC=(multifilesrc "location=$dir/$pattern" "start-index=$first" "stop-index=$last")
@@ -259,19 +270,36 @@ ps_recorder() {
   fi
 }
 
-# ps_run TOKENS...: runs the pipeline through polypseg-record when --jsonl or --frames is set
-# (it writes the JSON lines and stops after exactly N frames of the element), else through
-# gst-launch-1.0; both turn the first Ctrl-C into end-of-stream. --print shows the command.
+# ps_part FILE: where the pipeline writes FILE (FILE.part while it runs, when FILE is one of
+# PS_OUTPUTS and this is not --print).
+ps_part() {
+  local f
+  for f in "${PS_OUTPUTS[@]}"; do
+    if [[ $f == "$1" ]] && ((!PS_PRINT)); then
+      echo "$1.part"
+      return
+    fi
+  done
+  echo "$1"
+}
+
+# ps_run TOKENS...: runs the pipeline through polypseg-record (a gst-launch-1.0 -e that also
+# writes the JSON lines of --jsonl, stops after exactly --frames N frames of the element, and
+# exits 2 for a pipeline that cannot be built); the first Ctrl-C ends the stream cleanly.
+# --print shows the command.
+# PS_OUTPUTS (written as FILE.part, see ps_part) are renamed into place by polypseg-record only
+# when the run succeeds and, when the source's frame count is known, every frame came through
+# (a corrupt frame ends a folder's stream early); a failure leaves an earlier FILE as it was.
 ps_run() {
-  local cmd
-  if [[ -n $PS_JSONL || -n $PS_FRAMES ]]; then
-    cmd=("$(ps_recorder)")
-    [[ -z $PS_JSONL ]] || cmd+=(--jsonl "$PS_JSONL")
-    [[ -z $PS_FRAMES ]] || cmd+=(--frames "$PS_FRAMES")
-    cmd+=(-- "$@")
-  else
-    cmd=(gst-launch-1.0 -e "$@")
+  local cmd f
+  cmd=("$(ps_recorder)")
+  [[ -z $PS_JSONL ]] || cmd+=(--jsonl "$(ps_part "$PS_JSONL")")
+  [[ -z $PS_FRAMES ]] || cmd+=(--frames "$PS_FRAMES")
+  if ((!PS_PRINT)); then
+    for f in "${PS_OUTPUTS[@]}"; do cmd+=(--commit "$(ps_part "$f")=$f"); done
+    [[ -z $PS_EXPECTED ]] || cmd+=(--expect-frames "$PS_EXPECTED")
   fi
+  cmd+=(-- "$@")
   if ((PS_PRINT)); then
     [[ -z ${GST_PLUGIN_PATH:-} ]] || printf 'GST_PLUGIN_PATH=%q ' "$GST_PLUGIN_PATH"
     printf '%q ' "${cmd[@]}"
@@ -279,4 +307,19 @@ ps_run() {
     exit 0
   fi
   exec "${cmd[@]}"
+}
+
+# ps_distinct_files INPUT OUTPUT...: dies when an output is the input (or two outputs are one
+# file): writing would empty the input before it is read.
+ps_distinct_files() {
+  local input=$1 a b i j
+  shift
+  local paths=("$@")
+  [[ -z $input || ! -f $input ]] || paths=("$input" "${paths[@]}")
+  for ((i = 0; i < ${#paths[@]}; i++)); do
+    for ((j = i + 1; j < ${#paths[@]}; j++)); do
+      a=$(realpath -m -- "${paths[i]}") b=$(realpath -m -- "${paths[j]}")
+      [[ $a != "$b" ]] || ps_die "${paths[i]} and ${paths[j]} are the same file; choose another output"
+    done
+  done
 }

@@ -9,12 +9,16 @@
  *
  * --frames N stops the stream after N frames have left the polypseg element (exactly, whatever
  * the source). Without --jsonl nothing is written: the scripts in pipelines/ then use it as
- * a gst-launch-1.0 -e that can count frames.
+ * a gst-launch-1.0 -e that can count frames. --commit PART=FINAL renames each file the
+ * pipeline wrote as PART to FINAL when the run succeeds (and removes it when it fails), so a
+ * failed recording never replaces a good one; --expect-frames N fails a run that ends early
+ * (a stream of image files ends at a corrupt one).
  *
  * Exit status: 0 at end of stream (also after Ctrl-C), 1 on a pipeline or write error,
  * 2 on bad usage or a pipeline that cannot be built, 130 when aborted by a second Ctrl-C. */
 #include <gst/gst.h>
 #include <glib-unix.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <errno.h>
 #include <signal.h>
@@ -30,7 +34,7 @@ typedef struct
   JsonGenerator *gen;
   guint64 frames, with_polyps;
   gint interrupts;
-  guint64 max_frames, passed;
+  guint64 max_frames, passed; /* max_frames 0: count only */
   gint rc;
   gboolean write_failed;
 } Recorder;
@@ -195,7 +199,7 @@ on_polypseg_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer data)
 {
   Recorder *r = data;
 
-  if (r->passed < r->max_frames) {
+  if (r->max_frames == 0 || r->passed < r->max_frames) {
     r->passed++;
     return GST_PAD_PROBE_OK;
   }
@@ -204,6 +208,28 @@ on_polypseg_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   gst_buffer_unref (GST_PAD_PROBE_INFO_BUFFER (info));
   GST_PAD_PROBE_INFO_FLOW_RETURN (info) = GST_FLOW_EOS;
   return GST_PAD_PROBE_HANDLED;
+}
+
+/* --commit: each PART renamed to FINAL after a successful run; after a failure removed, or
+ * kept as PART (and named) when a second Ctrl-C aborted, as the user asked to stop. Returns the
+ * exit status. */
+static gint
+commit_outputs (gchar ** commits, gint rc)
+{
+  for (gint i = 0; commits && commits[i]; i++) {
+    gchar **pf = g_strsplit (commits[i], "=", 2);
+
+    if (rc == 0 && g_rename (pf[0], pf[1]) != 0) {
+      g_printerr ("polypseg-record: cannot rename %s to %s: %s\n", pf[0], pf[1], g_strerror (errno));
+      rc = 1;
+    } else if (rc == 130) {
+      g_printerr ("polypseg-record: unfinished output left in %s\n", pf[0]);
+    } else if (rc != 0) {
+      g_unlink (pf[0]);
+    }
+    g_strfreev (pf);
+  }
+  return rc;
 }
 
 /* The first element the polypseg factory made, searched recursively; NULL if none. */
@@ -266,8 +292,9 @@ print_start_error (GstBus * bus)
 int
 main (int argc, char **argv)
 {
-  gchar *jsonl = NULL, **pipeline_argv = NULL;
+  gchar *jsonl = NULL, **pipeline_argv = NULL, **commits = NULL;
   gboolean quiet = FALSE;
+  gint64 expect_frames = 0;
   gint64 max_frames = -1;
   GOptionEntry entries[] = {
     {"jsonl", 'o', 0, G_OPTION_ARG_FILENAME, &jsonl,
@@ -275,6 +302,12 @@ main (int argc, char **argv)
     {"frames", 'n', 0, G_OPTION_ARG_INT64, &max_frames,
         "Stop after N frames have left the polypseg element", "N"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No summary at the end", NULL},
+    {"commit", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &commits,
+        "When the run succeeds, rename PART (written by the pipeline) to FINAL; when it fails, "
+        "remove PART (repeatable)", "PART=FINAL"},
+    {"expect-frames", 0, 0, G_OPTION_ARG_INT64, &expect_frames,
+        "Fail (exit 1) when fewer than N frames leave the polypseg element before the stream ends "
+        "(not when --frames or Ctrl-C ends it first)", "N"},
     {G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &pipeline_argv, NULL, NULL},
     {NULL}
   };
@@ -312,6 +345,18 @@ main (int argc, char **argv)
     g_printerr ("polypseg-record: --frames wants a positive number (see --help)\n");
     return 2;
   }
+  if (expect_frames < 0) {
+    g_printerr ("polypseg-record: --expect-frames wants a number >= 0 (see --help)\n");
+    return 2;
+  }
+  for (gint i = 0; commits && commits[i]; i++) {
+    const gchar *eq = strchr (commits[i], '=');
+
+    if (!eq || eq == commits[i] || !eq[1]) {
+      g_printerr ("polypseg-record: --commit wants PART=FINAL, not '%s' (see --help)\n", commits[i]);
+      return 2;
+    }
+  }
 
   r.pipeline = gst_parse_launchv_full ((const gchar **) pipeline_argv, NULL,
       GST_PARSE_FLAG_FATAL_ERRORS, &err);
@@ -326,16 +371,16 @@ main (int argc, char **argv)
     r.pipeline = p;
   }
 
-  if (max_frames > 0) {
+  if (max_frames > 0 || expect_frames > 0) {
     GstElement *seg = find_polypseg (r.pipeline);
     GstPad *pad;
 
     if (!seg) {
-      g_printerr ("polypseg-record: --frames needs a polypseg element in the pipeline\n");
+      g_printerr ("polypseg-record: --frames and --expect-frames need a polypseg element in the pipeline\n");
       gst_object_unref (r.pipeline);
       return 2;
     }
-    r.max_frames = (guint64) max_frames;
+    r.max_frames = max_frames > 0 ? (guint64) max_frames : 0;
     pad = gst_element_get_static_pad (seg, "src");
     gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, on_polypseg_buffer, &r, NULL);
     gst_object_unref (pad);
@@ -343,6 +388,9 @@ main (int argc, char **argv)
   }
 
   r.out_name = !jsonl ? NULL : strcmp (jsonl, "-") == 0 ? "standard output" : jsonl;
+  for (gint i = 0; jsonl && commits && commits[i]; i++) /* name the file it becomes */
+    if (strncmp (commits[i], jsonl, strlen (jsonl)) == 0 && commits[i][strlen (jsonl)] == '=')
+      r.out_name = commits[i] + strlen (jsonl) + 1;
   r.out = !jsonl ? NULL : strcmp (jsonl, "-") == 0 ? stdout : fopen (jsonl, "w");
   if (jsonl && !r.out) {
     g_printerr ("polypseg-record: cannot create %s: %s\n", jsonl, g_strerror (errno));
@@ -373,17 +421,26 @@ main (int argc, char **argv)
   }
   if (r.write_failed && r.rc == 0)
     r.rc = 1;
+  if (r.rc == 0 && expect_frames > 0 && r.interrupts == 0
+      && r.passed < (r.max_frames ? MIN ((guint64) expect_frames, r.max_frames) : (guint64) expect_frames)) {
+    g_printerr ("polypseg-record: only %" G_GUINT64_FORMAT " of the %" G_GINT64_FORMAT " frames expected "
+        "came through (a stream of image files ends at a corrupt or unreadable one)\n", r.passed,
+        expect_frames);
+    r.rc = 1;
+  }
   if (jsonl && r.rc == 0 && r.frames == 0)
     g_printerr ("polypseg-record: warning: no polypseg messages (is post-messages=true set on "
         "the polypseg element?)\n");
   if (jsonl && !quiet && r.rc == 0)
     g_printerr ("polypseg-record: %" G_GUINT64_FORMAT " frames (%" G_GUINT64_FORMAT
         " with polyps) -> %s\n", r.frames, r.with_polyps, r.out_name);
-  rc = r.rc;
   gst_object_unref (r.pipeline);
+  r.pipeline = NULL;
+  rc = commit_outputs (commits, r.rc); /* after the pipeline closed its files */
   g_object_unref (r.gen);
   g_main_loop_unref (r.loop);
   g_strfreev (pipeline_argv);
+  g_strfreev (commits);
   g_free (jsonl);
   return rc;
 }

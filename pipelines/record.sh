@@ -107,6 +107,7 @@ case $preset in
   *) ps_usage_error "unknown x264 preset '$preset'" ;;
 esac
 
+ps_distinct_files "$input" "$out" "$PS_JSONL"
 ps_find_plugin
 ps_need_element x264enc gstreamer1.0-plugins-ugly
 ps_need_element mp4mux gstreamer1.0-plugins-good
@@ -115,7 +116,10 @@ ps_polypseg
 mkdir -p "$(dirname "$out")"
 echo "$PS_NAME: ${input:+$input }-> $out, $PS_JSONL" >&2
 
+# Written as .part files, renamed when complete: a failed run leaves no broken MP4 and keeps
+# an earlier one of the same name.
+PS_OUTPUTS=("$out" "$PS_JSONL")
 # I420 for the encoder: the most widely playable H.264 (High profile, 4:2:0).
 ps_run "${PS_SRC[@]}" ! videoconvert ! "${PS_SEG[@]}" ! videoconvert \
   ! video/x-raw,format=I420 ! queue ! x264enc "bitrate=$bitrate" "speed-preset=$preset" \
-  ! mp4mux ! filesink "location=$(realpath -m "$out")"
+  ! mp4mux ! filesink "location=$(realpath -m "$(ps_part "$out")")"

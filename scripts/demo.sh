@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, then records an annotated MP4 from a real colonoscopy clip through the polypseg
 # GStreamer element (pipelines/record.sh): out/annotated.mp4 (H.264, polyps tinted and outlined)
-# and out/annotated.jsonl (each frame's polyps), and its last frame as out/annotated-frame.png.
+# and out/annotated.jsonl (each frame's polyps), and its first frame as out/annotated-frame.png.
 # The clip is CVC-ClinicDB sequence 5 (held out from training the shipped CVC weights) from
 # $POLYPSEG_DATA or ../shared/datasets, or the video file or folder of numbered frames you name.
 #   scripts/demo.sh [--weights FILE] [VIDEO | FRAME-FOLDER]
@@ -19,6 +19,10 @@ while (($#)); do
       (($# >= 2)) || { echo "demo: $1 needs a file" >&2; exit 2; }
       weights=$(realpath -m -- "$2")
       shift 2
+      ;;
+    -?*)
+      echo "demo: unknown option $1 (see --help)" >&2
+      exit 2
       ;;
     *)
       [[ -z $input ]] || { echo "demo: one input only (see --help)" >&2; exit 2; }
@@ -45,7 +49,9 @@ else
   args=(--cvc-sequence 5 --weights "${weights:-weights/microaunet-cvc.safetensors}")
 fi
 pipelines/record.sh "${args[@]}" out/annotated.mp4
-# One frame to look at without a video player: the recording's last, decoded back.
-gst-launch-1.0 -q filesrc location=out/annotated.mp4 ! decodebin ! videoconvert ! pngenc \
-  ! multifilesink location=out/annotated-frame.png max-files=1
+# One frame to look at without a video player: the recording's first, decoded back (pngenc
+# snapshot=true stops after it, so a long video costs no more than a short one).
+rm -f out/annotated-frame.png
+gst-launch-1.0 -q filesrc location=out/annotated.mp4 ! decodebin ! videoconvert ! pngenc snapshot=true \
+  ! filesink location=out/annotated-frame.png
 echo "demo: wrote out/annotated.mp4, out/annotated.jsonl and out/annotated-frame.png"

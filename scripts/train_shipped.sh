@@ -20,6 +20,11 @@
 # runs one stage at a time (about 12 hours in all by the logged stage times). Then copy the files
 # weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
+case "${1:-}" in
+  "" | --ablation) [ $# -le 1 ] || { echo "train_shipped: one option at most (--ablation)" >&2; exit 2; } ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "train_shipped: unknown argument '$1' (the options are --ablation and --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 D="${POLYPSEG_DATA:-../shared/datasets}"

@@ -13,6 +13,9 @@ frames="${1:-100}" rounds="${2:-3}"
   { echo "tta_tradeoff: FRAMES and ROUNDS must be positive numbers" >&2; exit 2; }
 D="${POLYPSEG_DATA:-../shared/datasets}"
 [ -d "$D/kvasir-seg/val" ] || { echo "tta_tradeoff: no datasets in $D (set POLYPSEG_DATA)" >&2; exit 1; }
+for tool in polypseg-eval polypseg-bench; do
+  [ -x "build/core/$tool" ] || { echo "tta_tradeoff: build/core/$tool missing: build first (scripts/setup.sh)" >&2; exit 1; }
+done
 mkdir -p out
 points=out/tta-tradeoff.jsonl
 : >"$points"

@@ -127,6 +127,33 @@ rc=$?
 if ((rc == 1)) && grep -q "no such file" "$tmp/log"; then ok "missing input"; else not_ok "missing input (exit $rc)"; fi
 "$repo/pipelines/record.sh" --no-such-option >"$tmp/log" 2>&1
 if (($? == 2)); then ok "unknown option: exit 2"; else not_ok "unknown option: exit 2"; fi
+"$repo/pipelines/record.sh" --threshold 7 "$tmp/frames" "$tmp/out/x.mp4" >"$tmp/log" 2>&1
+if (($? == 2)) && grep -q "threshold wants a number in \[0, 1\]" "$tmp/log"; then ok "--threshold 7: exit 2"; else not_ok "--threshold 7: exit 2"; fi
+
+# The input as the output: refused before anything is written (filesink would empty it first).
+cp "$tmp/out/rec.mp4" "$tmp/out/same.mp4"
+before=$(cksum <"$tmp/out/same.mp4")
+"$repo/pipelines/record.sh" --weights "$model" "$tmp/out/same.mp4" "$tmp/out/same.mp4" >"$tmp/log" 2>&1
+rc=$?
+if ((rc == 1)) && grep -q "same file" "$tmp/log" && [[ $(cksum <"$tmp/out/same.mp4") == "$before" ]]; then
+  ok "record.sh: input as output refused, input kept"
+else
+  not_ok "record.sh: input as output (exit $rc)"
+fi
+
+# A corrupt frame ends a folder's stream early: the run fails, and the earlier recording of
+# the same name stays as it was (no half-written replacement, no .part left).
+cp -r "$tmp/frames" "$tmp/broken"
+head -c 300 "$tmp/frames/4.png" >"$tmp/broken/4.png"
+before=$(cksum <"$tmp/out/rec.mp4")
+"$repo/pipelines/record.sh" --weights "$model" --fps 10 "$tmp/broken" "$tmp/out/rec.mp4" >"$tmp/log" 2>&1
+rc=$?
+if ((rc == 1)) && grep -q "of the 10 frames expected came through" "$tmp/log" &&
+  [[ $(cksum <"$tmp/out/rec.mp4") == "$before" ]] && ! compgen -G "$tmp/out/*.part" >/dev/null; then
+  ok "record.sh: corrupt frame fails the run, earlier output kept"
+else
+  not_ok "record.sh: corrupt frame (exit $rc)"
+fi
 
 # Ctrl-C during a live recording: the MP4 is finished and plays.
 "$build/pipelines/polypseg-record" --jsonl "$tmp/out/int.jsonl" -- videotestsrc is-live=true \
