@@ -44,7 +44,7 @@ ps_need_element() {
 # Common options. ps_parse_common "$@" consumes one option (and its value) if it is one of
 # these and sets PS_SHIFT to how many arguments it used (0 when it is not one of them).
 PS_WEIGHTS="" PS_THRESHOLD="" PS_INTERVAL="" PS_FRAMES="" PS_FPS=25 PS_PATTERN="" PS_START="" PS_JSONL=""
-PS_CVC="" PS_PRINT=0
+PS_CVC="" PS_PRINT=0 PS_CAPS=""
 PS_PROPS=()
 PS_EXPECTED="" # frames the source holds, when known (a folder of frames, a CVC sequence)
 PS_OUTPUTS=()  # files ps_run writes as FILE.part and renames into place only when it succeeds
@@ -53,7 +53,7 @@ ps_parse_common() {
   PS_SHIFT=2
   case $opt in
     -w | --weights | -t | --threshold | -i | --inference-interval | -s | --set | -n | --frames | \
-      --fps | --pattern | --start | --cvc-sequence | --jsonl)
+      --fps | --pattern | --start | --cvc-sequence | --jsonl | --caps)
       (($# >= 2)) || ps_usage_error "$opt needs a value"
       ;;
   esac
@@ -81,6 +81,11 @@ ps_parse_common() {
       PS_FPS=$2
       ;;
     --pattern) PS_PATTERN=$2 ;;
+    --caps)
+      [[ $2 == video/x-raw* || $2 == image/jpeg* ]] ||
+        ps_usage_error "--caps wants video/x-raw,... or image/jpeg,..., not '$2'"
+      PS_CAPS=$2
+      ;;
     --start)
       [[ $2 =~ ^[0-9]+$ ]] || ps_usage_error "--start wants a number, not '$2'"
       PS_START=$2
@@ -154,7 +159,7 @@ ps_cvc_source() {
     ps_die "$root/images/ lacks frames $first..$last of sequence $1"
   echo "$PS_NAME: CVC-ClinicDB sequence $1: frames $first..$last ($count frames at $PS_FPS fps)" >&2
   PS_EXPECTED=$count
-  PS_SRC=(multifilesrc "location=$root/images/%d.png" "start-index=$first" "stop-index=$last"
+  PS_SRC=(multifilesrc "location=${root//%/%%}/images/%d.png" "start-index=$first" "stop-index=$last"
     "caps=image/png,framerate=$(ps_fps_fraction)" ! pngdec)
 }
 
@@ -183,10 +188,10 @@ ps_frames_source() {
     # shellcheck disable=SC2059
     [[ -f $dir/$(printf "$PS_PATTERN" "$first") ]] ||
       ps_die "no frame $dir/$(printf "$PS_PATTERN" "$first") (pattern $PS_PATTERN, first number $first; see --start)"
-    PS_SRC=(multifilesrc "location=$dir/$PS_PATTERN" "start-index=$first")
+    PS_SRC=(multifilesrc "location=${dir//%/%%}/$PS_PATTERN" "start-index=$first")
   else
     # Names that are a number and an image extension; zero-padded ones fix the width.
-    read -r ext first last count width < <(cd "$dir" && find . -maxdepth 1 -type f -printf '%f\n' |
+    read -r ext first last count width < <(cd "$dir" && find -L . -maxdepth 1 -type f -printf '%f\n' |
       grep -E '^[0-9]+\.([Pp][Nn][Gg]|[Jj][Pp][Ee]?[Gg])$' | awk -F. '
         { e = $2; exts[e]++; n++; v = $1 + 0
           if (n == 1 || v < lo) lo = v; if (n == 1 || v > hi) hi = v
@@ -205,7 +210,7 @@ ps_frames_source() {
       PS_EXPECTED=$count
     fi
     echo "$PS_NAME: $dir: frames $pattern from $first ($count frames at $PS_FPS fps)" >&2
-    PS_SRC=(multifilesrc "location=$dir/$pattern" "start-index=$first" "stop-index=$last")
+    PS_SRC=(multifilesrc "location=${dir//%/%%}/$pattern" "start-index=$first" "stop-index=$last")
   fi
   case ${ext,,} in
     png) PS_SRC+=("caps=image/png,framerate=$(ps_fps_fraction)" ! pngdec) ;;
@@ -221,21 +226,35 @@ ps_cameras() {
   echo "cameras: ${devs[*]}"
 }
 
-# PS_SRC for a V4L2 camera device.
+# PS_SRC for a V4L2 camera device, in the --caps format when given.
 ps_camera_source() {
   [[ -c $1 ]] || ps_die "no camera at $1 ($(ps_cameras))"
   ps_need_element v4l2src gstreamer1.0-plugins-good
   PS_SRC=(v4l2src "device=$1")
+  ps_add_caps
+}
+
+# Appends --caps to PS_SRC, and a JPEG decoder for MJPEG (capture cards often give 1080p at
+# full rate only so).
+ps_add_caps() {
+  [[ -n $PS_CAPS ]] || return 0
+  PS_SRC+=(! "$PS_CAPS")
+  [[ $PS_CAPS != image/jpeg* ]] || PS_SRC+=(! jpegdec)
 }
 
 # PS_SRC for INPUT (video file, folder of frames or camera device) or the --cvc-sequence.
 ps_source() {
   local input=$1
   if [[ -n $PS_CVC ]]; then
+    [[ -z $PS_CAPS ]] || ps_usage_error "--caps is for a camera, not a CVC-ClinicDB sequence"
     ps_cvc_source "$PS_CVC"
+    return
   elif [[ $input == /dev/* || -c $input ]]; then
     ps_camera_source "$input"
-  elif [[ -d $input ]]; then
+    return
+  fi
+  [[ -z $PS_CAPS ]] || ps_usage_error "--caps is for a camera, not $input"
+  if [[ -d $input ]]; then
     ps_frames_source "$input"
   elif [[ -f $input ]]; then
     [[ -r $input ]] || ps_die "cannot read $input"

@@ -43,7 +43,7 @@ Examples:
 EOF
 }
 
-device=/dev/video0 caps="" sink="" test_pattern=0
+device=/dev/video0 sink="" test_pattern=0
 ps_split_equals "$@"
 set -- "${PS_ARGS[@]}"
 while (($#)); do
@@ -56,11 +56,10 @@ while (($#)); do
       test_pattern=1
       shift
       ;;
-    -d | --device | --caps | --sink)
+    -d | --device | --sink)
       (($# >= 2)) || ps_usage_error "$1 needs a value"
       case $1 in
         -d | --device) device=$2 ;;
-        --caps) caps=$2 ;;
         --sink) sink=$2 ;;
       esac
       shift 2
@@ -78,13 +77,10 @@ done
 ps_find_plugin
 if ((test_pattern)); then
   PS_SRC=(videotestsrc is-live=true pattern=ball)
-  [[ -n $caps ]] || caps=video/x-raw,width=640,height=480,framerate=30/1
+  [[ -n $PS_CAPS ]] || PS_CAPS=video/x-raw,width=640,height=480,framerate=30/1
+  ps_add_caps
 else
   ps_camera_source "$device"
-fi
-if [[ -n $caps ]]; then
-  PS_SRC+=(! "$caps")
-  [[ $caps != image/jpeg* ]] || PS_SRC+=(! jpegdec)
 fi
 ps_display_sink "$sink"
 ps_polypseg

@@ -35,6 +35,8 @@ Options:
                            run the model on every Nth frame only
   -s, --set PROP=VALUE     any other polypseg property, e.g. --set overlay-alpha=0.5 (repeatable)
   --jsonl FILE             the JSON lines file (default: OUT.mp4 with .jsonl instead of .mp4)
+  --caps CAPS              a camera's format, e.g. video/x-raw,width=1280,height=720,framerate=30/1
+                           or image/jpeg,width=1920,height=1080 (decoded with jpegdec)
   -n, --frames N           stop after N frames
   --fps N[/D]              frame rate of a folder of frames or a CVC sequence (default 25)
   --pattern PRINTF         file names of the frames in the folder, e.g. frame_%05d.png

@@ -31,6 +31,11 @@ while (($#)); do
       ;;
   esac
 done
+# so is a relative $POLYPSEG_DATA
+if [[ -n ${POLYPSEG_DATA:-} ]]; then
+  POLYPSEG_DATA=$(realpath -m -- "$POLYPSEG_DATA")
+  export POLYPSEG_DATA
+fi
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh

@@ -2,7 +2,7 @@
 # Sets up (scripts/setup.sh) and runs the whole test suite with meson test.
 # The data tests read ../shared/datasets or $POLYPSEG_DATA; in CI (CI=true) they fail if it is missing.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 scripts/setup.sh || exit 1
 rm -f build/meson-logs/testlog.json
 meson test -C build --print-errorlogs "$@"

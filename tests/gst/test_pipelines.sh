@@ -130,6 +130,19 @@ if (($? == 2)); then ok "unknown option: exit 2"; else not_ok "unknown option: e
 "$repo/pipelines/record.sh" --threshold 7 "$tmp/frames" "$tmp/out/x.mp4" >"$tmp/log" 2>&1
 if (($? == 2)) && grep -q "threshold wants a number in \[0, 1\]" "$tmp/log"; then ok "--threshold 7: exit 2"; else not_ok "--threshold 7: exit 2"; fi
 
+# record.sh --caps for a camera (MJPEG decoded), refused for anything else.
+"$repo/pipelines/record.sh" --caps image/jpeg,width=1920,height=1080 --print /dev/null "$tmp/out/cam.mp4" >"$tmp/log" 2>&1
+if grep -q 'v4l2src device=/dev/null .*image/jpeg.*jpegdec .*polypseg' "$tmp/log"; then ok "record.sh --caps: camera format, MJPEG decoded"; else not_ok "record.sh --caps camera"; fi
+"$repo/pipelines/record.sh" --caps video/x-raw "$tmp/frames" "$tmp/out/x.mp4" >"$tmp/log" 2>&1
+if (($? == 2)) && grep -q "caps is for a camera" "$tmp/log"; then ok "record.sh --caps on frames: exit 2"; else not_ok "record.sh --caps on frames"; fi
+
+# A folder whose path holds a % (multifilesrc's format character) and whose frames are links.
+mkdir "$tmp/100% links"
+for i in 0 1 2; do ln -s "$tmp/frames/$i.png" "$tmp/100% links/$i.png"; done
+check "record.sh: % in the folder, linked frames" "$repo/pipelines/record.sh" --weights "$model" \
+  "$tmp/100% links" "$tmp/out/links.mp4"
+check "record.sh: % and links: 3 JSON lines" valid_jsonl "$tmp/out/links.jsonl" 3
+
 # The input as the output: refused before anything is written (filesink would empty it first).
 cp "$tmp/out/rec.mp4" "$tmp/out/same.mp4"
 before=$(cksum <"$tmp/out/same.mp4")
