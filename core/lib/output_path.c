@@ -1,5 +1,4 @@
 #include "output_path.h"
-#include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
 
