@@ -274,6 +274,17 @@ gst_polyp_seg_start (GstBaseTransform * trans)
   }
   self->size = self->model->info.input_size;
   self->segmenter = ps_segmenter_new (self->model);
+  /* the frame buffers now: an error here rather than an abort on the first frame, and no
+   * allocation in the first frame's latency */
+  if (!ps_segmenter_prepare (self->segmenter, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("Not enough memory for the model: %s",
+            err->message), ("weights: %s", path));
+    g_error_free (err);
+    g_clear_pointer (&self->segmenter, ps_segmenter_free);
+    g_clear_pointer (&self->model, ps_model_free);
+    g_free (path);
+    return FALSE;
+  }
   self->mask = g_malloc ((gsize) self->size * self->size);
   self->regions = ps_regions_new (self->size, self->size);
   gst_polyp_seg_reset_result (self);

@@ -135,10 +135,10 @@ struct ps_segmenter {
     int threads_asked;    /* the last ps_segmenter_set_threads count (the pool may have fewer) */
 };
 
-ps_segmenter *ps_segmenter_new(ps_model *m)
+/* A segmenter running m at size x size (the model's own size, or a probe's). */
+static ps_segmenter *segmenter_new_at(ps_model *m, int size)
 {
     ps_segmenter *s = calloc(1, sizeof *s);
-    int size = m->info.input_size;
     s->model = m;
     s->arena = ps_arena_new();
     ps_graph_init(&s->graph, s->arena, 0);
@@ -151,6 +151,36 @@ ps_segmenter *ps_segmenter_new(ps_model *m)
     if (!s->scratch || !s->prob)
         abort();
     return s;
+}
+
+ps_segmenter *ps_segmenter_new(ps_model *m)
+{
+    return segmenter_new_at(m, m->info.input_size);
+}
+
+static const float *forward(ps_segmenter *s);
+
+gboolean ps_segmenter_prepare(ps_segmenter *s, GError **err)
+{
+    const int size = s->input->w;
+    if (ps_arena_used(s->arena) == 0) {
+        /* The buffers a frame takes grow with its area: measured at the smallest side, scaled. */
+        ps_segmenter *probe = segmenter_new_at(s->model, PS_MIN_INPUT);
+        forward(probe);
+        const double area = (double)size * size / ((double)PS_MIN_INPUT * PS_MIN_INPUT);
+        const double need = (double)ps_arena_used(probe->arena) * area;
+        ps_segmenter_free(probe);
+        void *trial = need < (double)SIZE_MAX ? g_try_malloc((size_t)need) : NULL;
+        if (!trial) {
+            g_set_error(err, PS_MODEL_ERROR, 7,
+                        "%s at %dx%d needs about %.2f GB for each frame's buffers, which cannot be allocated",
+                        s->model->info.arch, size, size, need / 1e9);
+            return FALSE;
+        }
+        g_free(trial);
+    }
+    forward(s); /* on the blank input: the buffers are made now, not on the first frame */
+    return TRUE;
 }
 
 void ps_segmenter_free(ps_segmenter *s)

@@ -29,6 +29,11 @@ void ps_frame_row_combine_ref(const float *const *samples, int n, const float *m
 typedef struct ps_segmenter ps_segmenter;
 ps_segmenter *ps_segmenter_new(ps_model *m);
 void ps_segmenter_free(ps_segmenter *s);
+/* Before a live stream: makes the buffers a frame takes now (a run on the blank input) rather
+ * than on the first frame, after checking that about that much memory can be had (measured at
+ * the smallest side, scaled by the area); FALSE with err set when it cannot, instead of the
+ * abort an allocation failure mid-stream would be. */
+gboolean ps_segmenter_prepare(ps_segmenter *s, GError **err);
 int ps_segmenter_size(const ps_segmenter *s); /* side of the probability map */
 /* Threads that share each frame's work (default 1: the caller only). The result does not
  * depend on it: every value is computed the same way whichever thread computes it. */

@@ -5,7 +5,9 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <glib/gstdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include "contours.h"
 #include "frameconvert.h"
 #include "framedraw.h"
@@ -1061,6 +1063,47 @@ static void test_bad_weights(void)
     g_free(missing);
 }
 
+/* A model whose frame buffers cannot be had (input 4096, under an address-space limit in a
+ * child process): the change to PAUSED fails with a RESOURCE error saying so, instead of an
+ * abort on the first frame. */
+static void test_weights_too_big_for_memory(void)
+{
+    if (g_test_subprocess()) {
+        GError *err = NULL;
+        ps_model *m = ps_model_load(fx.random, &err);
+        g_assert_no_error(err);
+        m->info.input_size = 4096;
+        char *path = g_build_filename(fx.dir, "huge-input.safetensors", NULL);
+        g_assert_true(ps_model_save(m, path, NULL, &err));
+        ps_model_free(m);
+        char *status = NULL;
+        g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
+        const long kb = atol(strstr(status, "VmSize:") + 7);
+        g_free(status);
+        struct rlimit lim = {(rlim_t)(kb + 1024 * 1024) * 1024, (rlim_t)(kb + 1024 * 1024) * 1024}; /* +1 GB */
+        g_assert_cmpint(setrlimit(RLIMIT_AS, &lim), ==, 0);
+        GstElement *e = element_with(path);
+        GstBus *bus = gst_bus_new();
+        gst_element_set_bus(e, bus);
+        g_assert_cmpint(gst_element_set_state(e, GST_STATE_PAUSED), ==, GST_STATE_CHANGE_FAILURE);
+        GstMessage *msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+        g_assert_nonnull(msg);
+        gst_message_parse_error(msg, &err, NULL);
+        g_test_message("%s", err->message);
+        g_assert_true(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NO_SPACE_LEFT));
+        g_assert_nonnull(strstr(err->message, "4096x4096"));
+        g_error_free(err);
+        gst_message_unref(msg);
+        g_assert_cmpint(gst_element_set_state(e, GST_STATE_NULL), ==, GST_STATE_CHANGE_SUCCESS);
+        drop_bus(e, bus);
+        gst_object_unref(e);
+        g_free(path);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+}
+
 /* QoS on by default, and no latency added. */
 static void test_qos_and_latency(void)
 {
@@ -1086,6 +1129,7 @@ int main(int argc, char **argv)
     gst_init(&argc, &argv);
     fixtures_init();
     g_test_add_func("/polypseg/formats", test_formats);
+    g_test_add_func("/polypseg/weights-too-big-for-memory", test_weights_too_big_for_memory);
     g_test_add_func("/polypseg/frame-convert", test_frame_convert);
     g_test_add_func("/polypseg/pixels-follow-mask", test_pixels_follow_mask);
     g_test_add_func("/polypseg/packed-paint-matches-reference", test_packed_paint_matches_reference);
