@@ -711,7 +711,7 @@ static void test_graph_fused_gate_dsd(void)
              * against the separate graph ops: bands start at any position, so within 1e-6 */
             for (int d = 1; d <= 2; d++)
                 for (int gelu = 0; gelu <= 1; gelu++) {
-                    ps_tensor *dd = ps_g_depthwise_pointwise_relu(g, x, wdw, bdw, d, w, b, gelu);
+                    ps_tensor *dd = ps_g_depthwise_pointwise_relu(g, x, wdw, bdw, d, w, b, gelu, NULL);
                     /* and the same bits for any thread count */
                     float **first = &dsd_one_thread[(d - 1) * 2 + gelu];
                     if (threads == 1)
@@ -724,6 +724,16 @@ static void test_graph_fused_gate_dsd(void)
                     char label[80];
                     g_snprintf(label, sizeof label, "depthwise + pointwise, d %d, gelu %d", d, gelu);
                     tu_assert_close(label, dd->data, sd->data, ps_numel(sd), 1e-6);
+                    /* with the DWD's residual: GELU(DSD + add) in the same pass, the bits of the
+                     * pass without it followed by the add + GELU op */
+                    if (!gelu) {
+                        ps_tensor *add = ps_arena_tensor(g->arena, x->n, cout, x->h, x->w);
+                        tu_fill_uniform(add->data, ps_numel(add), r, -2, 2);
+                        ps_tensor *fused = ps_g_depthwise_pointwise_relu(g, x, wdw, bdw, d, w, b, 0, add);
+                        ps_tensor *apart = ps_g_add_gelu(g, dd, add);
+                        g_assert_cmpmem(fused->data, ps_numel(fused) * sizeof(float), apart->data,
+                                        ps_numel(apart) * sizeof(float));
+                    }
                     /* and against the scalar references chained: conv, ReLU, conv, ReLU (, GELU) */
                     if (threads == 1) {
                         const ps_conv2d_params pd = {1, d, d, d, c}, pp = {1, 0, 0, 1, 1};

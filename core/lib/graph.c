@@ -321,10 +321,10 @@ ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *
 
 /* MicroAUNet's DSD in inference, one band of DW_ROWS rows at a time: the depthwise 3x3 (+ ReLU)
  * of the band's rows into tmp, then the pointwise conv (+ ReLU) of those positions while they are
- * in cache [into tmp2, then GELU into y]. */
+ * in cache [into tmp2, then GELU, or GELU of the sum with `add`, into y]. */
 typedef struct dsd_job {
     const ps_kernels *k;
-    const ps_tensor *x, *wd, *bd, *wp, *bp;
+    const ps_tensor *x, *wd, *bd, *wp, *bp, *add;
     ps_tensor *tmp, *tmp2, *y;
     int dilation;
 } dsd_job;
@@ -343,24 +343,31 @@ static void dsd_part(void *ctx, int begin, int end)
         float *out = (j->tmp2 ? j->tmp2 : j->y)->data + yoff;
         j->k->conv_pointwise(j->tmp->data + xoff + (size_t)r0 * w, j->wp->data, j->bp ? j->bp->data : NULL, NULL, out,
                              C, cout, len, plane, 1);
-        for (int c = 0; j->tmp2 && c < cout; c++)
-            j->k->gelu(out + (size_t)c * plane, j->y->data + yoff + (size_t)c * plane, len);
+        for (int c = 0; j->tmp2 && c < cout; c++) {
+            const size_t at = (size_t)c * plane;
+            if (j->add)
+                j->k->add_gelu(out + at, j->add->data + yoff + at, j->y->data + yoff + at, len);
+            else
+                j->k->gelu(out + at, j->y->data + yoff + at, len);
+        }
     }
 }
 
 ps_tensor *ps_g_depthwise_pointwise_relu(ps_graph *g, ps_tensor *x, ps_tensor *wd, ps_tensor *bd, int dilation,
-                                         ps_tensor *wp, ps_tensor *bp, int gelu)
+                                         ps_tensor *wp, ps_tensor *bp, int gelu, ps_tensor *add)
 {
     if (g->training)
         g_error("ps_g_depthwise_pointwise_relu is inference-only (it records no node)");
+    if (add && (gelu || add->n != x->n || add->c != wp->n || add->h != x->h || add->w != x->w))
+        g_error("ps_g_depthwise_pointwise_relu: add wants gelu = 0 and the output's shape");
     if (x->w > PS_KERNEL_MAX_WIDTH) { /* the separate ops */
         ps_tensor *y = ps_g_conv2d_relu(g, x, wd, bd, 1, dilation, dilation, x->c);
         y = ps_g_conv2d_relu(g, y, wp, bp, 1, 0, 1, 1);
-        return gelu ? ps_g_gelu(g, y) : y;
+        return add ? ps_g_add_gelu(g, y, add) : gelu ? ps_g_gelu(g, y) : y;
     }
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, wp->n, x->h, x->w);
-    dsd_job j = {.k = ps_kernels_best(), .x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .tmp = new_like(g, x),
-                 .tmp2 = gelu ? new_like(g, y) : NULL, .y = y, .dilation = dilation};
+    dsd_job j = {.k = ps_kernels_best(), .x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .add = add,
+                 .tmp = new_like(g, x), .tmp2 = gelu || add ? new_like(g, y) : NULL, .y = y, .dilation = dilation};
     ps_pool_for(pool_for(g, ps_numel(x) + ps_numel(y)), depthwise_units(x, wd), dsd_part, &j);
     return y;
 }

@@ -55,10 +55,11 @@ ps_tensor *ps_g_conv2d(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, in
 ps_tensor *ps_g_conv2d_relu(ps_graph *g, ps_tensor *x, ps_tensor *w, ps_tensor *b, int stride,
                             int pad, int dilation, int groups);
 /* Inference only: relu(conv1x1(relu(depthwise3x3(x, wd, bd, dilation)), wp, bp)) [then GELU when
- * gelu is set], one band of rows at a time, the depthwise output consumed while in cache
+ * gelu is set, or GELU of its sum with `add` (of the output's shape; gelu 0) when add is given:
+ * the DWD's residual], one band of rows at a time, the depthwise output consumed while in cache
  * (MicroAUNet's DSD with its batch-norms folded in). */
 ps_tensor *ps_g_depthwise_pointwise_relu(ps_graph *g, ps_tensor *x, ps_tensor *wd, ps_tensor *bd, int dilation,
-                                         ps_tensor *wp, ps_tensor *bp, int gelu);
+                                         ps_tensor *wp, ps_tensor *bp, int gelu, ps_tensor *add);
 /* LDGA's gate: x * sigmoid(conv1x1(x, w)) with w (1, C, 1, 1), no bias; one pass in inference,
  * the three ops in training. */
 ps_tensor *ps_g_gate(ps_graph *g, ps_tensor *x, ps_tensor *w);

@@ -91,26 +91,26 @@ static void fold_bn(ps_graph *g, const ps_tensor *w, const bn_t *n, ps_tensor **
     }
 }
 
-/* DSD, then a GELU when `gelu` is set (fused into the last conv in inference). */
-static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s, int gelu)
+/* DSD, then a GELU when `gelu` is set, or the GELU of its sum with `add` when that is given
+ * (fused into the last conv's pass in inference). */
+static ps_tensor *fwd_dsd(ps_graph *g, ps_tensor *x, const dsd_t *s, int gelu, ps_tensor *add)
 {
     if (!g->training) {
         ps_tensor *wd, *bd, *wp, *bp;
         fold_bn(g, s->dw, &s->bn1, &wd, &bd);
         fold_bn(g, s->pw, &s->bn2, &wp, &bp);
-        return ps_g_depthwise_pointwise_relu(g, x, wd, bd, s->d, wp, bp, gelu);
+        return ps_g_depthwise_pointwise_relu(g, x, wd, bd, s->d, wp, bp, gelu, add);
     }
     ps_tensor *y = ps_g_conv2d(g, x, s->dw, NULL, 1, s->d, s->d, x->c);
     y = ps_g_relu(g, fwd_bn(g, y, &s->bn1));
     y = ps_g_conv2d(g, y, s->pw, NULL, 1, 0, 1, 1);
     y = ps_g_relu(g, fwd_bn(g, y, &s->bn2));
-    return gelu ? ps_g_gelu(g, y) : y;
+    return add ? ps_g_add_gelu(g, y, add) : gelu ? ps_g_gelu(g, y) : y;
 }
 
 static ps_tensor *fwd_dwd(ps_graph *g, ps_tensor *x, const dwd_t *w)
 {
-    ps_tensor *y = fwd_dsd(g, x, &w->dsd1, 1);
-    return ps_g_add_gelu(g, fwd_dsd(g, y, &w->dsd2, 0), x);
+    return fwd_dsd(g, fwd_dsd(g, x, &w->dsd1, 1, NULL), &w->dsd2, 0, x);
 }
 
 static ps_tensor *fwd_ldga(ps_graph *g, ps_tensor *x, const ldga_t *l)
@@ -145,7 +145,7 @@ static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **
 static ps_tensor *enc_block(ps_graph *g, const void *net_, int k, ps_tensor *x)
 {
     const net *n = net_;
-    return k == 0 ? fwd_dsd(g, x, &n->enc1, 0) : fwd_ldga(g, fwd_dwd(g, x, &n->enc_dwd[k - 1]), &n->enc_ldga[k - 1]);
+    return k == 0 ? fwd_dsd(g, x, &n->enc1, 0, NULL) : fwd_ldga(g, fwd_dwd(g, x, &n->enc_dwd[k - 1]), &n->enc_ldga[k - 1]);
 }
 
 static ps_tensor *dec_block(ps_graph *g, const void *net_, int k, ps_tensor *x)
