@@ -255,6 +255,72 @@ static inline void dw_vec(const float *x0, const float *x1, const float *x2, con
     *(pw_vec *)(yr + at) = acc;
 }
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+/* The lanes of a vector at row + at whose columns lie in [0, wd) (masked loads and stores touch
+ * no other memory), for the edges of a depthwise row: the taps outside the row read as zeros. */
+#if defined(__AVX512F__)
+typedef __mmask16 dw_mask;
+static inline dw_mask dw_lanes(int at, int wd)
+{
+    const int first = at < 0 ? -at : 0, last = wd - at < PW_V ? wd - at : PW_V;
+    return last <= first ? 0 : (dw_mask)(((1u << last) - 1) & ~((1u << first) - 1));
+}
+static inline pw_vec dw_load(const float *row, int at, int wd)
+{
+    return (pw_vec)_mm512_maskz_loadu_ps(dw_lanes(at, wd), row + at);
+}
+static inline void dw_store(float *row, int at, int wd, pw_vec v)
+{
+    _mm512_mask_storeu_ps(row + at, dw_lanes(at, wd), (__m512)v);
+}
+#else
+static inline __m256i dw_lanes(int at, int wd)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), col = _mm256_add_epi32(lane, _mm256_set1_epi32(at));
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(wd), col)); /* 0 <= col < wd */
+}
+static inline pw_vec dw_load(const float *row, int at, int wd)
+{
+    return (pw_vec)_mm256_maskload_ps(row + at, dw_lanes(at, wd));
+}
+static inline void dw_store(float *row, int at, int wd, pw_vec v)
+{
+    _mm256_maskstore_ps(row + at, dw_lanes(at, wd), (__m256)v);
+}
+#endif
+
+/* dw_vec where taps (or outputs) fall outside the row: zeros for the taps, the outputs past wd
+ * not stored. The same operations in the same order as dw_vec. */
+static inline void dw_vec_edge(const float *x0, const float *x1, const float *x2, const float *k, float bias,
+                               float *yr, int at, int wd, int d, int relu)
+{
+    pw_vec acc = (pw_vec){0} + bias;
+    acc += k[0] * dw_load(x0, at - d, wd) + k[1] * dw_load(x0, at, wd) + k[2] * dw_load(x0, at + d, wd);
+    acc += k[3] * dw_load(x1, at - d, wd) + k[4] * dw_load(x1, at, wd) + k[5] * dw_load(x1, at + d, wd);
+    acc += k[6] * dw_load(x2, at - d, wd) + k[7] * dw_load(x2, at, wd) + k[8] * dw_load(x2, at + d, wd);
+    if (relu)
+        acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
+    dw_store(yr, at, wd, acc);
+}
+
+/* One output row of a depthwise 3x3 from its three input rows x0, x1, x2 (zero_row where the
+ * row falls outside the image), the sum kept in a register: whole vectors, those whose taps
+ * or outputs cross an edge of the row with masked loads and stores (narrow rows too, which
+ * would otherwise go one value at a time). */
+static void dw_row(const float *restrict x0, const float *restrict x1, const float *restrict x2,
+                   const float *restrict k, float bias, float *restrict yr, int wd, int d, int relu)
+{
+    int i = 0;
+    for (; i < wd && i < d; i += PW_V) /* left taps cross the edge */
+        dw_vec_edge(x0, x1, x2, k, bias, yr, i, wd, d, relu);
+    for (; i + PW_V + d <= wd; i += PW_V) /* every tap inside: the plain loop */
+        dw_vec(x0, x1, x2, k, bias, yr, i, d, relu);
+    for (; i < wd; i += PW_V) /* right taps or outputs cross the edge */
+        dw_vec_edge(x0, x1, x2, k, bias, yr, i, wd, d, relu);
+}
+#else
 /* One output row of a depthwise 3x3 from its three input rows x0, x1, x2 (zero_row where the
  * row falls outside the image), the sum kept in a register. Columns where a tap falls outside
  * the image are handled apart, so the middle loop is plain. */
@@ -295,6 +361,7 @@ static void dw_row(const float *restrict x0, const float *restrict x1, const flo
         yr[i] = relu_if(relu, acc);
     }
 }
+#endif
 
 static void conv_depthwise3x3(const float *restrict x, const float *restrict w, const float *restrict b,
                               float *restrict y, int c, int h, int wd, int d, int relu, int row0, int row1)
