@@ -22,7 +22,7 @@
 set -euo pipefail
 case "${1:-}" in
   "" | --ablation) [ $# -le 1 ] || { echo "train_shipped: one option at most (--ablation)" >&2; exit 2; } ;;
-  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; # the header
   *) echo "train_shipped: unknown argument '$1' (the options are --ablation and --help)" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.."

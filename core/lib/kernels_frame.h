@@ -5,9 +5,9 @@
 #pragma once
 #include <stdint.h>
 
-#define PS_FRAME_CAT2(a, b) a##b
-#define PS_FRAME_CAT(a, b) PS_FRAME_CAT2(a, b)
-#define PS_FRAME_KERNEL(name) PS_FRAME_CAT(name##_, PS_KERNEL_SET)
+#define PS_KERNEL_CAT2(a, b) a##b
+#define PS_KERNEL_CAT(a, b) PS_KERNEL_CAT2(a, b)
+#define PS_FRAME_KERNEL(name) PS_KERNEL_CAT(name##_, PS_KERNEL_SET)
 
 void PS_FRAME_KERNEL(frame_row_packed4)(const uint8_t *row0, const uint8_t *row1, const int *off0, const int *off1,
                                         const float *wx, float wy, const int *shift, int n, const float *scale,

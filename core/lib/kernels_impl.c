@@ -11,9 +11,7 @@
 #include "kernel_util.h"
 #include "kernels_frame.h" /* the frame kernels, from kernels_frame.c (no contracted multiply-adds) */
 
-#define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
-#define SET_NAME CAT(ps_kernels_, PS_KERNEL_SET)
+#define SET_NAME PS_KERNEL_CAT(ps_kernels_, PS_KERNEL_SET) /* kernels_frame.h pastes the set names */
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
@@ -240,18 +238,24 @@ static void conv_pointwise(const float *restrict x, const float *restrict w, con
 /* The zero padding above the first and below the last row of a depthwise input. */
 static const float zero_row[PS_KERNEL_MAX_WIDTH];
 
+/* The sum of a depthwise 3x3 output vector, its taps read by TAP(row, column offset): the bias,
+ * then the taps row by row, left to right (a macro rather than a function of nine loaded
+ * vectors, which the compiler spilled: wide rows took twice as long). */
+#define DW_ACC(TAP)                                                              \
+    pw_vec acc = (pw_vec){0} + bias;                                             \
+    acc += k[0] * TAP(x0, -d) + k[1] * TAP(x0, 0) + k[2] * TAP(x0, d);           \
+    acc += k[3] * TAP(x1, -d) + k[4] * TAP(x1, 0) + k[5] * TAP(x1, d);           \
+    acc += k[6] * TAP(x2, -d) + k[7] * TAP(x2, 0) + k[8] * TAP(x2, d);           \
+    if (relu) /* as relu_in_place: v where v > 0, else +0 */                     \
+        acc = (pw_vec)((pw_ivec)acc & (acc > 0.f))
+
 /* PW_V outputs of a depthwise 3x3 row from `at`, all taps inside the row. */
 static inline void dw_vec(const float *x0, const float *x1, const float *x2, const float *k, float bias, float *yr,
                           int at, int d, int relu)
 {
 #define AT(r, o) (*(const pw_vec *)((r) + at + (o)))
-    pw_vec acc = (pw_vec){0} + bias;
-    acc += k[0] * AT(x0, -d) + k[1] * AT(x0, 0) + k[2] * AT(x0, d);
-    acc += k[3] * AT(x1, -d) + k[4] * AT(x1, 0) + k[5] * AT(x1, d);
-    acc += k[6] * AT(x2, -d) + k[7] * AT(x2, 0) + k[8] * AT(x2, d);
+    DW_ACC(AT);
 #undef AT
-    if (relu) /* as relu_in_place: v where v > 0, else +0 */
-        acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
     *(pw_vec *)(yr + at) = acc;
 }
 
@@ -292,16 +296,13 @@ static inline void dw_store(float *row, int at, int wd, pw_vec v)
 #endif
 
 /* dw_vec where taps (or outputs) fall outside the row: zeros for the taps, the outputs past wd
- * not stored. The same operations in the same order as dw_vec. */
+ * not stored. */
 static inline void dw_vec_edge(const float *x0, const float *x1, const float *x2, const float *k, float bias,
                                float *yr, int at, int wd, int d, int relu)
 {
-    pw_vec acc = (pw_vec){0} + bias;
-    acc += k[0] * dw_load(x0, at - d, wd) + k[1] * dw_load(x0, at, wd) + k[2] * dw_load(x0, at + d, wd);
-    acc += k[3] * dw_load(x1, at - d, wd) + k[4] * dw_load(x1, at, wd) + k[5] * dw_load(x1, at + d, wd);
-    acc += k[6] * dw_load(x2, at - d, wd) + k[7] * dw_load(x2, at, wd) + k[8] * dw_load(x2, at + d, wd);
-    if (relu)
-        acc = (pw_vec)((pw_ivec)acc & (acc > 0.f));
+#define EDGE(r, o) dw_load((r), at + (o), wd)
+    DW_ACC(EDGE);
+#undef EDGE
     dw_store(yr, at, wd, acc);
 }
 

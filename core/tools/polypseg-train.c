@@ -40,7 +40,6 @@ typedef struct opts {
     float crop_min, crop_max; /* parsed from crop_scale */
 } opts;
 
-/* "0.75,1,1.25" -> the sides round(size * factor / 32) * 32; FALSE if any is out of range. */
 /* Checked before training, not only when the file is written at the end: an output that can
  * never be written (a folder, a missing folder) would cost the whole run. */
 static gboolean writable_target(const char *path)
@@ -58,6 +57,7 @@ static gboolean writable_target(const char *path)
     return ok;
 }
 
+/* "0.75,1,1.25" -> the sides round(size * factor / 32) * 32; FALSE if any is out of range. */
 static gboolean parse_multi_scale(const char *list, int size, int *sides, int *n)
 {
     char **parts = g_strsplit(list, ",", -1);
