@@ -2,7 +2,6 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
-#include <sys/resource.h>
 #include "model.h"
 #include "preprocess.h"
 #include "test_util.h"
@@ -214,15 +213,7 @@ static void test_threads_fewer_than_asked(void)
         ps_segmenter *s = ps_segmenter_new(m);
         uint8_t rgb[32 * 32 * 3] = {0};
         ps_segmenter_run(s, rgb, 32, 32, 32 * 3); /* the arena at its size before the limit */
-        char *status = NULL;
-        g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
-        const char *vm = strstr(status, "VmSize:");
-        g_assert_nonnull(vm);
-        const long kb = atol(vm + 7);
-        g_free(status);
-        /* room for a few 8 MB thread stacks, not for 60 */
-        struct rlimit lim = {(rlim_t)(kb + 48 * 1024) * 1024, (rlim_t)(kb + 48 * 1024) * 1024};
-        g_assert_cmpint(setrlimit(RLIMIT_AS, &lim), ==, 0);
+        tu_limit_address_space(48); /* room for a few 8 MB thread stacks, not for 60 */
         ps_segmenter_set_threads(s, 60);
         const int got = ps_segmenter_threads(s);
         ps_pool *pool = ps_segmenter_pool(s);

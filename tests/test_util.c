@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <glib/gstdio.h>
 #include "../core/train/dataset.h"
 #include "../core/lib/image.h"
@@ -173,4 +174,16 @@ void tu_write_disc_dataset(const char *dir, int n, int w, int h, guint32 seed)
     }
     g_rand_free(r);
     g_free(img_dir), g_free(mask_dir);
+}
+
+void tu_limit_address_space(long extra_mb)
+{
+    char *status = NULL;
+    g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
+    const char *vm = strstr(status, "VmSize:");
+    g_assert_nonnull(vm);
+    const rlim_t bytes = (rlim_t)(atol(vm + strlen("VmSize:")) + extra_mb * 1024) * 1024;
+    g_free(status);
+    struct rlimit lim = {bytes, bytes};
+    g_assert_cmpint(setrlimit(RLIMIT_AS, &lim), ==, 0);
 }

@@ -32,3 +32,7 @@ void tu_remove_tree(const char *path);
 /* Writes n image/mask pairs DIR/images/I.png and DIR/masks/I.png (I = 0..n-1), w x h: a
  * brighter noisy disc (the "polyp") of seeded position and size on a darker noisy background. */
 void tu_write_disc_dataset(const char *dir, int n, int w, int h, guint32 seed);
+/* Caps this process's address space at its current size plus extra_mb (RLIMIT_AS), so that
+ * allocations past that fail as when memory runs out: for a test's child process
+ * (g_test_trap_subprocess), which the limit then stays with. */
+void tu_limit_address_space(long extra_mb);
