@@ -578,7 +578,7 @@ static void test_save_errors_and_replace(void)
 }
 
 /* Writing through a symbolic link replaces the file it ends at and keeps the link (a rename
- * over the link would have replaced the link); a FIFO or device is refused, not replaced. */
+ * over the link would have replaced the link); a FIFO (as a device would be) is refused, not replaced. */
 static void test_save_through_links(void)
 {
     ps_image *a = random_image(6, 5, 3, 9), *b = random_image(3, 2, 1, 10);

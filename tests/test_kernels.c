@@ -924,9 +924,6 @@ static void test_graph_encoder_step(void)
     g_rand_free(r);
 }
 
-/* A tensor with a gradient buffer holding `start` (the kernels add into it). */
-/* An element-wise backward kernel against its reference, both adding into the same start
- * gradient; x uniform in [lo, hi], every zero_every-th x exactly 0 (0: none). */
 /* The graph's residual add + GELU (inference) against the references, 1-3 threads. */
 static void test_graph_add_gelu(void)
 {
@@ -985,6 +982,8 @@ static void test_sums(gconstpointer data)
     g_rand_free(r);
 }
 
+/* An element-wise backward kernel against its reference, both adding into the same start
+ * gradient; x uniform in [lo, hi], every zero_every-th x exactly 0 (0: none). */
 static void unary_backward_case(const ps_kernels *k, const char *what, guint32 seed, float lo, float hi,
                                 int zero_every, void (*ref)(const ps_tensor *, const ps_tensor *),
                                 void (*kernel)(const float *, const float *, float *, size_t), double tol)

@@ -1122,7 +1122,6 @@ int main(int argc, char **argv)
     gst_init(&argc, &argv);
     fixtures_init();
     g_test_add_func("/polypseg/formats", test_formats);
-    g_test_add_func("/polypseg/weights-too-big-for-memory", test_weights_too_big_for_memory);
     g_test_add_func("/polypseg/frame-convert", test_frame_convert);
     g_test_add_func("/polypseg/pixels-follow-mask", test_pixels_follow_mask);
     g_test_add_func("/polypseg/packed-paint-matches-reference", test_packed_paint_matches_reference);
@@ -1136,6 +1135,7 @@ int main(int argc, char **argv)
     g_test_add_func("/polypseg/tta", test_tta);
     g_test_add_func("/polypseg/meta-survives-scaling", test_meta_survives_scaling);
     g_test_add_func("/polypseg/bad-weights", test_bad_weights);
+    g_test_add_func("/polypseg/weights-too-big-for-memory", test_weights_too_big_for_memory);
     g_test_add_func("/polypseg/qos-and-latency", test_qos_and_latency);
     int rc = g_test_run();
     fixtures_clear();
