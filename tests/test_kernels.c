@@ -392,6 +392,49 @@ static void test_groupnorm(gconstpointer data)
     g_rand_free(r);
 }
 
+/* GroupNorm statistics against a two-pass sum in double, on maps from 1 value to 300k: centred,
+ * far from 0 with a small spread (mean 1000, spread 0.01: a shift near 0 would leave no digit of
+ * the variance), and built to fool a sample of the map: 1000.3 +- 0.01 except 1000 at the 64 values
+ * i n / 64 the kernels' shift is taken from (white-box: its second pass must catch this), and
+ * 1000 except 1000.5 on every 64th value. */
+static void test_groupnorm_stats(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(31);
+    static const size_t sizes[] = {1, 2, 7, 63, 64, 65, 1000, 4096, 65536, 70001, 300000};
+    float *x = g_new(float, 300000);
+    for (size_t si = 0; si < G_N_ELEMENTS(sizes); si++)
+        for (int kind = 0; kind < 4; kind++) {
+            const size_t n = sizes[si];
+            if (kind == 0)
+                tu_fill_uniform(x, n, r, -3, 5);
+            else if (kind == 1)
+                tu_fill_uniform(x, n, r, 999.99f, 1000.01f);
+            else if (kind == 2) {
+                tu_fill_uniform(x, n, r, 1000.29f, 1000.31f);
+                for (size_t i = 0; i < 64; i++)
+                    x[i * n / 64] = 1000.f;
+            } else
+                for (size_t i = 0; i < n; i++)
+                    x[i] = i % 64 ? 1000.f : 1000.5f;
+            double m = 0, v = 0;
+            for (size_t i = 0; i < n; i++)
+                m += x[i];
+            m /= n;
+            for (size_t i = 0; i < n; i++)
+                v += (x[i] - m) * (x[i] - m);
+            v /= n;
+            float mean, invstd;
+            k->groupnorm_stats(x, n, 1e-5f, &mean, &invstd);
+            const double want = 1 / sqrt(v + 1e-5);
+            if (fabs(mean - m) > 1e-6 * fmax(1, fabs(m)) || fabs(invstd - want) > 2e-5 * want)
+                g_test_fail_printf("%s groupnorm stats, %zu values of kind %d: mean %.9g invstd %.9g, want %.9g %.9g",
+                                   k->name, n, kind, mean, invstd, m, want);
+        }
+    g_free(x);
+    g_rand_free(r);
+}
+
 /* The decoder step on one plane against the references in the model's order: GroupNorm's affine,
  * bilinear x2 (or none), exact GELU, + skip; and the GroupNorm statistics alone. */
 static void test_decoder_step(gconstpointer data)
@@ -1282,6 +1325,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/pointwise", k->name), k, test_pointwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/depthwise3x3", k->name), k, test_depthwise), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm", k->name), k, test_groupnorm), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/groupnorm-stats", k->name), k, test_groupnorm_stats), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/decoder-step", k->name), k, test_decoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/encoder-step", k->name), k, test_encoder_step), g_free(p);
