@@ -634,6 +634,28 @@ static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_
      * row needs rows i0 and i0 + 1), then each output row a blend of two slots. */
     float slot[2][wo], blend[wo];
     int held[2] = {-1, -1};
+#if defined(__AVX2__)
+    /* A block of PW_V outputs reads fewer than PW_V consecutive inputs (x2: about half), so it is
+     * two in-register shuffles of one vector load instead of 2 PW_V scalar loads: each block's
+     * first input and its outputs' taps relative to it, worked out once per call. */
+    const int blocks_max = wo / PW_V;
+    int first[blocks_max + 1], blocks = 0;
+    pw_ivec at0[blocks_max + 1], at1[blocks_max + 1];
+    pw_vec w0[blocks_max + 1], w1[blocks_max + 1];
+    for (; blocks < blocks_max; blocks++) {
+        const ps_lin_tap *c = cols + blocks * PW_V;
+        const int f = c[0].i0;
+        if (f + PW_V > w || c[PW_V - 1].i1 - f >= PW_V)
+            break; /* the row's end (or a stretch wider than 2x): one at a time from here */
+        first[blocks] = f;
+        for (int k = 0; k < PW_V; k++) {
+            at0[blocks][k] = c[k].i0 - f;
+            at1[blocks][k] = c[k].i1 - f;
+            w0[blocks][k] = c[k].l0;
+            w1[blocks][k] = c[k].l1;
+        }
+    }
+#endif
     for (int oh = 0; oh < ho; oh++) {
         const ps_lin_tap r = rows[oh];
         const int need[2] = {r.i0, r.i1};
@@ -643,7 +665,14 @@ static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_
             if (held[i % 2] == i)
                 continue;
             const float *xr = x + (size_t)i * w;
-            for (int ow = 0; ow < wo; ow++)
+            int ow = 0;
+#if defined(__AVX2__)
+            for (int b = 0; b < blocks; b++, ow += PW_V) {
+                const pw_vec v = *(const pw_vec *)(xr + first[b]);
+                *(pw_vec *)(t + ow) = w0[b] * __builtin_shuffle(v, at0[b]) + w1[b] * __builtin_shuffle(v, at1[b]);
+            }
+#endif
+            for (; ow < wo; ow++)
                 t[ow] = cols[ow].l0 * xr[cols[ow].i0] + cols[ow].l1 * xr[cols[ow].i1];
             held[i % 2] = i;
         }
