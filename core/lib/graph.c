@@ -533,32 +533,37 @@ ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x)
     return y;
 }
 
-/* Bilinear x2 in bands of output rows (ps_upsample2x_rows), so a single plane (the head's) shares
- * the threads too. */
+/* Bilinear x2 in bands of output rows (the upsample2x kernel), so a single plane (the head's)
+ * shares the threads too. */
 enum { UP_ROWS = 32 };
 
 typedef struct up_job {
+    const ps_kernels *k;
     const ps_tensor *x;
     ps_tensor *y;
-    const ps_lin_tap *cols;
+    const ps_lin_tap *rows, *cols;
 } up_job;
 
 static void upsample_part(void *ctx, int begin, int end)
 {
     const up_job *j = ctx;
-    const int bands = (j->y->h + UP_ROWS - 1) / UP_ROWS;
+    const int bands = (j->y->h + UP_ROWS - 1) / UP_ROWS, wo = j->y->w;
     for (int u = begin; u < end; u++) {
-        const int oh0 = u % bands * UP_ROWS;
-        ps_upsample2x_rows(j->x, j->y, (size_t)(u / bands), oh0, MIN(j->y->h, oh0 + UP_ROWS), j->cols);
+        const size_t pl = (size_t)(u / bands);
+        const int oh0 = u % bands * UP_ROWS, oh1 = MIN(j->y->h, oh0 + UP_ROWS);
+        j->k->upsample2x(j->x->data + pl * j->x->h * j->x->w, j->x->h, j->x->w, j->rows + oh0, oh1 - oh0, j->cols,
+                         wo, j->y->data + (pl * j->y->h + oh0) * wo);
     }
 }
 
 ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 2 * x->h, 2 * x->w);
-    ps_lin_tap *cols = ps_arena_alloc(g->arena, (size_t)y->w * sizeof *cols);
-    ps_upsample2x_cols(x, y, cols);
-    up_job j = {x, y, cols};
+    ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(y->h + y->w) * sizeof *taps);
+    for (int o = 0; o < y->h; o++)
+        taps[o] = ps_lin_tap_at(o, x->h, y->h);
+    ps_upsample2x_cols(x, y, taps + y->h);
+    up_job j = {ps_kernels_best(), x, y, taps, taps + y->h};
     ps_pool_for(pool_for(g, ps_numel(y)), x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
     return y;

@@ -91,6 +91,10 @@ typedef struct ps_kernels {
     void (*affine_up2_gelu_add)(const float *x, int h, int w, const ps_lin_tap *rows, int ho,
                                 const ps_lin_tap *cols, int wo, float scale, float shift, const float *skip,
                                 float *y);
+    /* The bilinear x2 alone, as in the decoder's step: the ho output rows of `rows` (which index
+     * the whole h x w plane x) at the wo columns of `cols`, into y (ho x wo). */
+    void (*upsample2x)(const float *x, int h, int w, const ps_lin_tap *rows, int ho, const ps_lin_tap *cols, int wo,
+                       float *y);
     /* The encoder's step on one plane (inference): y = gelu(maxpool2x2(x * scale + shift)),
      * y (h/2) x (w/2). With scale >= 0 the max of the affine is the affine of the max (min when
      * scale < 0), exactly, as rounding keeps the order. */

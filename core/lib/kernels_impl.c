@@ -622,14 +622,15 @@ static inline void affine_gelu_add_row(const float *restrict in, float scale, fl
     }
 }
 
-static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_lin_tap *rows, int ho,
-                                const ps_lin_tap *cols, int wo, float scale, float shift,
-                                const float *restrict skip, float *restrict y)
+/* Bilinear x2 of the h x w plane x at the output rows of `rows` (ho of them) and the wo columns of
+ * `cols`; with `decoder` each output row then goes through affine_gelu_add_row (the decoder
+ * step), without it the rows are the result. */
+static inline __attribute__((always_inline)) void up2_rows(const float *restrict x, int h, int w,
+                                                           const ps_lin_tap *rows, int ho, const ps_lin_tap *cols,
+                                                           int wo, int decoder, float scale, float shift,
+                                                           const float *restrict skip, float *restrict y)
 {
-    if (!rows) {
-        affine_gelu_add_row(x, scale, shift, skip, y, h * w);
-        return;
-    }
+    (void)h;
     /* Input rows interpolated along w on demand into two slots (row i in slot i % 2: an output
      * row needs rows i0 and i0 + 1), then each output row a blend of two slots. */
     float slot[2][wo], blend[wo];
@@ -677,10 +678,28 @@ static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_
             held[i % 2] = i;
         }
         const float *t0 = slot[r.i0 % 2], *t1 = slot[r.i1 % 2];
+        float *out = decoder ? blend : y + (size_t)oh * wo;
         for (int ow = 0; ow < wo; ow++)
-            blend[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
-        affine_gelu_add_row(blend, scale, shift, skip + (size_t)oh * wo, y + (size_t)oh * wo, wo);
+            out[ow] = r.l0 * t0[ow] + r.l1 * t1[ow];
+        if (decoder)
+            affine_gelu_add_row(blend, scale, shift, skip + (size_t)oh * wo, y + (size_t)oh * wo, wo);
     }
+}
+
+static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_lin_tap *rows, int ho,
+                                const ps_lin_tap *cols, int wo, float scale, float shift,
+                                const float *restrict skip, float *restrict y)
+{
+    if (!rows)
+        affine_gelu_add_row(x, scale, shift, skip, y, h * w);
+    else
+        up2_rows(x, h, w, rows, ho, cols, wo, 1, scale, shift, skip, y);
+}
+
+static void upsample2x(const float *restrict x, int h, int w, const ps_lin_tap *rows, int ho,
+                       const ps_lin_tap *cols, int wo, float *restrict y)
+{
+    up2_rows(x, h, w, rows, ho, cols, wo, 0, 0.f, 0.f, NULL, y);
 }
 
 static void affine_pool2_gelu(const float *restrict x, int h, int w, float scale, float shift, float *restrict y)
@@ -913,6 +932,7 @@ const ps_kernels SET_NAME = {
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,
     .affine_up2_gelu_add = affine_up2_gelu_add,
+    .upsample2x = upsample2x,
     .affine_pool2_gelu = affine_pool2_gelu,
     .gelu_backward = gelu_backward,
     .relu_backward = relu_backward,
