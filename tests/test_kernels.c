@@ -420,6 +420,26 @@ static void test_upsample2x(gconstpointer data)
     g_rand_free(r);
 }
 
+/* Channel mean and max against ps_channel_mean_max_run, bit for bit, 1-40 channels, 1-300
+ * positions. */
+static void test_channel_mean_max(gconstpointer data)
+{
+    const ps_kernels *k = data;
+    GRand *r = g_rand_new_with_seed(41);
+    for (int trial = 0; trial < 60; trial++) {
+        const int c = g_rand_int_range(r, 1, 41);
+        const size_t len = (size_t)g_rand_int_range(r, 1, 301), plane = len + (size_t)g_rand_int_range(r, 0, 20);
+        float *x = g_new(float, (size_t)c * plane), *want = g_new(float, 2 * len), *got = g_new(float, 2 * len);
+        tu_fill_uniform(x, (size_t)c * plane, r, -3, 3);
+        ps_channel_mean_max_run(x, plane, c, len, want, want + len);
+        k->channel_mean_max(x, plane, c, len, got, got + len);
+        if (memcmp(got, want, 2 * len * sizeof(float)))
+            g_test_fail_printf("%s channel mean/max, %d channels of %zu: not the reference's bits", k->name, c, len);
+        g_free(x), g_free(want), g_free(got);
+    }
+    g_rand_free(r);
+}
+
 /* GroupNorm statistics against a two-pass sum in double, on maps from 1 value to 300k: centred,
  * far from 0 with a small spread (mean 1000, spread 0.01: a shift near 0 would leave no digit of
  * the variance), and built to fool a sample of the map: 1000.3 +- 0.01 except 1000 at the 64 values
@@ -1366,6 +1386,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/conv-valid", k->name), k, test_conv_valid), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/decoder-step", k->name), k, test_decoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/upsample2x", k->name), k, test_upsample2x), g_free(p);
+        g_test_add_data_func(p = g_strdup_printf("/kernels/%s/channel-mean-max", k->name), k, test_channel_mean_max), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/encoder-step", k->name), k, test_encoder_step), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/attend-residual", k->name), k, test_attend_residual), g_free(p);
         g_test_add_data_func(p = g_strdup_printf("/kernels/%s/sums", k->name), k, test_sums), g_free(p);

@@ -760,7 +760,7 @@ ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)
 }
 
 /* LSCAB's spatial-attention inputs (channel mean and max, reflect padding) in bands of rows
- * on the pool, each band by the reference's own row-range form. */
+ * on the pool: the mean and max by their kernel, the padding by the reference's row-range form. */
 enum { BAND_ROWS = 16 };
 
 typedef struct band_job {
@@ -780,7 +780,10 @@ static void mean_max_part(void *ctx, int begin, int end)
     const int bands = (j->x->h + BAND_ROWS - 1) / BAND_ROWS, w = j->x->w;
     for (int u = begin; u < end; u++) {
         const int r0 = u % bands * BAND_ROWS, r1 = MIN(j->x->h, r0 + BAND_ROWS);
-        ps_channel_mean_max_range(j->x, j->y, u / bands, (size_t)r0 * w, (size_t)r1 * w);
+        const size_t plane = (size_t)j->x->h * w, n = (size_t)(u / bands);
+        float *mean = j->y->data + n * 2 * plane + (size_t)r0 * w;
+        ps_kernels_best()->channel_mean_max(j->x->data + n * j->x->c * plane + (size_t)r0 * w, plane, j->x->c,
+                                            (size_t)(r1 - r0) * w, mean, mean + plane);
     }
 }
 
@@ -838,8 +841,8 @@ static void spatial_pad_part(void *ctx, int begin, int end)
         const int n = u / bands, r0 = u % bands * BAND_ROWS, r1 = MIN(ph, r0 + BAND_ROWS);
         for (int r = r0; r < r1; r++) {
             float *mean = j->mm->data + (size_t)n * 2 * pplane + (size_t)r * pw, *max = mean + pplane;
-            ps_channel_mean_max_run(j->t->data + (size_t)n * C * plane + (size_t)reflect_index(r - p, h) * w, plane, C,
-                                    w, mean + p, max + p);
+            j->k->channel_mean_max(j->t->data + (size_t)n * C * plane + (size_t)reflect_index(r - p, h) * w, plane,
+                                   C, w, mean + p, max + p);
             ps_reflect_pad_columns(mean, w, p);
             ps_reflect_pad_columns(max, w, p);
         }

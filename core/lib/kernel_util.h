@@ -96,3 +96,23 @@ static inline int reflect_index(int i, int n)
     return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
 }
 
+/* Mean and max over c channel planes (plane values apart) of len positions, for
+ * ps_channel_mean_max_run and the kernel sets' channel_mean_max: one body, so the same
+ * operations in the same order (no multiply-add to fuse) give the same bits at every width. */
+static inline void ps_channel_mean_max_body(const float *restrict x, size_t plane, int c, size_t len,
+                                            float *restrict mean, float *restrict max)
+{
+    const float inv_c = 1.f / c;
+    for (size_t i = 0; i < len; i++)
+        mean[i] = max[i] = x[i];
+    /* Channel-outer order: both accumulators are streamed plane by plane. */
+    for (int ch = 1; ch < c; ch++) {
+        const float *xc = x + ch * plane;
+        for (size_t i = 0; i < len; i++) {
+            mean[i] += xc[i];
+            max[i] = xc[i] > max[i] ? xc[i] : max[i];
+        }
+    }
+    for (size_t i = 0; i < len; i++)
+        mean[i] *= inv_c;
+}

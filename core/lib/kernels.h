@@ -51,6 +51,9 @@ typedef struct ps_kernels {
     /* LSCAB's output on one plane: y = (a + beta * sa) * t + t, a = alpha * (the channel's
      * attention), sa the plane's spatial attention. */
     void (*attend_residual)(const float *t, const float *sa, float a, float beta, float *y, size_t n);
+    /* LSCAB's spatial-attention inputs: the mean and the max over c channels (planes `plane`
+     * values apart) of len positions, as ps_channel_mean_max_run, bit for bit. */
+    void (*channel_mean_max)(const float *x, size_t plane, int c, size_t len, float *mean, float *max);
     /* One image: y (cout, n) = w (cout, cin) . x (cin, n) + b (cout, or NULL), plus add
      * (cout, n; a residual, or NULL), then max(0, y) when relu is set (batch-norm folded into w
      * and b, see microaunet.c); n positions of planes `stride` apart (n < stride: a part of each

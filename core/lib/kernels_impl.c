@@ -71,6 +71,12 @@ static void add_gelu(const float *restrict a, const float *restrict b, float *re
     }
 }
 
+static void channel_mean_max(const float *restrict x, size_t plane, int c, size_t len, float *restrict mean,
+                             float *restrict max)
+{
+    ps_channel_mean_max_body(x, plane, c, len, mean, max);
+}
+
 static void attend_residual(const float *restrict t, const float *restrict sa, float a, float beta,
                             float *restrict y, size_t n)
 {
@@ -928,6 +934,7 @@ const ps_kernels SET_NAME = {
     .frame_row_sample = PS_FRAME_KERNEL(frame_row_sample),
     .frame_row_combine = PS_FRAME_KERNEL(frame_row_combine),
     .attend_residual = attend_residual,
+    .channel_mean_max = channel_mean_max,
     .conv_depthwise1x1 = conv_depthwise1x1,
     .groupnorm_group = groupnorm_group,
     .groupnorm_stats = groupnorm_stats,

@@ -276,22 +276,10 @@ void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y)
 
 void ps_channel_mean_max_run(const float *x, size_t plane, int c, size_t len, float *mean, float *max)
 {
-    const float inv_c = 1.f / c;
-    for (size_t i = 0; i < len; i++)
-        mean[i] = max[i] = x[i];
-    /* Channel-outer order: both accumulators are streamed plane by plane. */
-    for (int ch = 1; ch < c; ch++) {
-        const float *xc = x + ch * plane;
-        for (size_t i = 0; i < len; i++) {
-            mean[i] += xc[i];
-            max[i] = xc[i] > max[i] ? xc[i] : max[i];
-        }
-    }
-    for (size_t i = 0; i < len; i++)
-        mean[i] *= inv_c;
+    ps_channel_mean_max_body(x, plane, c, len, mean, max);
 }
 
-void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1)
+static void channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1)
 {
     const size_t plane = (size_t)x->h * x->w;
     float *mean = y->data + (size_t)n * 2 * plane;
@@ -302,7 +290,7 @@ void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i
 void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y)
 {
     for (int n = 0; n < x->n; n++)
-        ps_channel_mean_max_range(x, y, n, 0, (size_t)x->h * x->w);
+        channel_mean_max_range(x, y, n, 0, (size_t)x->h * x->w);
 }
 
 void ps_reflect_pad_columns(float *row, int w, int pad)

@@ -70,7 +70,6 @@ void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y);
  * _rows and _cols forms below do a part of these ops (values [i0, i1) of image n's planes, rows
  * [oh0, oh1) of plane pl), so the graph can share them out in bands on its threads. */
 void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y);
-void ps_channel_mean_max_range(const ps_tensor *x, ps_tensor *y, int n, size_t i0, size_t i1);
 /* The same on one run: len positions of c planes `plane` apart from x -> mean[0..len), max[0..len). */
 void ps_channel_mean_max_run(const float *x, size_t plane, int c, size_t len, float *mean, float *max);
 /* Reflect padding (torch ReflectionPad2d), pad < H and pad < W: y (N,C,H+2p,W+2p). */
