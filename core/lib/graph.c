@@ -14,6 +14,14 @@ void ps_graph_init(ps_graph *g, ps_arena *arena, int training)
     g->bn_momentum = 0.1f;
 }
 
+ps_graph ps_graph_alone(const ps_graph *g)
+{
+    ps_graph a = *g;
+    a.pool = NULL;
+    a.on_stage = NULL;
+    return a;
+}
+
 void ps_graph_clear(ps_graph *g)
 {
     g->n_nodes = 0;

@@ -40,6 +40,10 @@ typedef struct ps_graph {
 } ps_graph;
 
 void ps_graph_init(ps_graph *g, ps_arena *arena, int training);
+/* A copy of inference graph g whose ops run on the calling thread alone (no pool, no stage
+ * hook), for work run beside other work on g's threads (the arena must then be shared:
+ * ps_arena_set_shared). */
+ps_graph ps_graph_alone(const ps_graph *g);
 void ps_graph_clear(ps_graph *g); /* forget nodes and reset the arena */
 void ps_graph_release(ps_graph *g);
 /* Marks the end of a named stage (a model block, pre-processing...). */

@@ -174,7 +174,7 @@ static ps_tensor *dec_block(ps_graph *g, const void *net_, int k, ps_tensor *x)
 static ps_tensor *forward(ps_model *m, ps_graph *g, ps_tensor *x, ps_tensor **features)
 {
     const net *n = m->net;
-    const ps_unet u = {n, enc_block, fwd_scab, dec_block, "scab", n->gn, n->dgn, n->final.w, n->final.b};
+    const ps_unet u = {n, enc_block, fwd_scab, NULL, NULL, dec_block, "scab", NULL, n->gn, n->dgn, n->final.w, n->final.b};
     return ps_unet_forward(g, &u, x, features);
 }
 

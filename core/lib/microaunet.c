@@ -121,8 +121,9 @@ static ps_tensor *fwd_ldga(ps_graph *g, ps_tensor *x, const ldga_t *l)
     return ps_fwd_dwc_add(g, a, &l->dwc2, r);
 }
 
-/* LSCAB: t_k' = (alpha * ca_k + beta * sa_k) * t_k + t_k. */
-static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **out)
+/* LSCAB: t_k' = (alpha * ca_k + beta * sa_k) * t_k + t_k; ca from the pooled t_1..t_5 jointly
+ * (the part the levels share), sa each level's own spatial attention. */
+static ps_tensor *lscab_shared(ps_graph *g, const void *net_, ps_tensor **t)
 {
     const net *n = net_;
     int N = t[0]->n, S = 0;
@@ -134,11 +135,16 @@ static void fwd_lscab(ps_graph *g, const void *net_, ps_tensor **t, ps_tensor **
     ps_tensor *v = ps_g_reshape(g, ps_g_concat(g, pooled, 5), N, 1, 1, S);
     v = ps_g_conv1d(g, v, n->ca_conv, NULL, 1);
     v = ps_g_reshape(g, v, N, S, 1, 1);
-    v = ps_g_sigmoid(g, ps_g_linear(g, v, n->fc_w, n->fc_b));
-    for (int k = 0, c0 = 0; k < 5; c0 += t[k]->c, k++) {
-        ps_tensor *ca = ps_g_slice(g, v, c0, t[k]->c);
-        out[k] = ps_g_spatial_attend(g, t[k], n->sconv, ca, n->alpha, n->beta); /* 7x7: padding 3 */
-    }
+    return ps_g_sigmoid(g, ps_g_linear(g, v, n->fc_w, n->fc_b));
+}
+
+static ps_tensor *lscab_level(ps_graph *g, const void *net_, ps_tensor *ca, ps_tensor **t, int k)
+{
+    const net *n = net_;
+    int c0 = 0;
+    for (int l = 0; l < k; l++)
+        c0 += t[l]->c;
+    return ps_g_spatial_attend(g, t[k], n->sconv, ps_g_slice(g, ca, c0, t[k]->c), n->alpha, n->beta); /* 7x7: padding 3 */
 }
 
 /* Encoders: enc1 is a DSD, enc2..enc6 DWD then LDGA; decoders: LDGA then DWD. */
@@ -157,7 +163,8 @@ static ps_tensor *dec_block(ps_graph *g, const void *net_, int k, ps_tensor *x)
 static ps_tensor *forward(ps_model *m, ps_graph *g, ps_tensor *x, ps_tensor **features)
 {
     const net *n = m->net;
-    const ps_unet u = {n, enc_block, fwd_lscab, dec_block, "lscab", n->gn, n->dgn, n->final_w, n->final_b};
+    const ps_unet u = {n, enc_block, NULL, lscab_shared, lscab_level, dec_block, "lscab", "lscab+dec5-dec3",
+                       n->gn, n->dgn, n->final_w, n->final_b};
     return ps_unet_forward(g, &u, x, features);
 }
 

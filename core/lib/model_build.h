@@ -60,12 +60,18 @@ ps_tensor *ps_fwd_dwc_add(ps_graph *g, ps_tensor *x, const ps_dwc *c, ps_tensor 
 typedef struct ps_unet {
     const void *net;
     ps_tensor *(*enc)(ps_graph *g, const void *net, int k, ps_tensor *x);
+    /* The bridge, t1..t5 -> out[0..4]: as one function, or (bridge NULL) as the part all levels
+     * share (returned) and then each level alone, which lets the levels run beside the decoder. */
     void (*bridge)(ps_graph *g, const void *net, ps_tensor **t, ps_tensor **out);
+    ps_tensor *(*bridge_shared)(ps_graph *g, const void *net, ps_tensor **t);
+    ps_tensor *(*bridge_level)(ps_graph *g, const void *net, ps_tensor *shared, ps_tensor **t, int k);
     ps_tensor *(*dec)(ps_graph *g, const void *net, int k, ps_tensor *x);
-    const char *bridge_name; /* its stage name */
-    const ps_gn *gn, *dgn;   /* 5 each: after the encoders and after the decoders */
+    const char *bridge_name;  /* its stage name */
+    const char *overlap_name; /* the stage of the bridge run beside dec5..dec3 (split bridges) */
+    const ps_gn *gn, *dgn;    /* 5 each: after the encoders and after the decoders */
     ps_tensor *final_w, *final_b;
 } ps_unet;
-/* Marks the stages enc1..enc6, the bridge, dec5..dec1 and head; features as in
+/* Marks the stages enc1..enc6, the bridge, dec5..dec1 and head (with a split bridge on two or
+ * more threads in inference: enc1..enc6, overlap_name, dec2, dec1, head); features as in
  * ps_model_forward. */
 ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tensor **features);

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include "tensor.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ struct ps_arena {
     block *head;    /* first block */
     block *cur;     /* block being filled */
     size_t used;    /* bytes handed out since the last reset */
+    int shared;     /* allocations lock mu (ps_arena_set_shared) */
+    pthread_mutex_t mu;
 };
 
 ps_arena *ps_arena_new(void)
@@ -67,6 +70,7 @@ ps_arena *ps_arena_new(void)
     ps_arena *a = calloc(1, sizeof *a);
     if (!a)
         abort();
+    pthread_mutex_init(&a->mu, NULL);
     return a;
 }
 
@@ -79,6 +83,7 @@ void ps_arena_free(ps_arena *a)
         free(b->mem);
         free(b);
     }
+    pthread_mutex_destroy(&a->mu);
     free(a);
 }
 
@@ -90,7 +95,24 @@ void ps_arena_reset(ps_arena *a)
     a->used = 0;
 }
 
+void ps_arena_set_shared(ps_arena *a, int shared)
+{
+    a->shared = shared;
+}
+
+static void *arena_alloc(ps_arena *a, size_t bytes);
+
 void *ps_arena_alloc(ps_arena *a, size_t bytes)
+{
+    if (!a->shared)
+        return arena_alloc(a, bytes);
+    pthread_mutex_lock(&a->mu);
+    void *p = arena_alloc(a, bytes);
+    pthread_mutex_unlock(&a->mu);
+    return p;
+}
+
+static void *arena_alloc(ps_arena *a, size_t bytes)
 {
     bytes = (bytes + 63) & ~(size_t)63;
     /* Walk forward to the first block with room; append a new one at the end if none. */

@@ -26,6 +26,9 @@ ps_arena *ps_arena_new(void);
 void ps_arena_free(ps_arena *a);
 void ps_arena_reset(ps_arena *a);
 void *ps_arena_alloc(ps_arena *a, size_t bytes); /* 64-byte aligned, NOT zeroed */
+/* While shared, allocations take a lock, so several threads may allocate; set and cleared by
+ * the thread that hands the work out, before and after. */
+void ps_arena_set_shared(ps_arena *a, int shared);
 void *ps_arena_calloc(ps_arena *a, size_t bytes); /* zeroed */
 /* Tensor header and data from the arena; data not zeroed, grad NULL. */
 ps_tensor *ps_arena_tensor(ps_arena *a, int n, int c, int h, int w);
