@@ -442,10 +442,9 @@ static void test_channel_mean_max(gconstpointer data)
 
 /* GroupNorm statistics against a two-pass sum in double, on maps from 1 value to 300k: centred,
  * far from 0 with a small spread (mean 1000, spread 0.01: a shift near 0 would leave no digit of
- * the variance), and built to fool a sample of the map: 1000.3 +- 0.01 except 1000 at the 64 values
- * i n / 64, among them the 16 the kernels' shift is taken from (white-box: its second pass must
- * catch this), and
- * 1000 except 1000.5 on every 64th value. */
+ * the variance), and built to fool a sample of the map: 1000.3 +- 0.01 except 1000 at the 64
+ * values i n / 64, among them the 16 the kernels' shift is taken from (white-box: its second
+ * pass must catch this), and 1000 except 1000.5 on every 64th value. */
 static void test_groupnorm_stats(gconstpointer data)
 {
     const ps_kernels *k = data;

@@ -137,7 +137,10 @@ static ps_tensor *dec_step(ps_graph *g, const ps_unet *u, int k, ps_tensor *o, p
  * those: 256 on two threads, the bridge and dec5..dec3 0.179 -> 0.138 ms (best of six rounds;
  * 0.381 -> 0.290 at 384, 0.590 -> 0.545 at 512; giving the second level to the other thread
  * instead was 0.159 at 256). Each side runs its ops alone (graph copies without the pool) and
- * allocates from the shared arena, locked meanwhile; no value depends on the split. */
+ * allocates from the shared arena, locked meanwhile; no value depends on the split. Only on
+ * exactly two threads: with more, each side would still get one thread, and the two largest
+ * levels alone take about what the whole stage took before (0.57 of 0.59 ms at 512), so the
+ * pool's other threads would idle and the frame get slower. */
 enum { OVERLAP_CALLER_LEVELS = 2 };
 
 typedef struct overlap_job {
@@ -182,7 +185,7 @@ ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tenso
     if (u->bridge) {
         u->bridge(g, u->net, t, tb);
         ps_g_stage(g, u->bridge_name);
-    } else if (g->training || ps_pool_threads(g->pool) < 2) {
+    } else if (g->training || ps_pool_threads(g->pool) != 2) {
         ps_tensor *shared = u->bridge_shared(g, u->net, t);
         for (int l = 0; l < 5; l++)
             tb[l] = u->bridge_level(g, u->net, shared, t, l);

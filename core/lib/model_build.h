@@ -71,7 +71,7 @@ typedef struct ps_unet {
     const ps_gn *gn, *dgn;    /* 5 each: after the encoders and after the decoders */
     ps_tensor *final_w, *final_b;
 } ps_unet;
-/* Marks the stages enc1..enc6, the bridge, dec5..dec1 and head (with a split bridge on two or
- * more threads in inference: enc1..enc6, overlap_name, dec2, dec1, head); features as in
+/* Marks the stages enc1..enc6, the bridge, dec5..dec1 and head (with a split bridge on two
+ * threads in inference: enc1..enc6, overlap_name, dec2, dec1, head); features as in
  * ps_model_forward. */
 ps_tensor *ps_unet_forward(ps_graph *g, const ps_unet *u, ps_tensor *x, ps_tensor **features);
