@@ -4,11 +4,15 @@ histogram (the element benchmark, scripts/bench_element.sh, runs the pipelines).
 
 Usage:
     python3 scripts/latency_report.py OUT.png OUT.md ELEMENT RUN [RUN ...]
-RUN is LABEL=LOG,FRAMES,SECONDS: the tracer log of a run (GST_TRACERS="latency(flags=element)"
-GST_DEBUG=GST_TRACER:7), how many frames it pushed and its wall time. ELEMENT is the element's
-name in the pipeline. The table has FPS (frames / wall time) and the element's p50/p95/p99/max
-latency in ms. Standard library only (pngplot.py draws the PNG).
+RUN is LABEL=LOG,FRAMES,SECONDS[,CPU_SECONDS]: the tracer log of a run
+(GST_TRACERS="latency(flags=element)" GST_DEBUG=GST_TRACER:7), how many frames it pushed, its wall
+time and, optionally, the CPU time the whole run took (user + system). ELEMENT is the element's
+name in the pipeline. The table has FPS (frames / wall time), the element's p50/p95/p99/max
+latency in ms, and with CPU times the CPU ms per frame and the FPS they allow at best on the
+cores this process may use (cores x 1000 / CPU ms: every core busy, nothing waiting).
+Standard library only (pngplot.py draws the PNG).
 """
+import os
 import re
 import sys
 
@@ -67,19 +71,33 @@ def main():
     if len(sys.argv) < 5:
         sys.exit(__doc__)
     out_png, out_md, element = sys.argv[1:4]
-    runs = []
+    runs, cpus = [], []
     for spec in sys.argv[4:]:
         label, _, rest = spec.partition("=")
         try:
-            log, frames, seconds = rest.split(",")
-            frames, seconds = int(frames), float(seconds)
+            fields = rest.split(",")
+            if len(fields) not in (3, 4):
+                raise ValueError
+            log, frames, seconds = fields[0], int(fields[1]), float(fields[2])
+            cpus.append(float(fields[3]) if len(fields) == 4 else None)
         except ValueError:
-            sys.exit(f"error: bad RUN '{spec}' (want LABEL=LOG,FRAMES,SECONDS)")
+            sys.exit(f"error: bad RUN '{spec}' (want LABEL=LOG,FRAMES,SECONDS[,CPU_SECONDS])")
         runs.append((label, latencies_ms(log, element), frames, seconds))
-    rows = ["| run | frames | FPS | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|"]
-    for label, v, frames, seconds in runs:
-        rows.append(f"| {label} | {frames} | {frames / seconds:.0f} | {pct(v, 50):.2f} | {pct(v, 95):.2f} "
-                    f"| {pct(v, 99):.2f} | {v[-1]:.2f} |")
+    with_cpu = all(c is not None for c in cpus)
+    cores = len(os.sched_getaffinity(0))
+    head = "| run | frames | FPS | p50 ms | p95 ms | p99 ms | max ms |"
+    rule = "|---|---|---|---|---|---|---|"
+    if with_cpu:
+        head += f" CPU ms/frame | FPS the CPU allows ({cores} cores) |"
+        rule += "---|---|"
+    rows = [head, rule]
+    for (label, v, frames, seconds), cpu in zip(runs, cpus):
+        row = (f"| {label} | {frames} | {frames / seconds:.0f} | {pct(v, 50):.2f} | {pct(v, 95):.2f} "
+               f"| {pct(v, 99):.2f} | {v[-1]:.2f} |")
+        if with_cpu:
+            cpu_ms = cpu / frames * 1000
+            row += f" {cpu_ms:.2f} | {cores * 1000 / cpu_ms:.0f} |" if cpu_ms > 0 else " 0 | - |"
+        rows.append(row)
     with open(out_md, "w") as f:
         f.write("\n".join(rows) + "\n")
     histogram(out_png, runs, element)
