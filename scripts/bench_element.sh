@@ -23,10 +23,10 @@ ps_find_plugin
 export GST_DEBUG_NO_COLOR=1
 mkdir -p out
 runs=()
+TIMEFORMAT='%3U %3S' # bash's `time` below: the pipeline's user and system CPU seconds, into $cpu
 for format in BGRx I420 NV12; do
   log=out/bench-element-$format.log cpu=out/bench-element-$format.cpu
   start=$(date +%s.%N)
-  TIMEFORMAT='%3U %3S' # bash's `time`: the pipeline's user and system CPU seconds, into $cpu
   { time GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" gst-launch-1.0 -q \
     videotestsrc num-buffers="$frames" ! "video/x-raw,format=$format,width=1920,height=1080" "${queue[@]}" \
     ! polypseg name=polypseg weights=weights/microaunet-cvc.safetensors draw-overlay=true draw-contours=true "$@" \

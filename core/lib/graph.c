@@ -541,6 +541,19 @@ ps_tensor *ps_g_maxpool2x2(ps_graph *g, ps_tensor *x)
     return y;
 }
 
+/* The taps of a bilinear x2 of x's planes: the 2h output rows', then the 2w columns', from the
+ * arena (both x2 ops below take them). */
+static ps_lin_tap *up2_taps(ps_graph *g, const ps_tensor *x)
+{
+    const int ho = 2 * x->h, wo = 2 * x->w;
+    ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(ho + wo) * sizeof *taps);
+    for (int o = 0; o < ho; o++)
+        taps[o] = ps_lin_tap_at(o, x->h, ho);
+    for (int o = 0; o < wo; o++)
+        taps[ho + o] = ps_lin_tap_at(o, x->w, wo);
+    return taps;
+}
+
 /* Bilinear x2 in bands of output rows (the upsample2x kernel), so a single plane (the head's)
  * shares the threads too. */
 enum { UP_ROWS = 32 };
@@ -567,10 +580,7 @@ static void upsample_part(void *ctx, int begin, int end)
 ps_tensor *ps_g_upsample2x(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, 2 * x->h, 2 * x->w);
-    ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(y->h + y->w) * sizeof *taps);
-    for (int o = 0; o < y->h; o++)
-        taps[o] = ps_lin_tap_at(o, x->h, y->h);
-    ps_upsample2x_cols(x, y, taps + y->h);
+    const ps_lin_tap *taps = up2_taps(g, x);
     up_job j = {ps_kernels_best(), x, y, taps, taps + y->h};
     ps_pool_for(pool_for(g, ps_numel(y)), x->n * x->c * ((y->h + UP_ROWS - 1) / UP_ROWS), upsample_part, &j);
     record(g, PS_OP_UPSAMPLE2X, y, 1, &x);
@@ -661,13 +671,8 @@ ps_tensor *ps_g_groupnorm_up2_gelu_add(ps_graph *g, ps_tensor *x, int groups, ps
     norm_job j = {.x = x, .gamma = gamma, .beta = beta, .skip = skip, .groups = groups, .eps = eps,
                   .y = ps_arena_tensor(g->arena, x->n, x->c, ho, wo)};
     if (up) {
-        ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(ho + wo) * sizeof *taps);
-        for (int o = 0; o < ho; o++)
-            taps[o] = ps_lin_tap_at(o, x->h, ho);
-        for (int o = 0; o < wo; o++)
-            taps[ho + o] = ps_lin_tap_at(o, x->w, wo);
-        j.rows = taps;
-        j.cols = taps + ho;
+        j.rows = up2_taps(g, x);
+        j.cols = j.rows + ho;
     }
     norm_fused(g, &j);
     return j.y;
@@ -772,6 +777,7 @@ ps_tensor *ps_g_channel_normalize(ps_graph *g, ps_tensor *x, float eps)
 enum { BAND_ROWS = 16 };
 
 typedef struct band_job {
+    const ps_kernels *k;
     const ps_tensor *x;
     ps_tensor *y;
     int pad;
@@ -790,15 +796,15 @@ static void mean_max_part(void *ctx, int begin, int end)
         const int r0 = u % bands * BAND_ROWS, r1 = MIN(j->x->h, r0 + BAND_ROWS);
         const size_t plane = (size_t)j->x->h * w, n = (size_t)(u / bands);
         float *mean = j->y->data + n * 2 * plane + (size_t)r0 * w;
-        ps_kernels_best()->channel_mean_max(j->x->data + n * j->x->c * plane + (size_t)r0 * w, plane, j->x->c,
-                                            (size_t)(r1 - r0) * w, mean, mean + plane);
+        j->k->channel_mean_max(j->x->data + n * j->x->c * plane + (size_t)r0 * w, plane, j->x->c,
+                               (size_t)(r1 - r0) * w, mean, mean + plane);
     }
 }
 
 ps_tensor *ps_g_channel_mean_max(ps_graph *g, ps_tensor *x)
 {
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, 2, x->h, x->w);
-    band_job j = {x, y, 0};
+    band_job j = {ps_kernels_best(), x, y, 0};
     ps_pool_for(pool_for(g, ps_numel(x)), band_units(x, x->n), mean_max_part, &j);
     record(g, PS_OP_CHANNEL_MEAN_MAX, y, 1, &x);
     return y;
@@ -819,7 +825,7 @@ ps_tensor *ps_g_reflect_pad(ps_graph *g, ps_tensor *x, int pad)
     if (pad >= x->h || pad >= x->w)
         g_error("reflect padding %d needs a map larger than %dx%d (model input too small)", pad, x->h, x->w);
     ps_tensor *y = ps_arena_tensor(g->arena, x->n, x->c, x->h + 2 * pad, x->w + 2 * pad);
-    band_job j = {x, y, pad};
+    band_job j = {NULL, x, y, pad}; /* the padding is the reference's */
     ps_pool_for(pool_for(g, ps_numel(y)), band_units(y, x->n * x->c), reflect_pad_part, &j);
     ps_node *nd = record(g, PS_OP_REFLECT_PAD, y, 1, &x);
     if (nd)

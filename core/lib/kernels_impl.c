@@ -630,15 +630,14 @@ static inline void affine_gelu_add_row(const float *restrict in, float scale, fl
     }
 }
 
-/* Bilinear x2 of the h x w plane x at the output rows of `rows` (ho of them) and the wo columns of
- * `cols`; with `decoder` each output row then goes through affine_gelu_add_row (the decoder
- * step), without it the rows are the result. */
-static inline __attribute__((always_inline)) void up2_rows(const float *restrict x, int h, int w,
-                                                           const ps_lin_tap *rows, int ho, const ps_lin_tap *cols,
-                                                           int wo, int decoder, float scale, float shift,
-                                                           const float *restrict skip, float *restrict y)
+/* Bilinear x2 of the plane x (rows w values long) at the output rows of `rows` (ho of them) and
+ * the wo columns of `cols`; with `decoder` each output row then goes through
+ * affine_gelu_add_row (the decoder step), without it the rows are the result. */
+static inline __attribute__((always_inline)) void up2_rows(const float *restrict x, int w, const ps_lin_tap *rows,
+                                                           int ho, const ps_lin_tap *cols, int wo, int decoder,
+                                                           float scale, float shift, const float *restrict skip,
+                                                           float *restrict y)
 {
-    (void)h;
     /* Input rows interpolated along w on demand into two slots (row i in slot i % 2: an output
      * row needs rows i0 and i0 + 1), then each output row a blend of two slots. */
     float slot[2][wo], blend[wo];
@@ -701,13 +700,14 @@ static void affine_up2_gelu_add(const float *restrict x, int h, int w, const ps_
     if (!rows)
         affine_gelu_add_row(x, scale, shift, skip, y, h * w);
     else
-        up2_rows(x, h, w, rows, ho, cols, wo, 1, scale, shift, skip, y);
+        up2_rows(x, w, rows, ho, cols, wo, 1, scale, shift, skip, y);
 }
 
 static void upsample2x(const float *restrict x, int h, int w, const ps_lin_tap *rows, int ho,
                        const ps_lin_tap *cols, int wo, float *restrict y)
 {
-    up2_rows(x, h, w, rows, ho, cols, wo, 0, 0.f, 0.f, NULL, y);
+    (void)h; /* the taps index x's rows */
+    up2_rows(x, w, rows, ho, cols, wo, 0, 0.f, 0.f, NULL, y);
 }
 
 static void affine_pool2_gelu(const float *restrict x, int h, int w, float scale, float shift, float *restrict y)
