@@ -14,7 +14,8 @@
 #   on whole images with the structure loss at weight 2 (sl2-kv384-81, -82), and the two averaged;
 #   microaunet-cvc = tv7-cvc, the mean of two 10-epoch fine-tunes of soup-all on whole frames
 #   (--crop-scale 1,1: no random crops, as the model sees frames at inference) with the
-#   recall-leaning Tversky loss (--fn-weight 0.7).
+#   recall-leaning Tversky loss (--fn-weight 0.7); microaunet-cvc-256 = cvc256cw-134, tv7-cvc
+#   trained on at 256 (20 epochs with crops, cvc256c-133, then 10 on whole frames).
 # With --ablation also the CVC-only model of the reverse cross-dataset figure.
 # Each stage took 5-95 min on a 2-core machine with one or two runs beside it; the whole script
 # runs one stage at a time (about 12 hours in all by the logged stage times). Then copy the files
@@ -77,6 +78,10 @@ for seed in 61 62; do # microaunet-kvasir: kvkd at 384, taught at 384 (about 13 
 done
 build/core/polypseg-average -o runs/sl2-kv384.safetensors --val "$D/kvasir-seg/val" \
   runs/sl2-kv384-81.safetensors runs/sl2-kv384-82.safetensors
+# microaunet-cvc-256, the fast option: microaunet-cvc (tv7-cvc) trained on at 256, crops then whole frames
+train cvc256c-133 "${joint[@]}" --init runs/tv7-cvc.safetensors --size 256 --epochs 20 --lr 1e-3 --seed 133 --threads 1
+train cvc256cw-134 "${joint[@]}" --init runs/cvc256c-133.safetensors --size 256 --crop-scale 1,1 --epochs 10 \
+  --lr 3e-4 --fn-weight 0.7 --seed 134 --threads 1
 if [ "${1:-}" = "--ablation" ]; then # the CVC-only model of the reverse cross-dataset figure (about 1 h more)
   train cvconly --data "$D/cvc-clinicdb" --split "$D/cvc-clinicdb/splits/train.txt" --val "$D/cvc-clinicdb" \
     --val-split "$D/cvc-clinicdb/splits/test.txt" --dataset-name "cvc-clinicdb splits/train.txt" --epochs 200 \
@@ -87,4 +92,5 @@ python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 ru
   --ymax 1.0
 tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/mal-kv384.log runs/mal-joint320.log \
   runs/kvkd.log runs/jointkd.log \
-  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log
+  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log \
+  runs/cvc256cw-134.log

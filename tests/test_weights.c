@@ -52,6 +52,7 @@ static void test_documented_scores(void)
     /* Each shipped file must be scored on its own dataset's held-out split. */
     const char *own[][2] = {{"microaunet-kvasir.safetensors", "kvasir-seg/val"},
                             {"microaunet-cvc.safetensors", "cvc-clinicdb"},
+                            {"microaunet-cvc-256.safetensors", "cvc-clinicdb"},
                             {"malunet-kvasir.safetensors", "kvasir-seg/val"},
                             {"malunet-cvc.safetensors", "cvc-clinicdb"}};
     for (size_t k = 0; k < G_N_ELEMENTS(own); k++) {
