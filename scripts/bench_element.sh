@@ -7,7 +7,8 @@
 # logging; user + system, an idle worker's spin included) and the FPS that CPU time allows on
 # this machine's cores at best.
 # The model is microaunet-cvc (320x320 input, trained on video frames and Kvasir); the EXTRA
-# properties come after it, so weights=weights/microaunet-kvasir.safetensors measures the 384 one.
+# properties come after it, so weights=weights/microaunet-kvasir.safetensors measures the 384 one
+# and weights=weights/microaunet-cvc-256.safetensors the fast 256 one.
 # --queue puts a queue before polypseg, so the source paints the next frame in a thread of its
 # own while polypseg works on this one, as a capture source (v4l2src, a decoder) does in a live
 # pipeline; without it the source and polypseg take turns in one streaming thread.
