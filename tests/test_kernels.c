@@ -407,7 +407,8 @@ static void test_upsample2x(gconstpointer data)
         ps_lin_tap *rows = g_new(ps_lin_tap, 2 * h), *cols = g_new(ps_lin_tap, 2 * w);
         for (int o = 0; o < 2 * h; o++)
             rows[o] = ps_lin_tap_at(o, h, 2 * h);
-        ps_upsample2x_cols(x, want, cols);
+        for (int o = 0; o < 2 * w; o++)
+            cols[o] = ps_lin_tap_at(o, w, 2 * w);
         const int band = g_rand_int_range(r, 1, 2 * h + 1); /* output rows per call */
         for (int r0 = 0; r0 < 2 * h; r0 += band)
             k->upsample2x(x->data, h, w, rows + r0, MIN(band, 2 * h - r0), cols, 2 * w, got->data + (size_t)r0 * 2 * w);
@@ -1107,8 +1108,8 @@ static void unary_backward_case(const ps_kernels *k, const char *what, guint32 s
         const int n = i ? i : 50001;
         ps_tensor *x = with_grad(ps_tensor_new(1, 1, 1, n), r), *y = with_grad(ps_tensor_new(1, 1, 1, n), r);
         tu_fill_uniform(x->data, n, r, lo, hi);
-        for (int i = 0; zero_every && i < n; i += zero_every)
-            x->data[i] = 0.f;
+        for (int j = 0; zero_every && j < n; j += zero_every)
+            x->data[j] = 0.f;
         float *got = g_new(float, n + 1);
         memcpy(got, x->grad, n * sizeof(float));
         got[n] = 12345.f;

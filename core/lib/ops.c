@@ -333,7 +333,7 @@ static const float *up_row(const ps_tensor *x, size_t pl, int i, const ps_lin_ta
     return t;
 }
 
-void ps_upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, int oh1, const ps_lin_tap *cols)
+static void upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, int oh1, const ps_lin_tap *cols)
 {
     /* Same arithmetic as PyTorch's l0h * (l0w * x00 + l1w * x01) + l1h * (l0w * x10 + l1w * x11). */
     const int wo = y->w;
@@ -348,20 +348,15 @@ void ps_upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, in
     }
 }
 
-void ps_upsample2x_cols(const ps_tensor *x, const ps_tensor *y, ps_lin_tap *cols)
-{
-    for (int ow = 0; ow < y->w; ow++)
-        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
-}
-
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
 {
     ps_lin_tap *cols = malloc((size_t)y->w * sizeof *cols);
     if (!cols)
         abort();
-    ps_upsample2x_cols(x, y, cols);
+    for (int ow = 0; ow < y->w; ow++)
+        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
     for (size_t pl = 0; pl < (size_t)x->n * x->c; pl++)
-        ps_upsample2x_rows(x, y, pl, 0, y->h, cols);
+        upsample2x_rows(x, y, pl, 0, y->h, cols);
     free(cols);
 }
 

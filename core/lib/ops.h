@@ -66,9 +66,9 @@ void ps_channel_normalize_ref(const ps_tensor *x, float eps, ps_tensor *y);
 void ps_maxpool2x2_ref(const ps_tensor *x, ps_tensor *y);
 /* Global average pool: y (N,C,1,1). */
 void ps_global_avgpool_ref(const ps_tensor *x, ps_tensor *y);
-/* y (N,2,H,W): channel 0 = mean over channels, channel 1 = max over channels. The _range,
- * _rows and _cols forms below do a part of these ops (values [i0, i1) of image n's planes, rows
- * [oh0, oh1) of plane pl), so the graph can share them out in bands on its threads. */
+/* y (N,2,H,W): channel 0 = mean over channels, channel 1 = max over channels. The _run and
+ * _rows forms below do a part of these ops (len positions; rows [oh0, oh1) of plane pl), so the
+ * graph can share them out in bands on its threads. */
 void ps_channel_mean_max_ref(const ps_tensor *x, ps_tensor *y);
 /* The same on one run: len positions of c planes `plane` apart from x -> mean[0..len), max[0..len). */
 void ps_channel_mean_max_run(const float *x, size_t plane, int c, size_t len, float *mean, float *max);
@@ -78,11 +78,9 @@ void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, i
 /* One padded row whose middle row[pad .. pad + w) is filled: its pad columns on each side
  * mirrored from it. */
 void ps_reflect_pad_columns(float *row, int w, int pad);
-/* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W); ps_upsample2x_cols fills the
- * column taps (y->w of them) that ps_upsample2x_rows needs. */
+/* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W) (the graph's is the upsample2x
+ * kernel, on taps from ps_lin_tap_at). */
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y);
-void ps_upsample2x_cols(const ps_tensor *x, const ps_tensor *y, ps_lin_tap *cols);
-void ps_upsample2x_rows(const ps_tensor *x, ps_tensor *y, size_t pl, int oh0, int oh1, const ps_lin_tap *cols);
 
 /* Element-wise with broadcasting: each of N,C,H,W of a and b is equal or 1; y has the
  * broadcast shape. */
