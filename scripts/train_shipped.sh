@@ -10,15 +10,18 @@
 #   50 epochs taught by mal-joint.
 #   ablation runs: kvkd-s1 / jointkd-s1 (stage 1 only), kvctl / jointctl (no teacher);
 #   soup-all = the mean of the weights of the seven fine-tunes of kv320's line;
-#   microaunet-kvasir = sl2-kv384: kvkd taught again at 384 (kv384-61, -62), each then fine-tuned
-#   on whole images with the structure loss at weight 2 (sl2-kv384-81, -82), and the two averaged;
+#   sl2-kv384 (microaunet-kvasir until the fourteenth session): kvkd taught again at 384 (kv384-61,
+#   -62), each then fine-tuned on whole images with the structure loss at weight 2 (sl2-kv384-81,
+#   -82), and the two averaged; microaunet-kvasir = kd90-sl2: sl2-kv384 taught 90 epochs more at
+#   384 by mal-kv384 (kd90-141, -142), each then the same whole-image stage (kd90-sl2-161, -162),
+#   and the two averaged;
 #   microaunet-cvc = tv7-cvc, the mean of two 10-epoch fine-tunes of soup-all on whole frames
 #   (--crop-scale 1,1: no random crops, as the model sees frames at inference) with the
 #   recall-leaning Tversky loss (--fn-weight 0.7); microaunet-cvc-256 = cvc256cw-134, tv7-cvc
 #   trained on at 256 (20 epochs with crops, cvc256c-133, then 10 on whole frames).
 # With --ablation also the CVC-only model of the reverse cross-dataset figure.
 # Each stage took 5-95 min on a 2-core machine with one or two runs beside it; the whole script
-# runs one stage at a time (about 12 hours in all by the logged stage times). Then copy the files
+# runs one stage at a time (about 14.5 hours in all by the logged stage times). Then copy the files
 # weights/README.md names into weights/ and update its scores (polypseg-eval prints them).
 set -euo pipefail
 case "${1:-}" in
@@ -78,6 +81,14 @@ for seed in 61 62; do # microaunet-kvasir: kvkd at 384, taught at 384 (about 13 
 done
 build/core/polypseg-average -o runs/sl2-kv384.safetensors --val "$D/kvasir-seg/val" \
   runs/sl2-kv384-81.safetensors runs/sl2-kv384-82.safetensors
+for seed in 141 142; do # microaunet-kvasir: sl2-kv384 taught 90 epochs more at 384 by mal-kv384 (about 70 min each), then whole images
+  train kd90-$seed "${kvasir[@]}" --init runs/sl2-kv384.safetensors --teacher runs/mal-kv384.safetensors --size 384 \
+    --epochs 90 --lr 3e-4 --seed $seed --threads 1
+  train kd90-sl2-$((seed + 20)) "${kvasir[@]}" --init runs/kd90-$seed.safetensors --size 384 --crop-scale 1,1 \
+    --epochs 10 --lr 3e-4 --structure-loss 2 --seed $((seed + 20)) --threads 1
+done
+build/core/polypseg-average -o runs/kd90-sl2.safetensors --val "$D/kvasir-seg/val" \
+  runs/kd90-sl2-161.safetensors runs/kd90-sl2-162.safetensors
 # microaunet-cvc-256, the fast option: microaunet-cvc (tv7-cvc) trained on at 256, crops then whole frames
 train cvc256c-133 "${joint[@]}" --init runs/tv7-cvc.safetensors --size 256 --epochs 20 --lr 1e-3 --seed 133 --threads 1
 train cvc256cw-134 "${joint[@]}" --init runs/cvc256c-133.safetensors --size 256 --crop-scale 1,1 --epochs 10 \
@@ -92,5 +103,5 @@ python3 scripts/plot_training.py weights/training-loss.png runs/kv1.jsonl:kv1 ru
   --ymax 1.0
 tail -n 2 runs/kv320.log runs/jointk.log runs/mal-kv.log runs/mal-joint.log runs/mal-kv384.log runs/mal-joint320.log \
   runs/kvkd.log runs/jointkd.log \
-  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log \
+  runs/kvkd-s1.log runs/kvctl.log runs/jointkd-s1.log runs/jointctl.log runs/tv7-cvc-7[12].log runs/sl2-kv384-8[12].log runs/kd90-sl2-16[12].log \
   runs/cvc256cw-134.log
