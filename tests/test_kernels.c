@@ -405,10 +405,8 @@ static void test_upsample2x(gconstpointer data)
         tu_fill_uniform(x->data, ps_numel(x), r, -3, 3);
         ps_upsample2x_ref(x, want);
         ps_lin_tap *rows = g_new(ps_lin_tap, 2 * h), *cols = g_new(ps_lin_tap, 2 * w);
-        for (int o = 0; o < 2 * h; o++)
-            rows[o] = ps_lin_tap_at(o, h, 2 * h);
-        for (int o = 0; o < 2 * w; o++)
-            cols[o] = ps_lin_tap_at(o, w, 2 * w);
+        ps_lin_taps(rows, h, 2 * h);
+        ps_lin_taps(cols, w, 2 * w);
         const int band = g_rand_int_range(r, 1, 2 * h + 1); /* output rows per call */
         for (int r0 = 0; r0 < 2 * h; r0 += band)
             k->upsample2x(x->data, h, w, rows + r0, MIN(band, 2 * h - r0), cols, 2 * w, got->data + (size_t)r0 * 2 * w);
@@ -520,10 +518,8 @@ static void test_decoder_step(gconstpointer data)
         ps_gelu_ref(up2, want);
         ps_add_ref(want, skip, want);
         ps_lin_tap rows[48], cols[48];
-        for (int o = 0; o < ho; o++)
-            rows[o] = ps_lin_tap_at(o, h, ho);
-        for (int o = 0; o < wo; o++)
-            cols[o] = ps_lin_tap_at(o, w, wo);
+        ps_lin_taps(rows, h, ho);
+        ps_lin_taps(cols, w, wo);
         k->affine_up2_gelu_add(x->data, h, w, up ? rows : NULL, ho, cols, wo, scale, shift, skip->data, got->data);
         char label[96];
         g_snprintf(label, sizeof label, "decoder step %dx%d%s", h, w, up ? " up2" : "");

@@ -547,10 +547,8 @@ static ps_lin_tap *up2_taps(ps_graph *g, const ps_tensor *x)
 {
     const int ho = 2 * x->h, wo = 2 * x->w;
     ps_lin_tap *taps = ps_arena_alloc(g->arena, (size_t)(ho + wo) * sizeof *taps);
-    for (int o = 0; o < ho; o++)
-        taps[o] = ps_lin_tap_at(o, x->h, ho);
-    for (int o = 0; o < wo; o++)
-        taps[ho + o] = ps_lin_tap_at(o, x->w, wo);
+    ps_lin_taps(taps, x->h, ho);
+    ps_lin_taps(taps + ho, x->w, wo);
     return taps;
 }
 

@@ -18,6 +18,13 @@ static inline ps_lin_tap ps_lin_tap_at(int o, int in, int out)
     return t;
 }
 
+/* The taps of every output coordinate 0..out-1: taps[o] = ps_lin_tap_at(o, in, out). */
+static inline void ps_lin_taps(ps_lin_tap *taps, int in, int out)
+{
+    for (int o = 0; o < out; o++)
+        taps[o] = ps_lin_tap_at(o, in, out);
+}
+
 /* Sum in double with independent partial sums (vectorisable without -ffast-math). */
 static inline double sum_d(const float *x, size_t n)
 {

@@ -353,8 +353,7 @@ void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y)
     ps_lin_tap *cols = malloc((size_t)y->w * sizeof *cols);
     if (!cols)
         abort();
-    for (int ow = 0; ow < y->w; ow++)
-        cols[ow] = ps_lin_tap_at(ow, x->w, y->w);
+    ps_lin_taps(cols, x->w, y->w);
     for (size_t pl = 0; pl < (size_t)x->n * x->c; pl++)
         upsample2x_rows(x, y, pl, 0, y->h, cols);
     free(cols);

@@ -79,7 +79,7 @@ void ps_reflect_pad_rows(const ps_tensor *x, int pad, ps_tensor *y, size_t pl, i
  * mirrored from it. */
 void ps_reflect_pad_columns(float *row, int w, int pad);
 /* Bilinear x2 upsampling, align_corners=True: y (N,C,2H,2W) (the graph's is the upsample2x
- * kernel, on taps from ps_lin_tap_at). */
+ * kernel, on taps from ps_lin_taps). */
 void ps_upsample2x_ref(const ps_tensor *x, ps_tensor *y);
 
 /* Element-wise with broadcasting: each of N,C,H,W of a and b is equal or 1; y has the

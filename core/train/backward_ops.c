@@ -430,8 +430,7 @@ void ps_upsample2x_backward(const ps_tensor *x, const ps_tensor *y)
     float *rows = malloc((size_t)h * wo * sizeof *rows);
     if (!cols || !rows)
         abort();
-    for (int ow = 0; ow < wo; ow++)
-        cols[ow] = ps_lin_tap_at(ow, w, wo);
+    ps_lin_taps(cols, w, wo);
     const size_t planes = (size_t)x->n * x->c;
     for (size_t pl = 0; pl < planes; pl++) {
         memset(rows, 0, (size_t)h * wo * sizeof *rows);
