@@ -336,6 +336,102 @@ static void test_loader_zoom_out(void)
     ps_dataset_free(ds);
 }
 
+/* Every sample of epoch 0 (images denormalised to 0..1, masks), batch by batch. */
+static void epoch_samples(const ps_dataset *ds, const ps_loader_config *cfg, float *images, float *masks, int *count)
+{
+    ps_loader *l = loader_ok(ds, cfg);
+    ps_tensor *im = ps_tensor_new(cfg->batch, 3, S, S), *mk = ps_tensor_new(cfg->batch, 1, S, S);
+    ps_loader_start_epoch(l, 0);
+    *count = 0;
+    while (ps_loader_next(l, im, mk)) {
+        for (int b = 0; b < im->n; b++, (*count)++) {
+            for (int c = 0; c < 3; c++)
+                for (int p = 0; p < S * S; p++)
+                    images[((size_t)*count * 3 + c) * S * S + p] =
+                        im->data[(b * 3 + c) * S * S + p] * cfg->std[c] + cfg->mean[c];
+            memcpy(masks + (size_t)*count * S * S, mk->data + b * S * S, S * S * sizeof(float));
+        }
+    }
+    ps_tensor_free(im), ps_tensor_free(mk);
+    ps_loader_free(l);
+}
+
+/* --rotate: image and mask turn together (a red polyp on green stays under its mask), the corners
+ * go black, and nothing else changes; --hue: the tint changes, r + g + b and the mask do not. */
+static void test_loader_rotate_and_hue(void)
+{
+    char *dir = make_dataset_dir("paired"); /* red where the mask is, green elsewhere */
+    for (int k = 0; k < GEN_N; k++) {
+        ps_image *im = gen_image(k), *m = gen_mask(k, im->w, im->h);
+        for (int p = 0; p < im->w * im->h; p++) {
+            im->data[p * 3] = m->data[p] ? 230 : 20;
+            im->data[p * 3 + 1] = m->data[p] ? 60 : 150;
+            im->data[p * 3 + 2] = 90;
+        }
+        save_png(dir, "images", gen_names[k], im);
+        save_png(dir, "masks", gen_names[k], m);
+        ps_image_free(im), ps_image_free(m);
+    }
+    ps_dataset *ds = open_ok(dir, NULL);
+    float *img = g_new(float, GEN_N * 3 * S * S), *msk = g_new(float, GEN_N * S * S);
+    float *img0 = g_new(float, GEN_N * 3 * S * S), *msk0 = g_new(float, GEN_N * S * S);
+    ps_loader_config cfg = base_cfg;
+    int n, n0, turned = 0, black_corners = 0;
+    epoch_samples(ds, &cfg, img0, msk0, &n0);
+    cfg.rotate_max = 40;
+    epoch_samples(ds, &cfg, img, msk, &n);
+    g_assert_cmpint(n, ==, n0);
+    for (int i = 0; i < n; i++) {
+        const float *r = img + (size_t)i * 3 * S * S, *g = r + S * S, *m = msk + (size_t)i * S * S;
+        int disagree = 0, polyp = 0;
+        for (int p = 0; p < S * S; p++) {
+            disagree += (m[p] == 1.0f) != (r[p] > g[p] + 0.05f);
+            polyp += m[p] == 1.0f;
+        }
+        g_test_message("sample %d: %d polyp pixels, %d where image and mask disagree", i, polyp, disagree);
+        g_assert_cmpint(polyp, >, 0);
+        g_assert_cmpint(disagree, <=, S * S / 20); /* the bilinear rim of the polyp and of the corners */
+        turned += memcmp(m, msk0 + (size_t)i * S * S, S * S * sizeof(float)) != 0; /* a small turn may keep it */
+        g_assert_true(memcmp(r, img0 + (size_t)i * 3 * S * S, 3 * S * S * sizeof(float)) != 0);
+        black_corners += fabsf(r[0] - g[0]) < 1e-4f && fabsf(r[S * S - 1] - g[S * S - 1]) < 1e-4f;
+        g_assert_cmpfloat(fabsf(img0[(size_t)i * 3 * S * S] - img0[((size_t)i * 3 + 1) * S * S]), >, 0.05f);
+    }
+    g_assert_cmpint(turned, >=, n / 2);
+    g_assert_cmpint(black_corners, >=, 1);
+
+    /* hue, on the generated images: same masks; same r + g + b wherever no channel clipped */
+    ps_dataset *gen = open_ok(gen_dir, NULL);
+    cfg = base_cfg;
+    epoch_samples(gen, &cfg, img0, msk0, &n0);
+    cfg.hue_max = 90;
+    epoch_samples(gen, &cfg, img, msk, &n);
+    g_assert_true(memcmp(msk, msk0, (size_t)n * S * S * sizeof(float)) == 0);
+    int compared = 0, tinted = 0;
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < S * S; p++) {
+            const float *a = img + (size_t)i * 3 * S * S + p, *b = img0 + (size_t)i * 3 * S * S + p;
+            int inside = 1;
+            for (int c = 0; c < 3; c++) {
+                inside &= a[c * S * S] > 0.5f / 255 && a[c * S * S] < 254.5f / 255;
+                tinted += fabsf(a[c * S * S] - b[c * S * S]) > 10.0f / 255;
+            }
+            if (!inside)
+                continue;
+            compared++;
+            g_assert_cmpfloat_with_epsilon(a[0] + a[S * S] + a[2 * S * S], b[0] + b[S * S] + b[2 * S * S], 1e-4);
+        }
+    g_assert_cmpint(compared, >, n * S * S / 2);
+    g_assert_cmpint(tinted, >, n * S * S / 4);
+
+    GError *err = NULL;
+    cfg.hue_max = 181;
+    g_assert_null(ps_loader_new(gen, &cfg, &err));
+    g_assert_nonnull(strstr(err->message, "0..180 degrees"));
+    g_error_free(err);
+    ps_dataset_free(ds), ps_dataset_free(gen);
+    g_free(img), g_free(msk), g_free(img0), g_free(msk0), g_free(dir);
+}
+
 static void test_loader_tail(void)
 {
     ps_dataset *ds = open_ok(gen_dir, NULL);
@@ -656,6 +752,7 @@ int main(int argc, char **argv)
     g_test_add_func("/loader/resume", test_loader_resume);
     g_test_add_func("/loader/plain-equals-resize", test_loader_plain);
     g_test_add_func("/loader/multi-scale", test_loader_multi_scale);
+    g_test_add_func("/loader/rotate-and-hue", test_loader_rotate_and_hue);
     g_test_add_func("/loader/free-mid-epoch", test_loader_free_mid_epoch);
     g_test_add_func("/loader/errors", test_loader_errors);
     g_test_add_func("/data/real-lists", test_real_data);

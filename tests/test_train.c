@@ -274,6 +274,107 @@ static void test_tversky(void)
     ps_tensor_free(t), ps_tensor_free(miss), ps_tensor_free(extra);
 }
 
+/* The Lovasz hinge by its definition (Berman et al., eq. 9), one image: sort the hinge errors
+ * m_i = max(0, 1 - z_i s_i) in decreasing order and weigh the k-th by Delta(top k) - Delta(top k - 1),
+ * Delta(S) the Jaccard loss of the mask that gets exactly the pixels of S wrong, counted here pixel
+ * by pixel (O(n^2)) rather than by the running sums of the implementation. */
+static double lovasz_by_definition(const float *z, const float *t, int n)
+{
+    int *order = g_new(int, n);
+    double *m = g_new(double, n);
+    for (int i = 0; i < n; i++) {
+        m[i] = fmax(0.0, 1.0 - z[i] * (t[i] > 0.5f ? 1.0 : -1.0));
+        order[i] = i;
+    }
+    for (int i = 0; i < n; i++) /* selection sort, decreasing */
+        for (int j = i + 1; j < n; j++)
+            if (m[order[j]] > m[order[i]]) {
+                int k = order[i];
+                order[i] = order[j], order[j] = k;
+            }
+    double loss = 0, before = 0;
+    for (int k = 1; k <= n; k++) {
+        int inter = 0, uni = 0; /* the predicted mask: the truth with the top k flipped */
+        for (int i = 0; i < n; i++) {
+            int wrong = 0;
+            for (int j = 0; j < k; j++)
+                wrong |= order[j] == i;
+            const int truth = t[i] > 0.5f, predicted = wrong ? !truth : truth;
+            inter += truth && predicted, uni += truth || predicted;
+        }
+        const double delta = uni ? 1.0 - (double)inter / uni : 0.0;
+        loss += m[order[k - 1]] * (delta - before);
+        before = delta;
+    }
+    g_free(order), g_free(m);
+    return loss;
+}
+
+/* Lovasz hinge: against the definition, its gradient against central differences (logits spaced so
+ * that no step crosses a kink of the piecewise linear loss), zero for a confident right answer, and
+ * lower for the mask of the better IoU. */
+static void test_lovasz_hinge(void)
+{
+    enum { N = 3, H = 4, W = 6, PER = H * W };
+    GRand *r = g_rand_new_with_seed(11);
+    ps_tensor *z = ps_tensor_new(N, 1, H, W), *t = ps_tensor_new(N, 1, H, W);
+    /* logits 0.1 k + 0.037, k a shuffle of -30..41: the errors 1 -+ z never tie, never sit at 0 */
+    int k[N * PER];
+    for (int i = 0; i < N * PER; i++)
+        k[i] = i - 30;
+    for (int i = N * PER - 1; i > 0; i--) {
+        int j = g_rand_int_range(r, 0, i + 1), x = k[i];
+        k[i] = k[j], k[j] = x;
+    }
+    for (int i = 0; i < N * PER; i++) {
+        z->data[i] = (float)(0.1 * k[i] + 0.037);
+        t->data[i] = g_rand_int_range(r, 0, 3) == 0; /* about a third polyp */
+    }
+    for (int y = 0; y < H * W; y++)
+        t->data[2 * PER + y] = 0; /* and one image without polyp */
+    ps_tensor_ensure_grad(z);
+    memset(z->grad, 0, ps_numel(z) * sizeof(float));
+    double want = 0;
+    for (int n = 0; n < N; n++)
+        want += lovasz_by_definition(z->data + n * PER, t->data + n * PER, PER) / N;
+    g_assert_cmpfloat_with_epsilon(ps_loss_lovasz_hinge(z, t, 1.0f), want, 1e-9);
+    g_assert_cmpfloat(want, >, 0.1);
+    float *analytic = g_memdup2(z->grad, ps_numel(z) * sizeof(float));
+    int nonzero = 0;
+    for (size_t i = 0; i < ps_numel(z); i++) {
+        const float keep = z->data[i], h = 1e-3f;
+        z->data[i] = keep + h;
+        const double up = ps_loss_lovasz_hinge(z, t, 1.0f);
+        z->data[i] = keep - h;
+        const double down = ps_loss_lovasz_hinge(z, t, 1.0f);
+        z->data[i] = keep;
+        const double numeric = (up - down) / ((double)(keep + h) - (double)(keep - h));
+        if (fabs(numeric - analytic[i]) > 1e-4 + 1e-3 * fabs(numeric))
+            g_test_fail_printf("lovasz grad[%zu]: analytic %g numeric %g", i, analytic[i], numeric);
+        nonzero += analytic[i] != 0;
+    }
+    g_assert_cmpint(nonzero, >, 10);
+    g_free(analytic);
+
+    /* right and confident (margin above 1): no loss */
+    for (size_t i = 0; i < ps_numel(z); i++)
+        z->data[i] = t->data[i] > 0.5f ? 3.0f : -3.0f;
+    g_assert_cmpfloat(ps_loss_lovasz_hinge(z, t, 1.0f), ==, 0.0);
+    /* one image, 12 polyp pixels of 24: missing 2 of them costs less than missing 6 */
+    ps_tensor *t1 = ps_tensor_new(1, 1, H, W), *few = ps_tensor_new(1, 1, H, W), *many = ps_tensor_new(1, 1, H, W);
+    for (int i = 0; i < PER; i++) {
+        t1->data[i] = i < 12;
+        few->data[i] = i < 10 ? 3.0f : -3.0f;
+        many->data[i] = i < 6 ? 3.0f : -3.0f;
+    }
+    ps_tensor_ensure_grad(few), ps_tensor_ensure_grad(many);
+    const double lf = ps_loss_lovasz_hinge(few, t1, 1.0f), lm = ps_loss_lovasz_hinge(many, t1, 1.0f);
+    g_assert_cmpfloat(lf, <, lm);
+    g_assert_cmpfloat_with_epsilon(lf, lovasz_by_definition(few->data, t1->data, PER), 1e-9);
+    ps_tensor_free(z), ps_tensor_free(t), ps_tensor_free(t1), ps_tensor_free(few), ps_tensor_free(many);
+    g_rand_free(r);
+}
+
 /* The structure loss: its weights against a brute-force window mean and by hand, and the
  * weighted losses against their documented formulas. */
 static void test_structure_loss(void)
@@ -681,7 +782,7 @@ static void test_snapshots(void)
         g_assert_true(g_file_set_contents(p, "partial", -1, NULL));
         g_free(p);
     }
-    int st = run_train(out, "--snapshot-every 20 --structure-loss 5 --fn-weight 0.7", 0, 0);
+    int st = run_train(out, "--snapshot-every 20 --structure-loss 5 --fn-weight 0.7 --lovasz 0.5", 0, 0);
     g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     for (size_t i = 0; i < G_N_ELEMENTS(stale); i++) {
         char *p = g_build_filename(tmpdir, stale[i], NULL);
@@ -692,6 +793,7 @@ static void test_snapshots(void)
     ps_st_file *weights = read_ok(out); /* the loss as run, window 2 * 5 + 1 at --size 128 */
     g_assert_cmpstr(ps_st_meta(weights, "loss"), ==,
                     "(bce_with_logits + tversky(fn weight 0.7)) weighted 1 + 5 |mean(mask, 11 px window) - mask|");
+    g_assert_cmpstr(ps_st_meta(weights, "lovasz"), ==, "+ 0.5 x lovasz_hinge (per image)");
     ps_st_free(weights);
     for (int e = 1; e <= TRAIN_EPOCHS; e++) {
         char *name = g_strdup_printf("snap-epoch%d.ckpt", e), *path = g_build_filename(tmpdir, name, NULL);
@@ -725,7 +827,7 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan", "--deep-supervision -1", "--multi-scale 0.5" /* 64 px */,
+                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--multi-scale 0.5" /* 64 px */,
                          "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300",
                          "--lr nan", "--lr inf", "--lr 0", "--min-lr nan", "--min-lr 2e-3" /* above --lr */,
                          "--weight-decay -5", "--weight-decay nan", "--limit -3", "--kd-temperature 1e-50",
@@ -929,6 +1031,7 @@ int main(int argc, char **argv)
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
     g_test_add_func("/train/tversky", test_tversky);
     g_test_add_func("/train/structure-loss", test_structure_loss);
+    g_test_add_func("/train/lovasz-hinge", test_lovasz_hinge);
     g_test_add_func("/train/deep-supervision", test_deep_supervision);
     g_test_add_func("/train/kd-loss", test_kd_loss);
     g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);

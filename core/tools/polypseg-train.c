@@ -34,7 +34,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup;
+    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup, lovasz, rotate, hue;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -104,8 +104,11 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
         {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
+        {"lovasz", 0, 0, G_OPTION_ARG_DOUBLE, &o->lovasz, "Add W times the Lovasz hinge loss (Berman et al.: a convex surrogate of 1 - IoU per image, sharpening the mask's overlap; best as a short fine-tune after BCE + Dice); 0 = off (default)", "W"},
         {"deep-supervision", 0, 0, G_OPTION_ARG_DOUBLE, &o->deep_sup, "Weight of deep supervision: 1x1 heads on the decoder's outputs at 1/4, 1/8 and 1/16 of the input predict the mask there, with BCE + Dice against the mask averaged down (the heads are dropped from the final file); 0 = off (default)", "W"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
+        {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &o->rotate, "Also turn each sample by a random angle within +-DEG degrees about its centre, corners black (on top of the flips and quarter turns); 0 = off (default)", "DEG"},
+        {"hue", 0, 0, G_OPTION_ARG_DOUBLE, &o->hue, "Also turn each sample's hue by a random angle within +-DEG degrees (colours rotated about the grey axis, as between endoscopes); 0 = off (default)", "DEG"},
         {"multi-scale", 0, 0, G_OPTION_ARG_STRING, &o->multi_scale, "Multi-scale training: each batch at one of these multiples of --size, drawn per batch, each side rounded to a multiple of 32 (e.g. 0.75,1,1.25: PraNet's rates; inference stays at --size). Default: off", "LIST"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
@@ -152,11 +155,12 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
                o->size % 32 || o->threads < 1 || !(o->lr > 0 && o->lr <= 1) || !(o->fn_weight > 0 && o->fn_weight < 1) ||
                !(o->structure_gain >= 0 && o->structure_gain <= 100) || !(o->wd >= 0 && o->wd <= 1) ||
-               !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
+               !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->lovasz >= 0 && o->lovasz <= 100) ||
+               !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
                o->warmup < 0 || o->snapshot_every < 0 || o->limit < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
                         "32 in %d..%d, 0 < lr <= 1, 0 <= min-lr <= lr, weight-decay 0..1, 0 < fn-weight < 1, "
-                        "structure-loss and deep-supervision 0..100, warmup-epochs, snapshot-every and limit >= 0\n",
+                        "structure-loss, lovasz and deep-supervision 0..100, rotate and hue 0..180, warmup-epochs, snapshot-every and limit >= 0\n",
                 PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -222,6 +226,9 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
+    if (o->rotate > 0 || o->hue > 0)
+        g_hash_table_insert(t, g_strdup("augment_extra"),
+                            g_strdup_printf("rotate +-%g deg, hue +-%g deg", (float)o->rotate, (float)o->hue));
     if (o->n_sides > 0) {
         GString *sides = g_string_new("batch sides");
         for (int i = 0; i < o->n_sides; i++)
@@ -235,6 +242,8 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
                         : g_strdup_printf("(bce_with_logits + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", overlap,
                                           (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
     g_free(overlap);
+    if (o->lovasz > 0)
+        g_hash_table_insert(t, g_strdup("lovasz"), g_strdup_printf("+ %g x lovasz_hinge (per image)", (float)o->lovasz));
     if (o->deep_sup > 0)
         g_hash_table_insert(t, g_strdup("deep_supervision"),
                             g_strdup_printf("%g x mean over 1x1 heads on dec2, dec3, dec4 of (bce + dice) against the "
@@ -333,7 +342,7 @@ int main(int argc, char **argv)
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
                               "add_data", "split", "crop_scale", "multi_scale", "loss", "optimizer", "dataset", "init",
-                              "teacher", "teacher_sha256", "distillation", "deep_supervision"};
+                              "teacher", "teacher_sha256", "distillation", "deep_supervision", "lovasz", "augment_extra"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -390,7 +399,8 @@ int main(int argc, char **argv)
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = o.crop_min,
-                           .crop_max = o.crop_max, .n_sizes = o.n_sides};
+                           .crop_max = o.crop_max, .n_sizes = o.n_sides, .rotate_max = (float)o.rotate,
+                           .hue_max = (float)o.hue};
     memcpy(lc.sizes, o.sides, sizeof lc.sizes);
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
@@ -450,6 +460,8 @@ int main(int argc, char **argv)
             }
             double loss = ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f) +
                           ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
+            if (o.lovasz > 0)
+                loss += o.lovasz * ps_loss_lovasz_hinge(logits, masks, (float)o.lovasz);
             if (kd)
                 loss += ps_distiller_loss(kd, &g, ps_distiller_stage(kd, epoch), images, masks, logits, features);
             if (deepsup)

@@ -330,11 +330,24 @@ typedef struct augment {
     int x0, y0, cw, ch;      /* crop window in the cached image (cw < 0: whole image) */
     int rot, hflip, vflip;   /* quarter turns, flips */
     float bright, contrast, sat;
+    float cos_a, sin_a;      /* the free rotation (identity: 1, 0) */
+    float hue[9];            /* 3x3 colour matrix of the hue turn (identity when off) */
 } augment;
+
+/* Rotation of RGB by `radians` about the grey axis (1,1,1)/sqrt(3) (Rodrigues' formula): keeps
+ * r + g + b, turns the chroma, so a reddish mucosa becomes orange or purple. */
+static void hue_matrix(double radians, float m[9])
+{
+    const double c = cos(radians), k = (1 - c) / 3, q = sin(radians) / sqrt(3.0);
+    const double rows[9] = {c + k, k - q, k + q, k + q, c + k, k - q, k - q, k + q, c + k};
+    for (int i = 0; i < 9; i++)
+        m[i] = (float)rows[i];
+}
 
 static augment draw_augment(const ps_loader *l, const sample *s, int index)
 {
-    augment a = {.cw = -1 /* whole image */, .bright = 1, .contrast = 1, .sat = 1};
+    augment a = {.cw = -1 /* whole image */, .bright = 1, .contrast = 1, .sat = 1, .cos_a = 1};
+    hue_matrix(0, a.hue);
     if (!l->cfg.augment)
         return a;
     const ps_image *im = s->image;
@@ -355,6 +368,13 @@ static augment draw_augment(const ps_loader *l, const sample *s, int index)
     a.bright = (float)uniform(&rng, 0.8, 1.2);
     a.contrast = (float)uniform(&rng, 0.8, 1.2);
     a.sat = (float)uniform(&rng, 0.8, 1.2);
+    /* drawn last and only when on, so runs without them see exactly the draws they always did */
+    if (l->cfg.rotate_max > 0) {
+        const double angle = uniform(&rng, -l->cfg.rotate_max, l->cfg.rotate_max) * G_PI / 180;
+        a.cos_a = (float)cos(angle), a.sin_a = (float)sin(angle);
+    }
+    if (l->cfg.hue_max > 0)
+        hue_matrix(uniform(&rng, -l->cfg.hue_max, l->cfg.hue_max) * G_PI / 180, a.hue);
     return a;
 }
 
@@ -391,6 +411,35 @@ static void jitter(const augment *a, float mean_grey, float *rgb)
     float grey = luma(rgb);
     for (int c = 0; c < 3; c++)
         rgb[c] = clamp255(grey + (rgb[c] - grey) * a->sat);
+    if (a->hue[0] != 1.0f) {
+        const float r = rgb[0], g = rgb[1], b = rgb[2];
+        for (int c = 0; c < 3; c++)
+            rgb[c] = clamp255(a->hue[3 * c] * r + a->hue[3 * c + 1] * g + a->hue[3 * c + 2] * b);
+    }
+}
+
+/* The S x S image (c channels) turned about its centre: bilinear, black outside. */
+static void rotate_square(const augment *a, const uint8_t *src, int S, int c, uint8_t *dst)
+{
+    const float mid = (S - 1) * 0.5f;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            /* inverse map: the source point that lands on (x, y) */
+            const float dx = x - mid, dy = y - mid;
+            const float sx = a->cos_a * dx + a->sin_a * dy + mid, sy = -a->sin_a * dx + a->cos_a * dy + mid;
+            const int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
+            const float fx = sx - x0, fy = sy - y0;
+            for (int k = 0; k < c; k++) {
+                float v = 0;
+                for (int j = 0; j < 4; j++) {
+                    const int xx = x0 + (j & 1), yy = y0 + (j >> 1);
+                    const float w = ((j & 1) ? fx : 1 - fx) * ((j >> 1) ? fy : 1 - fy);
+                    if (xx >= 0 && xx < S && yy >= 0 && yy < S)
+                        v += w * src[((size_t)yy * S + xx) * c + k];
+                }
+                dst[((size_t)y * S + x) * c + k] = (uint8_t)lrintf(v);
+            }
+        }
 }
 
 /* Mean grey after the brightness step, the pivot of the contrast step. */
@@ -442,6 +491,13 @@ static void batch_task(ps_loader *l, int slot)
         g_free(wi);
         g_free(wm);
     }
+    if (a.sin_a != 0) {
+        uint8_t *ri = g_malloc((size_t)npix * 3), *rm = g_malloc((size_t)npix);
+        rotate_square(&a, img, S, 3, ri);
+        rotate_square(&a, msk, S, 1, rm);
+        g_free(img), g_free(msk);
+        img = ri, msk = rm;
+    }
 
     float *out = l->buf_images + (size_t)slot * 3 * npix;
     float *out_mask = l->buf_masks + (size_t)slot * npix;
@@ -474,6 +530,8 @@ static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
     else if (!(cfg->crop_min == 0 && cfg->crop_max == 0) &&
              !(cfg->crop_min > 0 && cfg->crop_min <= cfg->crop_max && cfg->crop_max <= 4))
         bad = "crop scales must satisfy 0 < min <= max <= 4";
+    else if (!(cfg->rotate_max >= 0 && cfg->rotate_max <= 180) || !(cfg->hue_max >= 0 && cfg->hue_max <= 180))
+        bad = "rotation and hue ranges must be 0..180 degrees";
     else if (cfg->n_sizes < 0 || cfg->n_sizes > PS_LOADER_MAX_SIZES)
         bad = "between 0 and " G_STRINGIFY(PS_LOADER_MAX_SIZES) " batch sides (sizes)";
     else if (cfg->shuffle && n < cfg->batch)

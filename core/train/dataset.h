@@ -42,6 +42,12 @@ typedef struct ps_loader_config {
      * per batch from (seed, epoch, batch), instead of at `size`. Images are cached for the
      * largest of them and `size`. */
     int sizes[PS_LOADER_MAX_SIZES], n_sizes;
+    /* Stronger augmentation, 0 = off (and then every other draw is as without it): each sample
+     * also turns by an angle in [-rotate_max, rotate_max] degrees about its centre (corners
+     * black, as an endoscope frame's surround), and its hue by one in [-hue_max, hue_max]
+     * degrees (a rotation of the colours about the grey axis: brightness stays, tint changes,
+     * as between endoscopes). */
+    float rotate_max, hue_max;
 } ps_loader_config;
 
 /* Parses "MIN,MAX" (polypseg-train --crop-scale, as its weights' metadata records it) into a

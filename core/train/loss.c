@@ -1,6 +1,7 @@
 #include "loss.h"
 #include <glib.h>
 #include <math.h>
+#include <stdlib.h>
 
 /* softplus(z) = log(1 + e^z) and sigmoid(z) from e = e^-|z|, so one exponential serves both
  * and neither overflows. */
@@ -66,6 +67,53 @@ double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, const ps_tens
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight)
 {
     return ps_loss_tversky(logits, target, NULL, 0.5f, weight);
+}
+
+typedef struct {
+    double err;
+    int polyp;
+    size_t at;
+} hinge_error;
+
+static int by_error_descending(const void *a, const void *b)
+{
+    const hinge_error *x = a, *y = b;
+    if (x->err != y->err)
+        return x->err < y->err ? 1 : -1;
+    return (x->at > y->at) - (x->at < y->at); /* ties in pixel order, so runs repeat exactly */
+}
+
+double ps_loss_lovasz_hinge(ps_tensor *logits, const ps_tensor *target, float weight)
+{
+    const size_t per = (size_t)logits->c * logits->h * logits->w;
+    hinge_error *e = g_new(hinge_error, per);
+    double total = 0;
+    for (int n = 0; n < logits->n; n++) {
+        const float *z = logits->data + n * per, *t = target->data + n * per;
+        float *gz = logits->grad + n * per;
+        double polyp_pixels = 0;
+        size_t positive = 0; /* only errors > 0 count, and after training most are not: sort just those */
+        for (size_t i = 0; i < per; i++) {
+            const int polyp = t[i] >= 0.5f;
+            const double err = 1.0 - z[i] * (polyp ? 1.0 : -1.0);
+            polyp_pixels += polyp;
+            if (err > 0)
+                e[positive++] = (hinge_error){err, polyp, i};
+        }
+        qsort(e, positive, sizeof *e, by_error_descending);
+        /* Jaccard loss of the top-k errors taken as the wrong pixels, J_k = 1 - (P - fn_k) / (P + fp_k);
+         * each error's weight is J_k - J_{k-1}. The hinge is zero from the first error <= 0 on. */
+        double fn = 0, fp = 0, previous = 0;
+        for (size_t k = 0; k < positive; k++) {
+            fn += e[k].polyp, fp += !e[k].polyp;
+            const double jaccard = 1.0 - (polyp_pixels - fn) / (polyp_pixels + fp), g = jaccard - previous;
+            previous = jaccard;
+            total += e[k].err * g;
+            gz[e[k].at] += (float)(-(e[k].polyp ? 1.0 : -1.0) * g * weight / logits->n);
+        }
+    }
+    g_free(e);
+    return total / logits->n;
 }
 
 void ps_structure_weights(const ps_tensor *target, int radius, float gain, ps_tensor *out)

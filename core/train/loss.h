@@ -19,6 +19,13 @@ double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
 double ps_loss_tversky(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float fn_weight,
                        float weight);
 
+/* Berman et al.'s Lovasz hinge, per image and averaged over the batch: the Lovasz extension of
+ * the Jaccard loss applied to the hinge errors max(0, 1 - z s), s = 2 t - 1, sorted in decreasing
+ * order. It is a tight convex surrogate of 1 - IoU of the thresholded mask, so it optimises the
+ * per-image overlap directly (best as a fine-tune after BCE + Dice). Piecewise linear in the
+ * logits; the gradient is the one of the current sort order. */
+double ps_loss_lovasz_hinge(ps_tensor *logits, const ps_tensor *target, float weight);
+
 /* PraNet's "structure loss" weights (N,1,H,W): 1 + gain |m - t|, m the mean of the mask t over
  * the (2 radius + 1)^2 window (clipped to the image), so pixels near a polyp's boundary, and
  * small or thin polyps whole, weigh up to 1 + gain and those far from any boundary 1. */
