@@ -418,24 +418,29 @@ static void jitter(const augment *a, float mean_grey, float *rgb)
     }
 }
 
-/* The S x S image (c channels) turned about its centre: bilinear, black outside. */
-static void rotate_square(const augment *a, const uint8_t *src, int S, int c, uint8_t *dst)
+/* The window (x0, y0, cw, ch) of an image with c channels, turned by the sample's free rotation
+ * about its centre and resampled to S x S in one bilinear pass (half-pixel centres, as
+ * ps_resize_bilinear_u8), black wherever the turned square leaves the window or the image. */
+static void turned_window(const augment *a, const ps_image *im, int x0, int y0, int cw, int ch, int S,
+                          uint8_t *dst)
 {
-    const float mid = (S - 1) * 0.5f;
+    const int c = im->c, xa = MAX(0, x0), xb = MIN(im->w, x0 + cw), ya = MAX(0, y0), yb = MIN(im->h, y0 + ch);
+    const float kx = (float)cw / S, ky = (float)ch / S, half = S * 0.5f;
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
-            /* inverse map: the source point that lands on (x, y) */
-            const float dx = x - mid, dy = y - mid;
-            const float sx = a->cos_a * dx + a->sin_a * dy + mid, sy = -a->sin_a * dx + a->cos_a * dy + mid;
-            const int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
-            const float fx = sx - x0, fy = sy - y0;
+            /* inverse map: the point of the unturned square that lands on (x, y), then the window's */
+            const float dx = x + 0.5f - half, dy = y + 0.5f - half;
+            const float sx = (a->cos_a * dx + a->sin_a * dy + half) * kx - 0.5f + x0;
+            const float sy = (-a->sin_a * dx + a->cos_a * dy + half) * ky - 0.5f + y0;
+            const int ix = (int)floorf(sx), iy = (int)floorf(sy);
+            const float fx = sx - ix, fy = sy - iy;
             for (int k = 0; k < c; k++) {
                 float v = 0;
                 for (int j = 0; j < 4; j++) {
-                    const int xx = x0 + (j & 1), yy = y0 + (j >> 1);
-                    const float w = ((j & 1) ? fx : 1 - fx) * ((j >> 1) ? fy : 1 - fy);
-                    if (xx >= 0 && xx < S && yy >= 0 && yy < S)
-                        v += w * src[((size_t)yy * S + xx) * c + k];
+                    const int xx = ix + (j & 1), yy = iy + (j >> 1);
+                    if (xx >= xa && xx < xb && yy >= ya && yy < yb)
+                        v += ((j & 1) ? fx : 1 - fx) * ((j >> 1) ? fy : 1 - fy) *
+                             im->data[((size_t)yy * im->w + xx) * c + k];
                 }
                 dst[((size_t)y * S + x) * c + k] = (uint8_t)lrintf(v);
             }
@@ -477,10 +482,13 @@ static void batch_task(ps_loader *l, int slot)
     const ps_image *im = s->image, *mk = s->mask;
     augment a = draw_augment(l, s, index);
 
-    /* crop (or the whole image) resized to S x S */
+    /* crop (or the whole image) resized to S x S, turned in the same pass when --rotate is on */
     int x0 = a.x0, y0 = a.y0, cw = a.cw < 0 ? im->w : a.cw, ch = a.cw < 0 ? im->h : a.ch;
     uint8_t *img = g_malloc((size_t)npix * 3), *msk = g_malloc((size_t)npix);
-    if (x0 >= 0 && y0 >= 0 && x0 + cw <= im->w && y0 + ch <= im->h) {
+    if (a.sin_a != 0) {
+        turned_window(&a, im, x0, y0, cw, ch, S, img);
+        turned_window(&a, mk, x0, y0, cw, ch, S, msk);
+    } else if (x0 >= 0 && y0 >= 0 && x0 + cw <= im->w && y0 + ch <= im->h) {
         ps_resize_bilinear_u8(im->data + ((size_t)y0 * im->w + x0) * 3, cw, ch, im->w * 3, 3,
                               img, S, S, S * 3);
         ps_resize_bilinear_u8(mk->data + (size_t)y0 * mk->w + x0, cw, ch, mk->w, 1, msk, S, S, S);
@@ -490,13 +498,6 @@ static void batch_task(ps_loader *l, int slot)
         ps_resize_bilinear_u8(wm, cw, ch, cw, 1, msk, S, S, S);
         g_free(wi);
         g_free(wm);
-    }
-    if (a.sin_a != 0) {
-        uint8_t *ri = g_malloc((size_t)npix * 3), *rm = g_malloc((size_t)npix);
-        rotate_square(&a, img, S, 3, ri);
-        rotate_square(&a, msk, S, 1, rm);
-        g_free(img), g_free(msk);
-        img = ri, msk = rm;
     }
 
     float *out = l->buf_images + (size_t)slot * 3 * npix;
