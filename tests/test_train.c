@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "deep_supervision.h"
 #include "distill.h"
+#include "ema.h"
 #include "image.h"
 #include "loss.h"
 #include "optim.h"
@@ -536,6 +537,52 @@ static void test_adamw(void)
     ps_model_free(m);
 }
 
+/* The moving average of the weights against a double-precision reference of its definition,
+ * over every parameter (batch-norm running statistics included), through the warm-up and
+ * after it; ps_ema_apply writes the average into the model. */
+static void test_ema(void)
+{
+    ps_model *m = ps_model_new("microaunet", NULL, 0, 3, NULL);
+    ps_ema *e = ps_ema_new(m, 0.9f);
+    g_assert_cmpint(e->n, ==, m->n_params);
+    size_t total = 0;
+    for (int i = 0; i < m->n_params; i++)
+        total += ps_numel(m->params[i].t);
+    double *ref = g_new(double, total);
+    for (int i = 0, k = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < ps_numel(m->params[i].t); j++)
+            ref[k++] = m->params[i].t->data[j];
+    /* the warm-up (1 + n) / (10 + n) until it passes the decay: 2/11, 3/12, ... then 0.9 */
+    g_assert_cmpfloat_with_epsilon(ps_ema_decay_at(e, 1), 2.0 / 11, 1e-7);
+    g_assert_cmpfloat_with_epsilon(ps_ema_decay_at(e, 20), 21.0 / 30, 1e-7);
+    g_assert_cmpfloat(ps_ema_decay_at(e, 81), ==, 0.9f);
+    g_assert_cmpfloat(ps_ema_decay_at(e, 100000), ==, 0.9f);
+    GRand *r = g_rand_new_with_seed(5);
+    const long steps[] = {1, 2, 3, 50, 90, 91, 92};
+    for (size_t s = 0; s < G_N_ELEMENTS(steps); s++) {
+        for (int i = 0; i < m->n_params; i++) /* new "weights" after a step */
+            for (size_t j = 0; j < ps_numel(m->params[i].t); j++)
+                m->params[i].t->data[j] = (float)g_rand_double_range(r, -2, 2);
+        ps_ema_update(e, m, steps[s]);
+        const double d = MIN(0.9, (1.0 + steps[s]) / (10.0 + steps[s]));
+        for (int i = 0, k = 0; i < m->n_params; i++)
+            for (size_t j = 0; j < ps_numel(m->params[i].t); j++, k++)
+                ref[k] = d * ref[k] + (1 - d) * m->params[i].t->data[j];
+    }
+    ps_ema_apply(e, m);
+    double worst = 0;
+    for (int i = 0, k = 0; i < m->n_params; i++)
+        for (size_t j = 0; j < ps_numel(m->params[i].t); j++, k++)
+            worst = MAX(worst, fabs(m->params[i].t->data[j] - ref[k]));
+    g_test_message("largest difference from the reference: %g", worst);
+    g_assert_cmpfloat(worst, <, 1e-5);
+    g_assert_nonnull(ps_model_find(m, "enc1.bn1.running_var")); /* the statistics are among them */
+    g_rand_free(r);
+    g_free(ref);
+    ps_ema_free(e);
+    ps_model_free(m);
+}
+
 static void test_cosine_schedule(void)
 {
     g_assert_cmpfloat_with_epsilon(ps_cosine_lr(0, 100, 10, 1e-3f, 0), 1e-4, 1e-9);
@@ -628,7 +675,8 @@ static void test_resume_is_exact(gconstpointer data)
     const char *extra = data;
     const gboolean deepsup = strstr(extra, "deep-supervision") != NULL;
     const gboolean multi = strstr(extra, "multi-scale") != NULL;
-    const char *prefix = deepsup ? "ds-" : multi ? "ms-" : "";
+    const gboolean ema = strstr(extra, "--ema") != NULL;
+    const char *prefix = deepsup ? "ds-" : multi ? "ms-" : ema ? "ema-" : "";
     char *full_name = g_strconcat(prefix, "full.safetensors", NULL), *part_name = g_strconcat(prefix, "part.safetensors", NULL);
     char *full = g_build_filename(tmpdir, full_name, NULL);
     char *part = g_build_filename(tmpdir, part_name, NULL);
@@ -646,16 +694,43 @@ static void test_resume_is_exact(gconstpointer data)
     ps_adamw o;
     ps_train_pos pos;
     GError *err = NULL;
-    ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
+    ps_ema *avg = NULL;
+    ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &avg, &err);
     g_assert_no_error(err);
     g_test_message("Ctrl-C left a checkpoint at epoch %d batch %d", pos.epoch, pos.batch);
     g_assert_cmpint(pos.epoch, <, TRAIN_EPOCHS);
     g_assert_true((ps_model_find(m, PS_DEEPSUP_PREFIX "head3.weight") != NULL) == deepsup);
+    g_assert_true((avg != NULL) == ema);
+    ps_ema_free(avg);
     ps_adamw_free(&o);
     ps_model_free(m);
+    if (ema) { /* resuming without the average, or with another decay, is refused */
+        const char *other[] = {"--resume", "--ema 0.98 --resume"};
+        for (size_t i = 0; i < G_N_ELEMENTS(other); i++) {
+            int refused = run_train(part, other[i], 0, 0);
+            g_assert_true(WIFEXITED(refused) && WEXITSTATUS(refused) == 1);
+        }
+    }
     g_assert_cmpint(run_train(part, resume, 0, 0), ==, 0);
     assert_same_weights(full, part);
     ps_st_file *f = read_ok(full);
+    if (ema) { /* the file is the average the last checkpoint holds, not the last step's weights */
+        ps_st_file *c = read_ok(ckpt);
+        int differ = 0;
+        for (int i = 0; i < f->n_tensors; i++) {
+            char *name = g_strconcat("optim.ema.", f->tensors[i].name, NULL);
+            const ps_st_tensor *avg_t = ps_st_find(c, name), *live = ps_st_find(c, f->tensors[i].name);
+            g_assert_nonnull(avg_t);
+            g_assert_cmpmem(f->tensors[i].data, f->tensors[i].numel * 4, avg_t->data, avg_t->numel * 4);
+            differ += memcmp(live->data, avg_t->data, avg_t->numel * 4) != 0;
+            g_free(name);
+        }
+        g_assert_cmpint(differ, >, f->n_tensors / 2);
+        g_assert_nonnull(strstr(ps_st_meta(f, "ema"), "decay 0.99 "));
+        ps_st_free(c);
+    } else {
+        g_assert_null(ps_st_meta(f, "ema"));
+    }
     g_assert_null(ps_st_find(f, PS_DEEPSUP_PREFIX "head3.weight"));
     g_assert_true((ps_st_meta(f, "deep_supervision") != NULL) == deepsup);
     if (multi) /* --size 128 times 1 and 2 */
@@ -731,7 +806,7 @@ static void test_kill9_leaves_valid_checkpoint(void)
         ps_adamw o;
         ps_train_pos pos;
         GError *err = NULL;
-        ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, &err);
+        ps_model *m = ps_checkpoint_load(ckpt, &o, 1e-3f, 1e-2f, &pos, NULL, NULL, &err);
         g_assert_no_error(err);
         g_test_message("after kill %d: checkpoint at epoch %d batch %d", i, pos.epoch, pos.batch);
         g_assert_cmpint(pos.epoch, >=, last_epoch);
@@ -827,7 +902,7 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--multi-scale 0.5" /* 64 px */,
+                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--ema 1", "--ema -0.5", "--ema nan", "--multi-scale 0.5" /* 64 px */,
                          "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300",
                          "--lr nan", "--lr inf", "--lr 0", "--min-lr nan", "--min-lr 2e-3" /* above --lr */,
                          "--weight-decay -5", "--weight-decay nan", "--limit -3", "--kd-temperature 1e-50",
@@ -1037,10 +1112,12 @@ int main(int argc, char **argv)
     g_test_add_func("/train/mse-and-kd-weights", test_mse_and_kd_weights);
     g_test_add_func("/train/adamw", test_adamw);
     g_test_add_func("/train/cosine-schedule", test_cosine_schedule);
+    g_test_add_func("/train/ema", test_ema);
     g_test_add_data_func("/train/resume-is-exact", "", test_resume_is_exact);
     g_test_add_data_func("/train/resume-is-exact-deep-supervision", "--deep-supervision 0.5", test_resume_is_exact);
     g_test_add_data_func("/train/resume-is-exact-multi-scale", "--multi-scale 1,2 --structure-loss 2",
                          test_resume_is_exact);
+    g_test_add_data_func("/train/resume-is-exact-ema", "--ema 0.99", test_resume_is_exact);
     g_test_add_func("/train/kill9", test_kill9_leaves_valid_checkpoint);
     g_test_add_func("/train/distill-resume-is-exact", test_distill_resume_is_exact);
     g_test_add_func("/train/init-from-weights", test_init_from_weights);

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "deep_supervision.h"
 #include "distill.h"
+#include "ema.h"
 #include "evaluate.h"
 #include "loss.h"
 #include "optim.h"
@@ -34,7 +35,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup, lovasz, rotate, hue;
+    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup, lovasz, rotate, hue, ema;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -110,6 +111,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &o->rotate, "Also turn each sample by a random angle within +-DEG degrees about its centre, corners black (on top of the flips and quarter turns); 0 = off (default)", "DEG"},
         {"hue", 0, 0, G_OPTION_ARG_DOUBLE, &o->hue, "Also turn each sample's hue by a random angle within +-DEG degrees (colours rotated about the grey axis, as between endoscopes); 0 = off (default)", "DEG"},
         {"multi-scale", 0, 0, G_OPTION_ARG_STRING, &o->multi_scale, "Multi-scale training: each batch at one of these multiples of --size, drawn per batch, each side rounded to a multiple of 32 (e.g. 0.75,1,1.25: PraNet's rates; inference stays at --size). Default: off", "LIST"},
+        {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &o->ema, "Write the exponential moving average of the weights instead of the last step's: after each step average = D x average + (1 - D) x weights, batch-norm statistics included (D = 0.999 spans about the last 1000 steps; TensorFlow's warm-up min(D, (1 + step) / (10 + step)) keeps early steps from lingering); 0 = off (default)", "D"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Data-loading worker threads (default: one per core; compute runs beside them)", "N"},
         {"snapshot-every", 0, 0, G_OPTION_ARG_INT, &o->snapshot_every, "Also keep the checkpoint of every Nth epoch as OUT-epochE.ckpt (for weight averaging with polypseg-average, as in SWA)", "N"},
@@ -156,11 +158,11 @@ static gboolean parse(opts *o, int *argc, char ***argv)
                o->size % 32 || o->threads < 1 || !(o->lr > 0 && o->lr <= 1) || !(o->fn_weight > 0 && o->fn_weight < 1) ||
                !(o->structure_gain >= 0 && o->structure_gain <= 100) || !(o->wd >= 0 && o->wd <= 1) ||
                !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->lovasz >= 0 && o->lovasz <= 100) ||
-               !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
+               !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->ema >= 0 && o->ema < 1) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
                o->warmup < 0 || o->snapshot_every < 0 || o->limit < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
                         "32 in %d..%d, 0 < lr <= 1, 0 <= min-lr <= lr, weight-decay 0..1, 0 < fn-weight < 1, "
-                        "structure-loss, lovasz and deep-supervision 0..100, rotate and hue 0..180, warmup-epochs, snapshot-every and limit >= 0\n",
+                        "structure-loss, lovasz and deep-supervision 0..100, rotate and hue 0..180, 0 <= ema < 1, warmup-epochs, snapshot-every and limit >= 0\n",
                 PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -244,6 +246,9 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_free(overlap);
     if (o->lovasz > 0)
         g_hash_table_insert(t, g_strdup("lovasz"), g_strdup_printf("+ %g x lovasz_hinge (per image)", (float)o->lovasz));
+    if (o->ema > 0) /* as the average uses it (a float) */
+        g_hash_table_insert(t, g_strdup("ema"), g_strdup_printf("the weights' moving average, decay %g per step "
+                                                                "(warm-up (1 + step) / (10 + step))", (float)o->ema));
     if (o->deep_sup > 0)
         g_hash_table_insert(t, g_strdup("deep_supervision"),
                             g_strdup_printf("%g x mean over 1x1 heads on dec2, dec3, dec4 of (bce + dice) against the "
@@ -329,12 +334,13 @@ int main(int argc, char **argv)
         g_free(bytes);
     }
     ps_adamw opt = {0};
+    ps_ema *ema = NULL;
     ps_train_pos pos = {0, 0};
     ps_model *m;
     double prior_seconds = 0;
     if (o.resume && g_file_test(o.checkpoint, G_FILE_TEST_EXISTS)) {
         GHashTable *meta = NULL;
-        m = ps_checkpoint_load(o.checkpoint, &opt, (float)o.lr, (float)o.wd, &pos, &meta, &err);
+        m = ps_checkpoint_load(o.checkpoint, &opt, (float)o.lr, (float)o.wd, &pos, &meta, &ema, &err);
         if (!m) {
             fprintf(stderr, "polypseg-train: cannot resume: %s\n", err->message);
             return 1;
@@ -342,7 +348,7 @@ int main(int argc, char **argv)
         /* Everything that shapes the run must match, or the resumed run is not the same run. */
         const char *keys[] = {"seed", "batch", "epochs", "lr", "min_lr", "size", "limit", "data",
                               "add_data", "split", "crop_scale", "multi_scale", "loss", "optimizer", "dataset", "init",
-                              "teacher", "teacher_sha256", "distillation", "deep_supervision", "lovasz", "augment_extra"};
+                              "teacher", "teacher_sha256", "distillation", "deep_supervision", "lovasz", "augment_extra", "ema"};
         GHashTable *now = run_config(&o, command, 0);
         for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
             if (g_strcmp0(g_hash_table_lookup(meta, keys[i]), g_hash_table_lookup(now, keys[i]))) {
@@ -354,6 +360,11 @@ int main(int argc, char **argv)
         }
         if (strcmp(m->info.arch, o.arch) != 0) {
             fprintf(stderr, "polypseg-train: %s holds %s, not %s\n", o.checkpoint, m->info.arch, o.arch);
+            return 1;
+        }
+        if ((o.ema > 0) != (ema != NULL)) {
+            fprintf(stderr, "polypseg-train: %s %s the weights' moving average that --ema %s; the checkpoint is damaged\n",
+                    o.checkpoint, ema ? "holds" : "lacks", ema ? "is off for" : "asks");
             return 1;
         }
         const char *secs = g_hash_table_lookup(meta, "train_seconds");
@@ -394,6 +405,13 @@ int main(int argc, char **argv)
     if (opt.n != m->n_params) { /* the checkpoint lacked what this run trains */
         fprintf(stderr, "polypseg-train: %s has optimiser state for %d tensors, this run trains %d\n",
                 o.checkpoint, opt.n, m->n_params);
+        return 1;
+    }
+    if (o.ema > 0 && !ema) /* a new run; a resumed one brought its average (its "ema" setting matched) */
+        ema = ps_ema_new(m, (float)o.ema);
+    if (ema && ema->n != m->n_params) {
+        fprintf(stderr, "polypseg-train: %s has a moving average of %d tensors, this run trains %d\n",
+                o.checkpoint, ema->n, m->n_params);
         return 1;
     }
 
@@ -468,6 +486,8 @@ int main(int argc, char **argv)
                 loss += ps_deepsup_loss(deepsup, &g, masks);
             ps_backward(&g, logits);
             ps_adamw_step(&opt, m, lr);
+            if (ema)
+                ps_ema_update(ema, m, opt.step);
             loss_sum += loss;
             seen++;
             double ips = seen * o.batch / ((g_get_monotonic_time() - t_epoch) / 1e6);
@@ -491,8 +511,8 @@ int main(int argc, char **argv)
                              ? snapshot_path(o.out, at.epoch) : NULL;
         if (snapshot)
             ps_remove_stale_temporaries(snapshot);
-        gboolean saved = !snapshot || ps_checkpoint_save(snapshot, m, &opt, at, cfg, &err);
-        saved = saved && ps_checkpoint_save(o.checkpoint, m, &opt, at, cfg, &err);
+        gboolean saved = !snapshot || ps_checkpoint_save(snapshot, m, &opt, ema, at, cfg, &err);
+        saved = saved && ps_checkpoint_save(o.checkpoint, m, &opt, ema, at, cfg, &err);
         g_free(snapshot);
         g_hash_table_unref(cfg);
         ps_progress_finish(&bar);
@@ -521,6 +541,8 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (exit_code == 0) {
+        if (ema)
+            ps_ema_apply(ema, m); /* before the adapters and heads go: it covers them too */
         if (kd)
             ps_distiller_detach(kd, m); /* the adapters only served training */
         if (deepsup)
@@ -559,6 +581,7 @@ int main(int argc, char **argv)
     ps_tensor_free(pixel_weights);
     ps_loader_free(loader);
     ps_adamw_free(&opt);
+    ps_ema_free(ema);
     ps_model_free(m);
     ps_distiller_free(kd);
     ps_deepsup_free(deepsup);

@@ -5,15 +5,17 @@
 
 #define OPT_PREFIX PS_OPTIM_PREFIX
 
-gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw *opt,
+gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw *opt, const ps_ema *ema,
                             ps_train_pos pos, GHashTable *extra, GError **err)
 {
     GHashTable *meta = ps_model_metadata(m, extra);
     g_hash_table_insert(meta, g_strdup("checkpoint_epoch"), g_strdup_printf("%d", pos.epoch));
     g_hash_table_insert(meta, g_strdup("checkpoint_batch"), g_strdup_printf("%d", pos.batch));
     g_hash_table_insert(meta, g_strdup("optim_step"), g_strdup_printf("%ld", opt->step));
+    if (ema)
+        g_hash_table_insert(meta, g_strdup("ema_decay"), g_strdup_printf("%.9g", ema->decay));
 
-    ps_st_tensor *ts = g_new0(ps_st_tensor, 3 * m->n_params);
+    ps_st_tensor *ts = g_new0(ps_st_tensor, 4 * m->n_params);
     ps_model_tensors(m, ts);
     int n = m->n_params;
     GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
@@ -27,6 +29,13 @@ gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw 
             t->data = k ? opt->v[i] : opt->m[i];
             g_ptr_array_add(names, t->name);
         }
+    }
+    for (int i = 0; ema && i < m->n_params; i++) {
+        ps_st_tensor *t = &ts[n++];
+        *t = ts[i];
+        t->name = g_strconcat(OPT_PREFIX, "ema.", m->params[i].name, NULL);
+        t->data = ema->shadow[i];
+        g_ptr_array_add(names, t->name);
     }
     gboolean ok = ps_st_write(path, ts, n, meta, err);
     g_ptr_array_unref(names);
@@ -50,8 +59,36 @@ static gboolean meta_int(const ps_st_file *f, const char *path, const char *key,
     return TRUE;
 }
 
+/* The moving average saved beside the model, NULL (without error) when there is none. */
+static ps_ema *load_ema(const ps_st_file *f, const char *path, const ps_model *m, GError **err)
+{
+    const char *d = ps_st_meta(f, "ema_decay");
+    if (!d)
+        return NULL;
+    char *end = NULL;
+    double decay = g_ascii_strtod(d, &end);
+    if (*end || !(decay > 0 && decay < 1)) {
+        g_set_error(err, PS_MODEL_ERROR, 6, "%s: bad ema_decay '%s'", path, d);
+        return NULL;
+    }
+    ps_ema *ema = ps_ema_new(m, (float)decay);
+    for (int i = 0; i < m->n_params; i++) {
+        char *name = g_strconcat(OPT_PREFIX, "ema.", m->params[i].name, NULL);
+        const ps_st_tensor *t = ps_st_find(f, name);
+        if (!t || t->numel != ps_numel(m->params[i].t)) {
+            g_set_error(err, PS_MODEL_ERROR, 6, "%s: moving average '%s' missing or mis-sized", path, name);
+            g_free(name);
+            ps_ema_free(ema);
+            return NULL;
+        }
+        memcpy(ema->shadow[i], t->data, t->numel * sizeof(float));
+        g_free(name);
+    }
+    return ema;
+}
+
 ps_model *ps_checkpoint_load(const char *path, ps_adamw *opt, float lr, float weight_decay,
-                             ps_train_pos *pos, GHashTable **meta_out, GError **err)
+                             ps_train_pos *pos, GHashTable **meta_out, ps_ema **ema_out, GError **err)
 {
     ps_st_file *f = ps_st_read(path, err);
     if (!f)
@@ -100,6 +137,17 @@ ps_model *ps_checkpoint_load(const char *path, ps_adamw *opt, float lr, float we
             }
             memcpy(k ? opt->v[i] : opt->m[i], t->data, t->numel * sizeof(float));
             g_free(name);
+        }
+    }
+    if (ema_out) {
+        GError *ema_err = NULL;
+        *ema_out = load_ema(f, path, m, &ema_err);
+        if (ema_err) {
+            g_propagate_error(err, ema_err);
+            ps_adamw_free(opt);
+            ps_model_free(m);
+            m = NULL;
+            goto out;
         }
     }
     pos->epoch = (int)epoch;
