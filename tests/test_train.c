@@ -902,7 +902,7 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--ema 1", "--ema -0.5", "--ema nan", "--multi-scale 0.5" /* 64 px */,
+                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--ema 1", "--ema 0.99999999999" /* 1 as a float */, "--ema -0.5", "--ema nan", "--multi-scale 0.5" /* 64 px */,
                          "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300",
                          "--lr nan", "--lr inf", "--lr 0", "--min-lr nan", "--min-lr 2e-3" /* above --lr */,
                          "--weight-decay -5", "--weight-decay nan", "--limit -3", "--kd-temperature 1e-50",

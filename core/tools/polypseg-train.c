@@ -158,7 +158,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
                o->size % 32 || o->threads < 1 || !(o->lr > 0 && o->lr <= 1) || !(o->fn_weight > 0 && o->fn_weight < 1) ||
                !(o->structure_gain >= 0 && o->structure_gain <= 100) || !(o->wd >= 0 && o->wd <= 1) ||
                !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->lovasz >= 0 && o->lovasz <= 100) ||
-               !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->ema >= 0 && o->ema < 1) || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
+               !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->ema >= 0 && (float)o->ema < 1) /* as a float, which the average uses */ || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
                o->warmup < 0 || o->snapshot_every < 0 || o->limit < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
                         "32 in %d..%d, 0 < lr <= 1, 0 <= min-lr <= lr, weight-decay 0..1, 0 < fn-weight < 1, "
