@@ -12,8 +12,10 @@ gboolean ps_checkpoint_save(const char *path, const ps_model *m, const ps_adamw 
     g_hash_table_insert(meta, g_strdup("checkpoint_epoch"), g_strdup_printf("%d", pos.epoch));
     g_hash_table_insert(meta, g_strdup("checkpoint_batch"), g_strdup_printf("%d", pos.batch));
     g_hash_table_insert(meta, g_strdup("optim_step"), g_strdup_printf("%ld", opt->step));
-    if (ema)
-        g_hash_table_insert(meta, g_strdup("ema_decay"), g_strdup_printf("%.9g", ema->decay));
+    if (ema) { /* read back with g_ascii_strtod: a '.' whatever the locale */
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+        g_hash_table_insert(meta, g_strdup("ema_decay"), g_strdup(g_ascii_formatd(buf, sizeof buf, "%.9g", ema->decay)));
+    }
 
     ps_st_tensor *ts = g_new0(ps_st_tensor, 4 * m->n_params);
     ps_model_tensors(m, ts);
