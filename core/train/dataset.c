@@ -331,7 +331,8 @@ typedef struct augment {
     int rot, hflip, vflip;   /* quarter turns, flips */
     float bright, contrast, sat;
     float cos_a, sin_a;      /* the free rotation (identity: 1, 0) */
-    float hue[9];            /* 3x3 colour matrix of the hue turn (identity when off) */
+    int hue_on;              /* --hue: apply the colour matrix below */
+    float hue[9];            /* 3x3 colour matrix of the hue turn */
 } augment;
 
 /* Rotation of RGB by `radians` about the grey axis (1,1,1)/sqrt(3) (Rodrigues' formula): keeps
@@ -347,7 +348,6 @@ static void hue_matrix(double radians, float m[9])
 static augment draw_augment(const ps_loader *l, const sample *s, int index)
 {
     augment a = {.cw = -1 /* whole image */, .bright = 1, .contrast = 1, .sat = 1, .cos_a = 1};
-    hue_matrix(0, a.hue);
     if (!l->cfg.augment)
         return a;
     const ps_image *im = s->image;
@@ -373,7 +373,7 @@ static augment draw_augment(const ps_loader *l, const sample *s, int index)
         const double angle = uniform(&rng, -l->cfg.rotate_max, l->cfg.rotate_max) * G_PI / 180;
         a.cos_a = (float)cos(angle), a.sin_a = (float)sin(angle);
     }
-    if (l->cfg.hue_max > 0)
+    if ((a.hue_on = l->cfg.hue_max > 0))
         hue_matrix(uniform(&rng, -l->cfg.hue_max, l->cfg.hue_max) * G_PI / 180, a.hue);
     return a;
 }
@@ -411,7 +411,7 @@ static void jitter(const augment *a, float mean_grey, float *rgb)
     float grey = luma(rgb);
     for (int c = 0; c < 3; c++)
         rgb[c] = clamp255(grey + (rgb[c] - grey) * a->sat);
-    if (a->hue[0] != 1.0f) {
+    if (a->hue_on) {
         const float r = rgb[0], g = rgb[1], b = rgb[2];
         for (int c = 0; c < 3; c++)
             rgb[c] = clamp255(a->hue[3 * c] * r + a->hue[3 * c + 1] * g + a->hue[3 * c + 2] * b);
