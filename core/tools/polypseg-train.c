@@ -407,13 +407,10 @@ int main(int argc, char **argv)
                 o.checkpoint, opt.n, m->n_params);
         return 1;
     }
-    if (o.ema > 0 && !ema) /* a new run; a resumed one brought its average (its "ema" setting matched) */
+    /* a new run; a resumed one brought its average, of the same tensors as the optimiser state
+     * checked above (both were read with the model) */
+    if (o.ema > 0 && !ema)
         ema = ps_ema_new(m, (float)o.ema);
-    if (ema && ema->n != m->n_params) {
-        fprintf(stderr, "polypseg-train: %s has a moving average of %d tensors, this run trains %d\n",
-                o.checkpoint, ema->n, m->n_params);
-        return 1;
-    }
 
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = o.crop_min,
