@@ -356,11 +356,11 @@ static void epoch_samples(const ps_dataset *ds, const ps_loader_config *cfg, flo
     ps_loader_free(l);
 }
 
-/* --rotate: image and mask turn together (a red polyp on green stays under its mask), the corners
- * go black, and nothing else changes; --hue: the tint changes, r + g + b and the mask do not. */
-static void test_loader_rotate_and_hue(void)
+/* A dataset of the generated shapes painted red where the mask is and green elsewhere, so any
+ * image pixel says whether it should be under the mask. */
+static char *make_paired_dataset(const char *name)
 {
-    char *dir = make_dataset_dir("paired"); /* red where the mask is, green elsewhere */
+    char *dir = make_dataset_dir(name);
     for (int k = 0; k < GEN_N; k++) {
         ps_image *im = gen_image(k), *m = gen_mask(k, im->w, im->h);
         for (int p = 0; p < im->w * im->h; p++) {
@@ -372,6 +372,70 @@ static void test_loader_rotate_and_hue(void)
         save_png(dir, "masks", gen_names[k], m);
         ps_image_free(im), ps_image_free(m);
     }
+    return dir;
+}
+
+/* Pixels where the red image and the mask disagree (the bilinear rims only, if they go together). */
+static int red_mask_disagreement(const float *image, const float *mask)
+{
+    const float *r = image, *g = image + S * S;
+    int disagree = 0;
+    for (int p = 0; p < S * S; p++)
+        disagree += (mask[p] == 1.0f) != (r[p] > g[p] + 0.05f);
+    return disagree;
+}
+
+/* --copy-paste: the pasted polyp comes with its mask (red stays under the mask), the sample's own
+ * mask is kept (the union), no other draw changes, and p is the share of samples pasted into. */
+static void test_loader_copy_paste(void)
+{
+    char *dir = make_paired_dataset("copy-paste");
+    ps_dataset *ds = open_ok(dir, NULL);
+    float *img = g_new(float, GEN_N * 3 * S * S), *msk = g_new(float, GEN_N * S * S);
+    float *img0 = g_new(float, GEN_N * 3 * S * S), *msk0 = g_new(float, GEN_N * S * S);
+    int pasted_always = 0, pasted_half = 0, samples = 0;
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        ps_loader_config cfg = base_cfg;
+        cfg.seed = seed;
+        int n0, n;
+        epoch_samples(ds, &cfg, img0, msk0, &n0);
+        for (int half = 0; half < 2; half++) {
+            cfg.copy_paste = half ? 0.5f : 1.0f;
+            epoch_samples(ds, &cfg, img, msk, &n);
+            g_assert_cmpint(n, ==, n0);
+            for (int i = 0; i < n; i++) {
+                const float *m = msk + (size_t)i * S * S, *m0 = msk0 + (size_t)i * S * S;
+                int added = 0;
+                for (int p = 0; p < S * S; p++) {
+                    g_assert_true(m[p] == 1.0f || m0[p] == 0.0f); /* the sample's own polyp stays */
+                    added += m[p] == 1.0f && m0[p] == 0.0f;
+                }
+                g_assert_cmpint(red_mask_disagreement(img + (size_t)i * 3 * S * S, m), <=, S * S / 20);
+                *(half ? &pasted_half : &pasted_always) += added > 0;
+            }
+        }
+        samples += n0;
+    }
+    g_test_message("pasted into %d of %d samples at p 1, %d at p 0.5", pasted_always, samples, pasted_half);
+    g_assert_cmpint(pasted_always, >=, samples * 9 / 10); /* a donor's polyp may land on the sample's own */
+    g_assert_cmpint(pasted_half, >=, samples / 4);
+    g_assert_cmpint(pasted_half, <=, samples * 3 / 4);
+
+    ps_loader_config cfg = base_cfg;
+    cfg.copy_paste = 1.5f;
+    GError *err = NULL;
+    g_assert_null(ps_loader_new(ds, &cfg, &err));
+    g_assert_nonnull(strstr(err->message, "copy-paste"));
+    g_error_free(err);
+    ps_dataset_free(ds);
+    g_free(img), g_free(msk), g_free(img0), g_free(msk0), g_free(dir);
+}
+
+/* --rotate: image and mask turn together (a red polyp on green stays under its mask), the corners
+ * go black, and nothing else changes; --hue: the tint changes, r + g + b and the mask do not. */
+static void test_loader_rotate_and_hue(void)
+{
+    char *dir = make_paired_dataset("paired");
     ps_dataset *ds = open_ok(dir, NULL);
     float *img = g_new(float, GEN_N * 3 * S * S), *msk = g_new(float, GEN_N * S * S);
     float *img0 = g_new(float, GEN_N * 3 * S * S), *msk0 = g_new(float, GEN_N * S * S);
@@ -383,11 +447,9 @@ static void test_loader_rotate_and_hue(void)
     g_assert_cmpint(n, ==, n0);
     for (int i = 0; i < n; i++) {
         const float *r = img + (size_t)i * 3 * S * S, *g = r + S * S, *m = msk + (size_t)i * S * S;
-        int disagree = 0, polyp = 0;
-        for (int p = 0; p < S * S; p++) {
-            disagree += (m[p] == 1.0f) != (r[p] > g[p] + 0.05f);
+        int disagree = red_mask_disagreement(r, m), polyp = 0;
+        for (int p = 0; p < S * S; p++)
             polyp += m[p] == 1.0f;
-        }
         g_test_message("sample %d: %d polyp pixels, %d where image and mask disagree", i, polyp, disagree);
         g_assert_cmpint(polyp, >, 0);
         g_assert_cmpint(disagree, <=, S * S / 20); /* the bilinear rim of the polyp and of the corners */
@@ -753,6 +815,7 @@ int main(int argc, char **argv)
     g_test_add_func("/loader/plain-equals-resize", test_loader_plain);
     g_test_add_func("/loader/multi-scale", test_loader_multi_scale);
     g_test_add_func("/loader/rotate-and-hue", test_loader_rotate_and_hue);
+    g_test_add_func("/loader/copy-paste", test_loader_copy_paste);
     g_test_add_func("/loader/free-mid-epoch", test_loader_free_mid_epoch);
     g_test_add_func("/loader/errors", test_loader_errors);
     g_test_add_func("/data/real-lists", test_real_data);

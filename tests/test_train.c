@@ -196,6 +196,16 @@ static double tversky_weighted(ps_tensor *z, const ps_tensor *t, float weight)
     return ps_loss_tversky(z, t, grad_test_weights, 0.7f, weight);
 }
 
+static double focal2(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_focal_logits(z, t, NULL, 2.0f, weight);
+}
+
+static double focal_half_weighted(ps_tensor *z, const ps_tensor *t, float weight)
+{
+    return ps_loss_focal_logits(z, t, grad_test_weights, 0.5f, weight);
+}
+
 /* Loss gradients against central differences. */
 static void test_loss_gradients(void)
 {
@@ -213,7 +223,9 @@ static void test_loss_gradients(void)
                    {"dice", ps_loss_dice},
                    {"tversky 0.7", tversky_recall},
                    {"weighted bce", bce_weighted},
-                   {"weighted tversky 0.7", tversky_weighted}};
+                   {"weighted tversky 0.7", tversky_weighted},
+                   {"focal 2", focal2},
+                   {"weighted focal 0.5", focal_half_weighted}};
     for (size_t which = 0; which < G_N_ELEMENTS(losses); which++) {
         double (*loss)(ps_tensor *, const ps_tensor *, float) = losses[which].loss;
         ps_tensor_ensure_grad(z);
@@ -242,10 +254,55 @@ static void test_loss_gradients(void)
     g_assert_cmpfloat(ps_loss_tversky(z, t, NULL, 0.7f, 1.0f), <, 1e-3);
     g_assert_cmpfloat(ps_loss_bce_logits(z, t, grad_test_weights, 1.0f), <, 1e-6);
     g_assert_cmpfloat(ps_loss_tversky(z, t, grad_test_weights, 0.7f, 1.0f), <, 1e-3);
+    g_assert_cmpfloat(ps_loss_focal_logits(z, t, NULL, 2.0f, 1.0f), <, 1e-12);
     ps_tensor_free(grad_test_weights);
     grad_test_weights = NULL;
     ps_tensor_free(z);
     ps_tensor_free(t);
+    g_rand_free(r);
+}
+
+/* Focal loss: the definition pixel by pixel (in double, from the probability), BCE exactly at gamma 0,
+ * and finite where the logits saturate. */
+static void test_focal(void)
+{
+    GRand *r = g_rand_new_with_seed(17);
+    ps_tensor *z = ps_tensor_new(2, 1, 6, 7), *t = ps_tensor_new(2, 1, 6, 7), *w = ps_tensor_new(2, 1, 6, 7);
+    tu_fill_uniform(z->data, ps_numel(z), r, -6, 6);
+    tu_fill_uniform(w->data, ps_numel(w), r, 0.5, 3);
+    for (size_t i = 0; i < ps_numel(t); i++)
+        t->data[i] = g_rand_boolean(r);
+    ps_tensor_ensure_grad(z);
+    const double gamma = 1.5;
+    double want = 0, wsum = 0;
+    for (size_t i = 0; i < ps_numel(z); i++) {
+        const double p = 1 / (1 + exp(-(double)z->data[i])), pt = t->data[i] ? p : 1 - p;
+        want += w->data[i] * -pow(1 - pt, gamma) * log(pt);
+        wsum += w->data[i];
+    }
+    g_assert_cmpfloat_with_epsilon(ps_loss_focal_logits(z, t, w, (float)gamma, 1.0f), want / wsum, 1e-12);
+    /* gamma 0: the BCE, value and gradient */
+    memset(z->grad, 0, ps_numel(z) * sizeof(float));
+    const double focal0 = ps_loss_focal_logits(z, t, w, 0.0f, 1.0f);
+    float *g_focal = g_memdup2(z->grad, ps_numel(z) * sizeof(float));
+    memset(z->grad, 0, ps_numel(z) * sizeof(float));
+    g_assert_cmpfloat_with_epsilon(focal0, ps_loss_bce_logits(z, t, w, 1.0f), 1e-12);
+    for (size_t i = 0; i < ps_numel(z); i++)
+        g_assert_cmpfloat_with_epsilon(g_focal[i], z->grad[i], 1e-8);
+    g_free(g_focal);
+    /* a confident right pixel weighs far less than under BCE, a confident wrong one about the same */
+    ps_tensor *z1 = ps_tensor_new(1, 1, 1, 1), *t1 = ps_tensor_new(1, 1, 1, 1);
+    t1->data[0] = 1, z1->data[0] = 3;
+    ps_tensor_ensure_grad(z1);
+    g_assert_cmpfloat(ps_loss_focal_logits(z1, t1, NULL, 2.0f, 1.0f), <, 0.01 * ps_loss_bce_logits(z1, t1, NULL, 1.0f));
+    z1->data[0] = -3;
+    g_assert_cmpfloat(ps_loss_focal_logits(z1, t1, NULL, 2.0f, 1.0f), >, 0.9 * ps_loss_bce_logits(z1, t1, NULL, 1.0f));
+    /* saturated logits: finite loss and gradient */
+    z1->data[0] = -200, z1->grad[0] = 0;
+    const double far = ps_loss_focal_logits(z1, t1, NULL, 2.0f, 1.0f);
+    g_assert_true(isfinite(far) && isfinite(z1->grad[0]));
+    g_assert_cmpfloat_with_epsilon(far, 200.0, 1e-6);
+    ps_tensor_free(z), ps_tensor_free(t), ps_tensor_free(w), ps_tensor_free(z1), ps_tensor_free(t1);
     g_rand_free(r);
 }
 
@@ -898,6 +955,25 @@ static void test_snapshots(void)
     g_free(last), g_free(ckpt), g_free(out);
 }
 
+/* --focal and --copy-paste are recorded as run, and resuming without either is refused. */
+static void test_focal_and_copy_paste_recorded(void)
+{
+    char *out = g_build_filename(tmpdir, "focal.safetensors", NULL);
+    int st = run_train(out, "--focal 2 --copy-paste 0.5 --rotate 10", 0, 0);
+    g_assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ps_st_file *f = read_ok(out);
+    g_assert_cmpstr(ps_st_meta(f, "loss"), ==, "focal(gamma 2) + dice");
+    g_assert_cmpstr(ps_st_meta(f, "augment_extra"), ==, "rotate +-10 deg, hue +-0 deg, copy-paste p 0.5");
+    ps_st_free(f);
+    const char *changed[] = {"--copy-paste 0.5 --rotate 10 --resume", "--focal 2 --rotate 10 --resume"};
+    for (size_t i = 0; i < G_N_ELEMENTS(changed); i++) {
+        st = run_train(out, changed[i], 0, 0);
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1))
+            g_test_fail_printf("'%s' after a run with --focal 2 --copy-paste 0.5 was not refused", changed[i]);
+    }
+    g_free(out);
+}
+
 static void test_bad_arguments(void)
 {
     char *out = g_build_filename(tmpdir, "x.safetensors", NULL);
@@ -905,7 +981,8 @@ static void test_bad_arguments(void)
                          "--kd-temperature 0", "--feature-weight inf", "--teacher /nonexistent.safetensors",
                          "--snapshot-every -1", "--teacher-tta 0", "--teacher-tta 9", "--fn-weight 0",
                          "--fn-weight 1", "--fn-weight nan", "--teacher-tta 2", "--structure-loss -1",
-                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--ema 1", "--ema 0.99999999999" /* 1 as a float */, "--ema -0.5", "--ema nan", "--multi-scale 0.5" /* 64 px */,
+                         "--structure-loss nan", "--deep-supervision -1", "--lovasz -1", "--lovasz nan", "--rotate 200", "--hue -1", "--hue nan", "--ema 1", "--ema 0.99999999999" /* 1 as a float */, "--ema -0.5", "--ema nan", "--focal -1", "--focal 11", "--focal nan", "--copy-paste 1.5", "--copy-paste -0.1", "--copy-paste nan",
+                         "--multi-scale 0.5" /* 64 px */,
                          "--multi-scale 1,x", "--multi-scale 1,,2", "--multi-scale 1,1,1,1,1,1,1,1,1", "--multi-scale 1e300",
                          "--lr nan", "--lr inf", "--lr 0", "--min-lr nan", "--min-lr 2e-3" /* above --lr */,
                          "--weight-decay -5", "--weight-decay nan", "--limit -3", "--kd-temperature 1e-50",
@@ -1107,6 +1184,8 @@ int main(int argc, char **argv)
     g_test_add_data_func("/train/model-gradients", "microaunet_train_128", test_model_gradients);
     g_test_add_data_func("/train/model-gradients-malunet", "malunet_train_128", test_model_gradients);
     g_test_add_func("/train/loss-gradients", test_loss_gradients);
+    g_test_add_func("/train/focal", test_focal);
+    g_test_add_func("/train/focal-and-copy-paste-recorded", test_focal_and_copy_paste_recorded);
     g_test_add_func("/train/tversky", test_tversky);
     g_test_add_func("/train/structure-loss", test_structure_loss);
     g_test_add_func("/train/lovasz-hinge", test_lovasz_hinge);

@@ -35,7 +35,7 @@ typedef struct opts {
     int epochs, batch, size, threads, warmup, limit, snapshot_every;
     ps_distill_opts kd; /* with --teacher */
     char *teacher_sha256; /* of the teacher file: a resumed run must distil from the same one */
-    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup, lovasz, rotate, hue, ema;
+    double lr, wd, min_lr, fn_weight, structure_gain, deep_sup, lovasz, rotate, hue, ema, focal, copy_paste;
     gint64 seed;
     gboolean resume;
     float crop_min, crop_max; /* parsed from crop_scale */
@@ -105,11 +105,13 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
         {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
+        {"focal", 0, 0, G_OPTION_ARG_DOUBLE, &o->focal, "Focal loss in place of the BCE term: -(1 - pt)^G log pt, pt the probability of the pixel's true class (Lin et al.; 2 is usual), so confident right pixels count less and the hard ones (boundaries, faint polyps) more; 0 = plain BCE (default)", "G"},
         {"lovasz", 0, 0, G_OPTION_ARG_DOUBLE, &o->lovasz, "Add W times the Lovasz hinge loss (Berman et al.: a convex surrogate of 1 - IoU per image, sharpening the mask's overlap; best as a short fine-tune after BCE + Dice); 0 = off (default)", "W"},
         {"deep-supervision", 0, 0, G_OPTION_ARG_DOUBLE, &o->deep_sup, "Weight of deep supervision: 1x1 heads on the decoder's outputs at 1/4, 1/8 and 1/16 of the input predict the mask there, with BCE + Dice against the mask averaged down (the heads are dropped from the final file); 0 = off (default)", "W"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
         {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &o->rotate, "Also turn each sample by a random angle within +-DEG degrees about its centre, corners black (on top of the flips and quarter turns); 0 = off (default)", "DEG"},
         {"hue", 0, 0, G_OPTION_ARG_DOUBLE, &o->hue, "Also turn each sample's hue by a random angle within +-DEG degrees (colours rotated about the grey axis, as between endoscopes); 0 = off (default)", "DEG"},
+        {"copy-paste", 0, 0, G_OPTION_ARG_DOUBLE, &o->copy_paste, "With probability P also paste another training image's polyp into each sample, at a random place, its mask added to the sample's (copy-paste augmentation: more polyps in more surroundings); 0 = off (default)", "P"},
         {"multi-scale", 0, 0, G_OPTION_ARG_STRING, &o->multi_scale, "Multi-scale training: each batch at one of these multiples of --size, drawn per batch, each side rounded to a multiple of 32 (e.g. 0.75,1,1.25: PraNet's rates; inference stays at --size). Default: off", "LIST"},
         {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &o->ema, "Write the exponential moving average of the weights instead of the last step's: after each step average = D x average + (1 - D) x weights, batch-norm statistics included (D = 0.999 spans about the last 1000 steps; TensorFlow's warm-up min(D, (1 + step) / (10 + step)) keeps early steps from lingering); 0 = off (default)", "D"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Seed for initialisation, order and augmentation (default 1)", "N"},
@@ -157,12 +159,12 @@ static gboolean parse(opts *o, int *argc, char ***argv)
     } else if (o->epochs < 1 || o->batch < 1 || o->size < PS_MIN_INPUT || o->size > PS_MAX_INPUT ||
                o->size % 32 || o->threads < 1 || !(o->lr > 0 && o->lr <= 1) || !(o->fn_weight > 0 && o->fn_weight < 1) ||
                !(o->structure_gain >= 0 && o->structure_gain <= 100) || !(o->wd >= 0 && o->wd <= 1) ||
-               !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->lovasz >= 0 && o->lovasz <= 100) ||
+               !(o->deep_sup >= 0 && o->deep_sup <= 100) || !(o->lovasz >= 0 && o->lovasz <= 100) || !(o->focal >= 0 && o->focal <= 10) || !(o->copy_paste >= 0 && o->copy_paste <= 1) ||
                !(o->rotate >= 0 && o->rotate <= 180) || !(o->hue >= 0 && o->hue <= 180) || !(o->ema >= 0 && (float)o->ema < 1) /* as a float, which the average uses */ || !(o->min_lr >= 0 && o->min_lr <= o->lr) ||
                o->warmup < 0 || o->snapshot_every < 0 || o->limit < 0) {
         fprintf(stderr, "polypseg-train: bad value: epochs, batch and threads >= 1, size a multiple of "
                         "32 in %d..%d, 0 < lr <= 1, 0 <= min-lr <= lr, weight-decay 0..1, 0 < fn-weight < 1, "
-                        "structure-loss, lovasz and deep-supervision 0..100, rotate and hue 0..180, 0 <= ema < 1, warmup-epochs, snapshot-every and limit >= 0\n",
+                        "structure-loss, lovasz and deep-supervision 0..100, focal 0..10, copy-paste 0..1, rotate and hue 0..180, 0 <= ema < 1, warmup-epochs, snapshot-every and limit >= 0\n",
                 PS_MIN_INPUT, PS_MAX_INPUT);
         ok = FALSE;
     }
@@ -228,9 +230,14 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
-    if (o->rotate > 0 || o->hue > 0)
-        g_hash_table_insert(t, g_strdup("augment_extra"),
-                            g_strdup_printf("rotate +-%g deg, hue +-%g deg", (float)o->rotate, (float)o->hue));
+    if (o->rotate > 0 || o->hue > 0 || o->copy_paste > 0) {
+        GString *extra = g_string_new(NULL);
+        if (o->rotate > 0 || o->hue > 0)
+            g_string_append_printf(extra, "rotate +-%g deg, hue +-%g deg", (float)o->rotate, (float)o->hue);
+        if (o->copy_paste > 0)
+            g_string_append_printf(extra, "%scopy-paste p %g", extra->len ? ", " : "", (float)o->copy_paste);
+        g_hash_table_insert(t, g_strdup("augment_extra"), g_string_free(extra, FALSE));
+    }
     if (o->n_sides > 0) {
         GString *sides = g_string_new("batch sides");
         for (int i = 0; i < o->n_sides; i++)
@@ -240,10 +247,12 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     /* the weight as the loss uses it (a float); six digits, as readable as the option was typed */
     char *overlap = (float)o->fn_weight == 0.5f ? g_strdup("dice")
                                                 : g_strdup_printf("tversky(fn weight %g)", (float)o->fn_weight);
-    g_hash_table_insert(t, g_strdup("loss"), o->structure_gain == 0 ? g_strdup_printf("bce_with_logits + %s", overlap)
-                        : g_strdup_printf("(bce_with_logits + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", overlap,
-                                          (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
+    char *pixelwise = o->focal == 0 ? g_strdup("bce_with_logits") : g_strdup_printf("focal(gamma %g)", (float)o->focal);
+    g_hash_table_insert(t, g_strdup("loss"), o->structure_gain == 0 ? g_strdup_printf("%s + %s", pixelwise, overlap)
+                        : g_strdup_printf("(%s + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", pixelwise,
+                                          overlap, (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
     g_free(overlap);
+    g_free(pixelwise);
     if (o->lovasz > 0)
         g_hash_table_insert(t, g_strdup("lovasz"), g_strdup_printf("+ %g x lovasz_hinge (per image)", (float)o->lovasz));
     if (o->ema > 0) /* as the average uses it (a float) */
@@ -415,7 +424,7 @@ int main(int argc, char **argv)
     ps_loader_config lc = {.size = o.size, .batch = o.batch, .seed = (uint64_t)o.seed, .augment = 1,
                            .shuffle = 1, .threads = o.threads, .crop_min = o.crop_min,
                            .crop_max = o.crop_max, .n_sizes = o.n_sides, .rotate_max = (float)o.rotate,
-                           .hue_max = (float)o.hue};
+                           .hue_max = (float)o.hue, .copy_paste = (float)o.copy_paste};
     memcpy(lc.sizes, o.sides, sizeof lc.sizes);
     memcpy(lc.mean, m->info.mean, sizeof lc.mean);
     memcpy(lc.std, m->info.std, sizeof lc.std);
@@ -473,7 +482,8 @@ int main(int argc, char **argv)
                 pixel_weights->n = masks->n, pixel_weights->h = masks->h, pixel_weights->w = masks->w;
                 ps_structure_weights(masks, structure_radius(masks->w), (float)o.structure_gain, pixel_weights);
             }
-            double loss = ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f) +
+            double loss = (o.focal > 0 ? ps_loss_focal_logits(logits, masks, pixel_weights, (float)o.focal, 1.0f)
+                                       : ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f)) +
                           ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
             if (o.lovasz > 0)
                 loss += o.lovasz * ps_loss_lovasz_hinge(logits, masks, (float)o.lovasz);

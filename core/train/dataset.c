@@ -158,6 +158,8 @@ static uint64_t hash2(uint64_t a, uint64_t b)
 /* The shuffle and the batch sides use sample indices no real sample has. */
 #define SHUFFLE_STREAM UINT64_MAX
 #define SIDE_STREAM(batch) (UINT64_MAX - 1 - (uint64_t)(batch))
+/* copy-paste draws from a stream of its own, so turning it on changes no other draw */
+#define PASTE_STREAM(sample) ((1ull << 62) + (uint64_t)(sample))
 
 static uint64_t stream_seed(uint64_t seed, int epoch, uint64_t sample)
 {
@@ -474,6 +476,42 @@ static uint8_t *padded_window(const ps_image *im, int x0, int y0, int cw, int ch
     return win;
 }
 
+/* Copy-paste: maybe pastes the polyp of another sample (its whole image resized to S x S, maybe
+ * mirrored) into the sample's S x S image and mask, at a random place where its bounding box
+ * fits. Before the flips, turns and colour jitter, so those apply to the pasted polyp too. */
+static void paste_polyp(const ps_loader *l, int index, int S, uint8_t *img, uint8_t *msk)
+{
+    uint64_t rng = stream_seed(l->cfg.seed, l->epoch, PASTE_STREAM(index));
+    if (l->n < 2 || !(uniform01(&rng) < l->cfg.copy_paste))
+        return;
+    int donor = uniform_int(&rng, l->n - 1);
+    donor += donor >= index; /* any sample but this one */
+    const int mirror = uniform01(&rng) < 0.5;
+    const ps_image *dim = l->samples[donor].image, *dmk = l->samples[donor].mask;
+    uint8_t *di = g_malloc((size_t)S * S * 3), *dm = g_malloc((size_t)S * S);
+    ps_resize_bilinear_u8(dim->data, dim->w, dim->h, dim->w * 3, 3, di, S, S, S * 3);
+    ps_resize_bilinear_u8(dmk->data, dmk->w, dmk->h, dmk->w, 1, dm, S, S, S);
+    int x0 = S, y0 = S, x1 = -1, y1 = -1; /* the donor polyp's bounding box */
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            if (dm[y * S + x] >= 128)
+                x0 = MIN(x0, x), x1 = MAX(x1, x), y0 = MIN(y0, y), y1 = MAX(y1, y);
+    if (x1 >= 0) {
+        const int bw = x1 - x0 + 1, bh = y1 - y0 + 1;
+        const int ox = uniform_int(&rng, S - bw + 1), oy = uniform_int(&rng, S - bh + 1);
+        for (int y = 0; y < bh; y++)
+            for (int x = 0; x < bw; x++) {
+                const int sx = mirror ? x1 - x : x0 + x, src = (y0 + y) * S + sx, dst = (oy + y) * S + ox + x;
+                if (dm[src] < 128)
+                    continue;
+                memcpy(img + (size_t)dst * 3, di + (size_t)src * 3, 3);
+                msk[dst] = 255;
+            }
+    }
+    g_free(di);
+    g_free(dm);
+}
+
 static void batch_task(ps_loader *l, int slot)
 {
     const int S = l->job_side, npix = S * S;
@@ -499,6 +537,9 @@ static void batch_task(ps_loader *l, int slot)
         g_free(wi);
         g_free(wm);
     }
+
+    if (l->cfg.augment && l->cfg.copy_paste > 0)
+        paste_polyp(l, index, S, img, msk);
 
     float *out = l->buf_images + (size_t)slot * 3 * npix;
     float *out_mask = l->buf_masks + (size_t)slot * npix;
@@ -533,6 +574,8 @@ static gboolean check_config(const ps_loader_config *cfg, int n, GError **err)
         bad = "crop scales must satisfy 0 < min <= max <= 4";
     else if (!(cfg->rotate_max >= 0 && cfg->rotate_max <= 180) || !(cfg->hue_max >= 0 && cfg->hue_max <= 180))
         bad = "rotation and hue ranges must be 0..180 degrees";
+    else if (!(cfg->copy_paste >= 0 && cfg->copy_paste <= 1))
+        bad = "copy-paste is a probability, 0..1";
     else if (cfg->n_sizes < 0 || cfg->n_sizes > PS_LOADER_MAX_SIZES)
         bad = "between 0 and " G_STRINGIFY(PS_LOADER_MAX_SIZES) " batch sides (sizes)";
     else if (cfg->shuffle && n < cfg->batch)

@@ -48,6 +48,11 @@ typedef struct ps_loader_config {
      * degrees (a rotation of the colours about the grey axis: brightness stays, tint changes,
      * as between endoscopes). */
     float rotate_max, hue_max;
+    /* Copy-paste, 0 = off (and then every other draw is as without it): with this probability a
+     * sample also gets the polyp of another training image (that whole image at the sample's
+     * side, maybe mirrored) pasted at a random place, and the masks' union as its mask: more
+     * polyps, in more places and surroundings, than the data has (Ghiasi et al. 2021). */
+    float copy_paste;
 } ps_loader_config;
 
 /* Parses "MIN,MAX" (polypseg-train --crop-scale, as its weights' metadata records it) into a

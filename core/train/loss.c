@@ -20,18 +20,46 @@ static double softplus(double z)
     return softplus_of(z, exp(-fabs(z)));
 }
 
+static double weight_sum(const float *pw, size_t n) /* NULL: every pixel weighs 1 */
+{
+    if (!pw)
+        return (double)n;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += pw[i];
+    return sum;
+}
+
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float weight)
 {
-    size_t n = ps_numel(logits);
+    const size_t n = ps_numel(logits);
     const float *pw = pixel_weight ? pixel_weight->data : NULL;
-    double wsum = 0;
-    for (size_t i = 0; i < n; i++)
-        wsum += pw ? pw[i] : 1.0;
+    const double wsum = weight_sum(pw, n);
     double sum = 0, scale = weight / wsum;
     for (size_t i = 0; i < n; i++) {
         double z = logits->data[i], t = target->data[i], e = exp(-fabs(z)), w = pw ? pw[i] : 1.0;
         sum += w * (softplus_of(z, e) - z * t); /* -t log p - (1 - t) log(1 - p), p = sigmoid(z) */
         logits->grad[i] += (float)(w * (sigmoid_of(z, e) - t) * scale);
+    }
+    return sum / wsum;
+}
+
+double ps_loss_focal_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float gamma,
+                            float weight)
+{
+    const size_t n = ps_numel(logits);
+    const float *pw = pixel_weight ? pixel_weight->data : NULL;
+    const double wsum = weight_sum(pw, n);
+    double sum = 0, scale = weight / wsum;
+    for (size_t i = 0; i < n; i++) {
+        /* in terms of the right class's logit zt: pt = sigmoid(zt), log pt = -softplus(-zt) */
+        const double sign = target->data[i] >= 0.5f ? 1.0 : -1.0, zt = sign * logits->data[i];
+        const double e = exp(-fabs(zt)), pt = sigmoid_of(zt, e), log_pt = -softplus_of(-zt, e);
+        const double miss = sigmoid_of(-zt, e); /* 1 - pt without the cancellation */
+        const double w = pw ? pw[i] : 1.0, focus = pow(miss, gamma);
+        sum += w * -focus * log_pt;
+        /* d/dzt [-(1 - pt)^g log pt] = (1 - pt)^g (g pt log pt - (1 - pt)) */
+        logits->grad[i] += (float)(w * sign * focus * (gamma * pt * log_pt - miss) * scale);
     }
     return sum / wsum;
 }

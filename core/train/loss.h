@@ -8,6 +8,11 @@
 
 /* Binary cross-entropy with logits, the pixel-weighted mean sum(w bce) / sum(w). */
 double ps_loss_bce_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float weight);
+/* Lin et al.'s focal loss, the pixel-weighted mean of -(1 - pt)^gamma log pt, pt the
+ * probability of the pixel's true class (targets read as 0/1 at 0.5): pixels already right with
+ * confidence count less, the hard ones (boundaries, faint polyps) more. gamma 0 is the BCE above. */
+double ps_loss_focal_logits(ps_tensor *logits, const ps_tensor *target, const ps_tensor *pixel_weight, float gamma,
+                            float weight);
 /* Per sample: 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits); mean over the batch
  * (unweighted). */
 double ps_loss_dice(ps_tensor *logits, const ps_tensor *target, float weight);
