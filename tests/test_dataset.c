@@ -520,10 +520,13 @@ static void test_loader_tail(void)
     ps_dataset_free(ds);
 }
 
-static void test_loader_determinism(void)
+/* (data: the copy-paste probability, whose donors and places must repeat too) */
+static void test_loader_determinism(gconstpointer copy_paste)
 {
     ps_dataset *ds = open_ok(gen_dir, NULL);
-    ps_loader_config one_thread = base_cfg, three_threads = base_cfg;
+    ps_loader_config cfg = base_cfg;
+    cfg.copy_paste = *(const float *)copy_paste;
+    ps_loader_config one_thread = cfg, three_threads = cfg;
     one_thread.threads = 1;
     three_threads.threads = 3;
     ps_loader *a = loader_ok(ds, &one_thread), *b = loader_ok(ds, &three_threads);
@@ -531,7 +534,7 @@ static void test_loader_determinism(void)
     g_assert_true(same(a1, b1));  /* same seed and epoch, whatever the threads */
     g_assert_false(same(a1, a2)); /* another epoch, other batches */
 
-    ps_loader_config other_seed = base_cfg;
+    ps_loader_config other_seed = cfg;
     other_seed.seed = 43;
     ps_loader *c = loader_ok(ds, &other_seed);
     GArray *c1 = run_epoch(c, 1);
@@ -548,17 +551,19 @@ static void test_loader_determinism(void)
 
 /* A run resumed at epoch 3 sees what an uninterrupted run sees, even if the latter abandoned an
  * epoch half-way. */
-static void test_loader_resume(void)
+static void test_loader_resume(gconstpointer copy_paste)
 {
     ps_dataset *ds = open_ok(gen_dir, NULL);
-    ps_loader *run = loader_ok(ds, &base_cfg);
+    ps_loader_config cfg = base_cfg;
+    cfg.copy_paste = *(const float *)copy_paste;
+    ps_loader *run = loader_ok(ds, &cfg);
     GArray *e0 = run_epoch(run, 0);
     ps_tensor *images = ps_tensor_new(2, 3, S, S), *masks = ps_tensor_new(2, 1, S, S);
     ps_loader_start_epoch(run, 1);
     g_assert_true(ps_loader_next(run, images, masks)); /* the next batch is now in preparation */
     GArray *e2 = run_epoch(run, 2), *e3 = run_epoch(run, 3);
 
-    ps_loader *resumed = loader_ok(ds, &base_cfg);
+    ps_loader *resumed = loader_ok(ds, &cfg);
     GArray *r3 = run_epoch(resumed, 3);
     g_assert_true(same(e3, r3));
     g_assert_false(same(e2, e3));
@@ -810,8 +815,11 @@ int main(int argc, char **argv)
     g_test_add_func("/loader/shapes", test_loader_shapes);
     g_test_add_func("/loader/unshuffled-tail", test_loader_tail);
     g_test_add_func("/loader/zoom-out", test_loader_zoom_out);
-    g_test_add_func("/loader/determinism", test_loader_determinism);
-    g_test_add_func("/loader/resume", test_loader_resume);
+    static const float off = 0, always = 1;
+    g_test_add_data_func("/loader/determinism", &off, test_loader_determinism);
+    g_test_add_data_func("/loader/determinism-copy-paste", &always, test_loader_determinism);
+    g_test_add_data_func("/loader/resume", &off, test_loader_resume);
+    g_test_add_data_func("/loader/resume-copy-paste", &always, test_loader_resume);
     g_test_add_func("/loader/plain-equals-resize", test_loader_plain);
     g_test_add_func("/loader/multi-scale", test_loader_multi_scale);
     g_test_add_func("/loader/rotate-and-hue", test_loader_rotate_and_hue);

@@ -302,6 +302,9 @@ static void test_focal(void)
     const double far = ps_loss_focal_logits(z1, t1, NULL, 2.0f, 1.0f);
     g_assert_true(isfinite(far) && isfinite(z1->grad[0]));
     g_assert_cmpfloat_with_epsilon(far, 200.0, 1e-6);
+    z1->data[0] = -INFINITY, z1->grad[0] = 0; /* infinitely wrong (a diverged run): the gradient stays a number */
+    ps_loss_focal_logits(z1, t1, NULL, 2.0f, 1.0f);
+    g_assert_cmpfloat(z1->grad[0], ==, -1.0f);
     ps_tensor_free(z), ps_tensor_free(t), ps_tensor_free(w), ps_tensor_free(z1), ps_tensor_free(t1);
     g_rand_free(r);
 }
@@ -670,14 +673,35 @@ static void make_dataset(void)
 /* Runs polypseg-train with common arguments plus `extra`; returns the wait status. With sig
  * != 0 the process gets `sig` `delay_ms` after its checkpoint first appears (so the signal
  * always lands mid-run, whatever the machine's speed). */
-static int run_train(const char *out, const char *extra, int sig, int delay_ms)
+/* The polypseg-train command line of the tests' small runs. */
+static char *train_command(const char *out, const char *extra)
 {
     make_dataset();
     char *exe = g_build_filename(g_getenv("POLYPSEG_BUILD"), "core", "polypseg-train", NULL);
     char *data = g_build_filename(tmpdir, "data", NULL);
-    char *ckpt = g_strconcat(out, ".ckpt", NULL);
     char *cmd = g_strdup_printf("%s --data %s --out %s --size 128 --batch 2 --epochs %d --seed 4 %s", exe,
                                 data, out, TRAIN_EPOCHS, extra);
+    g_free(exe);
+    g_free(data);
+    return cmd;
+}
+
+/* Runs it to the end; returns its wait status and what it wrote on stderr (g_free). */
+static int run_train_stderr(const char *out, const char *extra, char **err_text)
+{
+    char *cmd = train_command(out, extra);
+    int status = -1;
+    GError *err = NULL;
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, err_text, &status, &err));
+    g_assert_no_error(err);
+    g_free(cmd);
+    return status;
+}
+
+static int run_train(const char *out, const char *extra, int sig, int delay_ms)
+{
+    char *ckpt = g_strconcat(out, ".ckpt", NULL);
+    char *cmd = train_command(out, extra);
     gchar **argv = NULL;
     g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
     GStatBuf before = {0}, now;
@@ -701,8 +725,6 @@ static int run_train(const char *out, const char *extra, int sig, int delay_ms)
     g_strfreev(argv);
     g_free(cmd);
     g_free(ckpt);
-    g_free(data);
-    g_free(exe);
     return status;
 }
 
@@ -965,12 +987,24 @@ static void test_focal_and_copy_paste_recorded(void)
     g_assert_cmpstr(ps_st_meta(f, "loss"), ==, "focal(gamma 2) + dice");
     g_assert_cmpstr(ps_st_meta(f, "augment_extra"), ==, "rotate +-10 deg, hue +-0 deg, copy-paste p 0.5");
     ps_st_free(f);
-    const char *changed[] = {"--copy-paste 0.5 --rotate 10 --resume", "--focal 2 --rotate 10 --resume"};
+    static const struct {
+        const char *args, *key;
+    } changed[] = {{"--copy-paste 0.5 --rotate 10 --resume", "loss="},
+                   {"--focal 2 --rotate 10 --resume", "augment_extra="},
+                   {"--focal 2 --copy-paste 0.25 --rotate 10 --resume", "augment_extra="}};
     for (size_t i = 0; i < G_N_ELEMENTS(changed); i++) {
-        st = run_train(out, changed[i], 0, 0);
-        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1))
-            g_test_fail_printf("'%s' after a run with --focal 2 --copy-paste 0.5 was not refused", changed[i]);
+        char *text = NULL;
+        st = run_train_stderr(out, changed[i].args, &text);
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(text, changed[i].key)))
+            g_test_fail_printf("'%s' after a run with --focal 2 --copy-paste 0.5 was not refused for its %s: %s",
+                               changed[i].args, changed[i].key, text);
+        g_free(text);
     }
+    char *text = NULL; /* the same settings resume (the run is complete: nothing left to do) */
+    st = run_train_stderr(out, "--focal 2 --copy-paste 0.5 --rotate 10 --resume", &text);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        g_test_fail_printf("resuming with the same settings failed: %s", text);
+    g_free(text);
     g_free(out);
 }
 

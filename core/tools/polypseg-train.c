@@ -105,7 +105,7 @@ static gboolean parse(opts *o, int *argc, char ***argv)
         {"warmup-epochs", 0, 0, G_OPTION_ARG_INT, &o->warmup, "Linear warm-up epochs (default 1)", "N"},
         {"fn-weight", 0, 0, G_OPTION_ARG_DOUBLE, &o->fn_weight, "Weight B of the missed polyp pixels in the overlap loss, false alarms getting 1 - B (Tversky's beta): 0.5 = the Dice loss (default); above 0.5 trades precision for recall, a lower FNR", "B"},
         {"structure-loss", 0, 0, G_OPTION_ARG_DOUBLE, &o->structure_gain, "Weight each pixel of the BCE and overlap losses by 1 + G |local mask mean - mask| (PraNet's structure loss: boundaries and small polyps count up to 1 + G; window 31 px at --size 352, scaled with the size); 0 = off (default)", "G"},
-        {"focal", 0, 0, G_OPTION_ARG_DOUBLE, &o->focal, "Focal loss in place of the BCE term: -(1 - pt)^G log pt, pt the probability of the pixel's true class (Lin et al.; 2 is usual), so confident right pixels count less and the hard ones (boundaries, faint polyps) more; 0 = plain BCE (default)", "G"},
+        {"focal", 0, 0, G_OPTION_ARG_DOUBLE, &o->focal, "Focal loss in place of the BCE term: -(1 - pt)^G log pt, pt the probability of the pixel's true class (Lin et al.; 2 is usual), so confident right pixels count less and the hard ones (boundaries, faint polyps) more (the main output's; deep-supervision heads keep BCE); 0 = plain BCE (default)", "G"},
         {"lovasz", 0, 0, G_OPTION_ARG_DOUBLE, &o->lovasz, "Add W times the Lovasz hinge loss (Berman et al.: a convex surrogate of 1 - IoU per image, sharpening the mask's overlap; best as a short fine-tune after BCE + Dice); 0 = off (default)", "W"},
         {"deep-supervision", 0, 0, G_OPTION_ARG_DOUBLE, &o->deep_sup, "Weight of deep supervision: 1x1 heads on the decoder's outputs at 1/4, 1/8 and 1/16 of the input predict the mask there, with BCE + Dice against the mask averaged down (the heads are dropped from the final file); 0 = off (default)", "W"},
         {"crop-scale", 0, 0, G_OPTION_ARG_STRING, &o->crop_scale, "Random crop side as a fraction of the image's, MIN,MAX (default 0.75,1; above 1 zooms out onto black)", "MIN,MAX"},
@@ -230,11 +230,11 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     g_hash_table_insert(t, g_strdup("seed"), g_strdup_printf("%" G_GINT64_FORMAT, o->seed));
     g_hash_table_insert(t, g_strdup("lr"), g_strdup(g_ascii_dtostr(buf, sizeof buf, o->lr)));
     g_hash_table_insert(t, g_strdup("crop_scale"), g_strdup_printf("%g,%g", o->crop_min, o->crop_max));
-    if (o->rotate > 0 || o->hue > 0 || o->copy_paste > 0) {
+    if (o->rotate > 0 || o->hue > 0 || (float)o->copy_paste > 0) { /* as the loader uses it (a float) */
         GString *extra = g_string_new(NULL);
         if (o->rotate > 0 || o->hue > 0)
             g_string_append_printf(extra, "rotate +-%g deg, hue +-%g deg", (float)o->rotate, (float)o->hue);
-        if (o->copy_paste > 0)
+        if ((float)o->copy_paste > 0)
             g_string_append_printf(extra, "%scopy-paste p %g", extra->len ? ", " : "", (float)o->copy_paste);
         g_hash_table_insert(t, g_strdup("augment_extra"), g_string_free(extra, FALSE));
     }
@@ -247,7 +247,7 @@ static GHashTable *run_config(const opts *o, const char *command, double train_s
     /* the weight as the loss uses it (a float); six digits, as readable as the option was typed */
     char *overlap = (float)o->fn_weight == 0.5f ? g_strdup("dice")
                                                 : g_strdup_printf("tversky(fn weight %g)", (float)o->fn_weight);
-    char *pixelwise = o->focal == 0 ? g_strdup("bce_with_logits") : g_strdup_printf("focal(gamma %g)", (float)o->focal);
+    char *pixelwise = (float)o->focal == 0 ? g_strdup("bce_with_logits") /* as the loss uses it (a float) */ : g_strdup_printf("focal(gamma %g)", (float)o->focal);
     g_hash_table_insert(t, g_strdup("loss"), o->structure_gain == 0 ? g_strdup_printf("%s + %s", pixelwise, overlap)
                         : g_strdup_printf("(%s + %s) weighted 1 + %g |mean(mask, %d px window) - mask|", pixelwise,
                                           overlap, (float)o->structure_gain, 2 * structure_radius(o->size) + 1));
@@ -482,7 +482,7 @@ int main(int argc, char **argv)
                 pixel_weights->n = masks->n, pixel_weights->h = masks->h, pixel_weights->w = masks->w;
                 ps_structure_weights(masks, structure_radius(masks->w), (float)o.structure_gain, pixel_weights);
             }
-            double loss = (o.focal > 0 ? ps_loss_focal_logits(logits, masks, pixel_weights, (float)o.focal, 1.0f)
+            double loss = ((float)o.focal > 0 ? ps_loss_focal_logits(logits, masks, pixel_weights, (float)o.focal, 1.0f)
                                        : ps_loss_bce_logits(logits, masks, pixel_weights, 1.0f)) +
                           ps_loss_tversky(logits, masks, pixel_weights, (float)o.fn_weight, 1.0f);
             if (o.lovasz > 0)

@@ -478,7 +478,8 @@ static uint8_t *padded_window(const ps_image *im, int x0, int y0, int cw, int ch
 
 /* Copy-paste: maybe pastes the polyp of another sample (its whole image resized to S x S, maybe
  * mirrored) into the sample's S x S image and mask, at a random place where its bounding box
- * fits. Before the flips, turns and colour jitter, so those apply to the pasted polyp too. */
+ * fits. After the crop, zoom-out and free turn (so it may land on black surround), before the
+ * flips, quarter turns and colour jitter, which apply to it too. */
 static void paste_polyp(const ps_loader *l, int index, int S, uint8_t *img, uint8_t *msk)
 {
     uint64_t rng = stream_seed(l->cfg.seed, l->epoch, PASTE_STREAM(index));

@@ -51,7 +51,8 @@ typedef struct ps_loader_config {
     /* Copy-paste, 0 = off (and then every other draw is as without it): with this probability a
      * sample also gets the polyp of another training image (that whole image at the sample's
      * side, maybe mirrored) pasted at a random place, and the masks' union as its mask: more
-     * polyps, in more places and surroundings, than the data has (Ghiasi et al. 2021). */
+     * polyps, in more places and surroundings, than the data has (Ghiasi et al. 2021). A draw
+     * whose donor has no polyp pastes nothing, and a single-sample set never pastes. */
     float copy_paste;
 } ps_loader_config;
 
