@@ -1,18 +1,16 @@
 #include "ema.h"
-#include <stdlib.h>
+#include <glib.h>
 #include <string.h>
 
+/* GLib's allocators: a model-sized copy that cannot be made aborts with a message, not a NULL */
 ps_ema *ps_ema_new(const ps_model *m, float decay)
 {
-    ps_ema *e = calloc(1, sizeof *e);
+    ps_ema *e = g_new0(ps_ema, 1);
     e->decay = decay;
     e->n = m->n_params;
-    e->shadow = calloc(e->n, sizeof *e->shadow);
-    for (int i = 0; i < e->n; i++) {
-        size_t bytes = ps_numel(m->params[i].t) * sizeof(float);
-        e->shadow[i] = malloc(bytes);
-        memcpy(e->shadow[i], m->params[i].t->data, bytes);
-    }
+    e->shadow = g_new0(float *, e->n);
+    for (int i = 0; i < e->n; i++)
+        e->shadow[i] = g_memdup2(m->params[i].t->data, ps_numel(m->params[i].t) * sizeof(float));
     return e;
 }
 
@@ -21,9 +19,9 @@ void ps_ema_free(ps_ema *e)
     if (!e)
         return;
     for (int i = 0; i < e->n; i++)
-        free(e->shadow[i]);
-    free(e->shadow);
-    free(e);
+        g_free(e->shadow[i]);
+    g_free(e->shadow);
+    g_free(e);
 }
 
 float ps_ema_decay_at(const ps_ema *e, long step)
